@@ -17,10 +17,10 @@ class RecordError(ValueError):
 class SkipReport:
     """What a bulk load skipped, and why; printed instead of crashing a whole run."""
 
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
 
-    def add(self, record: str, problem: str) -> None:
-        self.skipped[str(record)] = problem
+    def add(self, record, problem: str) -> None:
+        self.skipped[record] = problem
 
     def __len__(self) -> int:
         return len(self.skipped)

@@ -1,0 +1,39 @@
+"""Pick the data a chapter runs on: real PTB-XL when a path is set, else the synthetic cohort."""
+from __future__ import annotations
+
+from ..config import profile as active_profile
+from ..config import ptbxl_dir
+from .ptbxl import PTBXL, load_ptbxl
+
+# records in the synthetic cohort per profile
+SYNTHETIC_RECORDS = {"quick": 600, "full": 5000}
+
+
+def load_real(path=None, rate: int = 100, **kwargs) -> PTBXL | None:
+    """The real PTB-XL data at ``path`` (or ``$ECGKIT_PTBXL``), or None when none is configured."""
+    where = ptbxl_dir(path)
+    return None if where is None else load_ptbxl(where, rate, name="ptbxl", **kwargs)
+
+
+def load_synthetic(n_records: int | None = None, seed: int = 0, rate: int = 100,
+                   profile: str | None = None, **kwargs) -> PTBXL:
+    """The synthetic cohort (generated once per size and seed, then cached)."""
+    from ..synthetic import synthetic_cohort
+
+    n_records = n_records or SYNTHETIC_RECORDS[active_profile(profile)]
+    path = synthetic_cohort(n_records=n_records, seed=seed)
+    return load_ptbxl(path, rate, name=f"synthetic-{n_records}-seed{seed}", **kwargs)
+
+
+def load_cohort(path=None, rate: int = 100, seed: int = 0, n_synthetic: int | None = None,
+                **kwargs) -> PTBXL:
+    """Real PTB-XL when configured, else the synthetic cohort; ``dataset.name`` says which."""
+    real = load_real(path, rate, **kwargs)
+    return real if real is not None else load_synthetic(n_synthetic, seed, rate, **kwargs)
+
+
+def describe_source(dataset: PTBXL) -> str:
+    """A one-line description of a dataset for results files and tables."""
+    kind = "synthetic cohort" if dataset.name.startswith("synthetic") else "PTB-XL (real)"
+    return (f"{kind} {dataset.name}: {len(dataset)} records, {dataset.meta['patient_id'].nunique()} "
+            f"patients, {dataset.fs:g} Hz, {len(dataset.skipped)} skipped")

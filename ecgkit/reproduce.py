@@ -1,0 +1,98 @@
+"""Execute the numbered notebooks in order with papermill, never rewriting ``notebooks/``.
+
+``python -m ecgkit.reproduce --profile quick`` runs ``notebooks/NN_*.ipynb`` into
+``book/executed/`` with the profile passed as a papermill parameter. A failing notebook stops
+the run with a message naming the notebook and the cell.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import profile as check_profile
+
+
+class NotebookFailed(RuntimeError):
+    def __init__(self, notebook: str, cell: int | None, error: str, output: Path):
+        self.notebook, self.cell, self.error = notebook, cell, error
+        where = f"cell {cell}" if cell is not None else "an unknown cell"
+        super().__init__(f"notebook {notebook} failed in {where}: {error}\n"
+                         f"(the partly executed copy is {output})")
+
+
+def notebooks(source: str | Path = "notebooks", only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order, optionally only those named."""
+    found = sorted(p for p in Path(source).glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.stem.startswith(o) or p.name == o for o in only)]
+        if not found:
+            raise FileNotFoundError(f"no notebook in {source} matches {only}")
+    return found
+
+
+def _failed_cell(nb_path: Path) -> int | None:
+    """Index (1-based, counting code cells) of the first code cell with an error output."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code, start=1):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return i
+    return None
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                            cwd=str(out_dir), progress_bar=False, log_output=False,
+                            execution_timeout=timeout)
+    except PapermillExecutionError as exc:
+        cell = _failed_cell(out) if out.exists() else None
+        raise NotebookFailed(path.name, cell, f"{exc.ename}: {exc.evalue}", out) from None
+    return out
+
+
+def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None,
+            parameters: dict | None = None, results: str | Path | None = None) -> list[Path]:
+    profile = check_profile(profile)
+    out_dir = Path(out_dir).resolve()
+    os.environ["ECGKIT_PROFILE"] = profile
+    if results:
+        os.environ["ECGKIT_RESULTS"] = str(Path(results).resolve())
+    done = []
+    for nb in notebooks(source, only):
+        start = time.time()
+        print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
+        done.append(run_notebook(nb, out_dir, {"profile": profile, **(parameters or {})}))
+        print(f"[reproduce] {nb.name} done in {time.time() - start:.0f} s", flush=True)
+    return done
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="ecgkit reproduce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default=None, help="quick (default) or full")
+    ap.add_argument("--source", default="notebooks")
+    ap.add_argument("--out", default="book/executed")
+    ap.add_argument("--results", default=None, help="results folder (default $ECGKIT_RESULTS or _build/results)")
+    ap.add_argument("--only", nargs="*", help="run only these notebooks (prefix, e.g. 00)")
+    args = ap.parse_args(argv)
+    try:
+        run_all(args.source, args.out, args.profile, args.only, results=args.results)
+    except NotebookFailed as exc:
+        print(f"[reproduce] FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Record results from a notebook, read them back for the book and the tests.
+
+A notebook makes one :class:`Recorder`, records named metrics and tables, and saves one JSON
+file per notebook (with dataset, profile, seed and package versions). The book's tables are
+rendered from these files, beside the paper's numbers from ``resources/paper_numbers.csv``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import results_dir
+
+VERSIONED = ("ecgkit", "numpy", "pandas", "scipy", "torch", "wfdb", "neurokit2", "transformers",
+             "scikit-learn")
+
+
+def package_versions(names=VERSIONED) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _plain(value):
+    """JSON-safe plain Python values (NaN becomes None)."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) else value
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Results:
+    """What one notebook recorded."""
+
+    notebook: str
+    info: dict
+    metrics: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    captions: dict = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            raise KeyError(f"{self.notebook} recorded no table {name!r} (it has {sorted(self.tables)})")
+        return self.tables[name]
+
+    def metric(self, name: str):
+        if name not in self.metrics:
+            raise KeyError(f"{self.notebook} recorded no metric {name!r} (it has {sorted(self.metrics)})")
+        return self.metrics[name]["value"]
+
+
+class Recorder:
+    """Collects a notebook's metrics and tables and writes them to ``<results>/<notebook>.json``."""
+
+    def __init__(self, notebook: str, dataset: str, profile: str, seed: int, **info):
+        self.results = Results(notebook, {"notebook": notebook, "dataset": dataset,
+                                          "profile": profile, "seed": seed, **info})
+
+    def metric(self, name: str, value, **info) -> None:
+        self.results.metrics[name] = {"value": _plain(value), **_plain(info)}
+
+    def table(self, name: str, frame: pd.DataFrame, caption: str = "") -> pd.DataFrame:
+        self.results.tables[name] = frame
+        self.results.captions[name] = caption
+        return frame
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        directory = Path(directory) if directory else results_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        r = self.results
+        doc = {
+            "info": {**_plain(r.info), "versions": package_versions(),
+                     "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            "metrics": r.metrics,
+            "tables": {name: {"caption": r.captions.get(name, ""),
+                              "index_name": frame.index.name,
+                              "columns": [str(c) for c in frame.columns],
+                              "index": _plain(list(frame.index)),
+                              "data": _plain(frame.to_numpy(dtype=object).tolist())}
+                       for name, frame in r.tables.items()},
+        }
+        path = directory / f"{r.notebook}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+        tmp.replace(path)
+        return path
+
+
+def load_results(notebook: str, directory: str | Path | None = None) -> Results:
+    """Read what ``notebook`` recorded; a clear error when it has not been run yet."""
+    directory = Path(directory) if directory else results_dir()
+    path = directory / f"{notebook}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results for {notebook} in {directory}: run `make reproduce` "
+                                f"(or the notebook) first")
+    doc = json.loads(path.read_text())
+    tables, captions = {}, {}
+    for name, t in doc["tables"].items():
+        frame = pd.DataFrame(t["data"], index=t["index"], columns=t["columns"])
+        frame.index.name = t.get("index_name")
+        tables[name] = frame.infer_objects()
+        captions[name] = t.get("caption", "")
+    return Results(notebook, doc["info"], doc["metrics"], tables, captions)
+
+
+def paper_numbers(paper: str | None = None, table: str | None = None) -> pd.DataFrame:
+    """The papers' reported numbers, each with its source (paper, table)."""
+    with files("ecgkit.resources").joinpath("paper_numbers.csv").open() as fh:
+        frame = pd.read_csv(fh, comment="#")
+    if paper:
+        frame = frame[frame["paper"] == paper]
+    if table:
+        frame = frame[frame["table"] == table]
+    return frame.reset_index(drop=True)
+
+
+def data_source(info: dict) -> str:
+    """One line naming the data, profile and seed behind a results file."""
+    return (f"Data: {info.get('dataset', '?')}; profile {info.get('profile', '?')}; "
+            f"seed {info.get('seed', '?')}; ecgkit {info.get('versions', {}).get('ecgkit', '?')}")
