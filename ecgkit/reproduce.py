@@ -16,9 +16,11 @@ from .config import profile as check_profile
 
 
 class NotebookFailed(RuntimeError):
-    def __init__(self, notebook: str, cell: int | None, error: str, output: Path):
+    def __init__(self, notebook: str, cell: int | None, error: str, output: Path, first_line: str = ""):
         self.notebook, self.cell, self.error = notebook, cell, error
-        where = f"cell {cell}" if cell is not None else "an unknown cell"
+        where = f"code cell {cell}" if cell is not None else "an unknown cell"
+        if first_line:
+            where += f" (`{first_line}`)"
         super().__init__(f"notebook {notebook} failed in {where}: {error}\n"
                          f"(the partly executed copy is {output})")
 
@@ -33,16 +35,21 @@ def notebooks(source: str | Path = "notebooks", only: list[str] | None = None) -
     return found
 
 
-def _failed_cell(nb_path: Path) -> int | None:
-    """Index (1-based, counting code cells) of the first code cell with an error output."""
+def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
+    """(1-based number among the source notebook's code cells, first line) of the failed cell.
+
+    The cell papermill injects with the parameters is not counted, so the number matches
+    the notebook in ``notebooks/``.
+    """
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
+    code = [c for c in nb.cells if c.cell_type == "code"
+            and "injected-parameters" not in c.metadata.get("tags", [])]
     for i, cell in enumerate(code, start=1):
         if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return i
-    return None
+            return i, cell.source.strip().splitlines()[0][:80] if cell.source.strip() else ""
+    return None, ""
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
@@ -56,8 +63,8 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int | Non
                             cwd=str(out_dir), progress_bar=False, log_output=False,
                             execution_timeout=timeout)
     except PapermillExecutionError as exc:
-        cell = _failed_cell(out) if out.exists() else None
-        raise NotebookFailed(path.name, cell, f"{exc.ename}: {exc.evalue}", out) from None
+        cell, first_line = _failed_cell(out) if out.exists() else (None, "")
+        raise NotebookFailed(path.name, cell, f"{exc.ename}: {exc.evalue}", out, first_line) from None
     return out
 
 

@@ -1,0 +1,57 @@
+import nbformat
+import pytest
+
+from ecgkit.reproduce import NotebookFailed, notebooks, run_all
+
+
+def _write(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runs_in_order_with_profile_and_keeps_sources_clean(tmp_path):
+    src = tmp_path / "nb"
+    src.mkdir()
+    _write(src / "01_b.ipynb", ["print('b', profile)"])
+    _write(src / "00_a.ipynb", ["print('a', profile)"])
+    (src / "scratch.ipynb").write_text("not a numbered notebook")
+    before = (src / "00_a.ipynb").read_text()
+    out = run_all(src, tmp_path / "out", profile="full")
+    assert [p.name for p in out] == ["00_a.ipynb", "01_b.ipynb"]
+    executed = nbformat.read(out[0], as_version=4)
+    assert "a full" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert (src / "00_a.ipynb").read_text() == before
+
+
+def test_failure_names_notebook_and_cell(tmp_path):
+    src = tmp_path / "nb"
+    src.mkdir()
+    _write(src / "00_ok.ipynb", ["x = 1"])
+    _write(src / "01_bad.ipynb", ["x = 1", "y = 2", "raise ValueError('record 17 is broken')", "z = 3"])
+    _write(src / "02_never.ipynb", ["x = 1"])
+    with pytest.raises(NotebookFailed) as info:
+        run_all(src, tmp_path / "out", profile="quick")
+    err = info.value
+    assert err.notebook == "01_bad.ipynb"
+    assert err.cell == 4  # counted in the source notebook: parameters, x, y, raise
+    assert "code cell 4 (`raise ValueError" in str(err)
+    assert "record 17 is broken" in str(err) and "01_bad.ipynb" in str(err)
+    assert not (tmp_path / "out" / "02_never.ipynb").exists()
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown profile"):
+        run_all(tmp_path, tmp_path / "out", profile="huge")
+
+
+def test_only_selects(tmp_path):
+    _write(tmp_path / "00_a.ipynb", ["1"])
+    _write(tmp_path / "01_b.ipynb", ["1"])
+    assert [p.name for p in notebooks(tmp_path, only=["01"])] == ["01_b.ipynb"]
+    with pytest.raises(FileNotFoundError):
+        notebooks(tmp_path, only=["07"])

@@ -1,0 +1,48 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgkit.results import Recorder, load_results, paper_numbers, data_source
+
+
+def test_round_trip_with_provenance(tmp_path):
+    rec = Recorder("00_data", dataset="ptbxl-500", profile="quick", seed=3)
+    rec.metric("records", np.int64(500), note="after skips")
+    rec.metric("missing", float("nan"))
+    table = pd.DataFrame({"n": [1, 2], "share": [0.25, np.nan]}, index=pd.Index(["NORM", "MI"], name="class"))
+    rec.table("counts", table, caption="records per class")
+    path = rec.save(tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["info"]["dataset"] == "ptbxl-500" and doc["info"]["seed"] == 3
+    assert "numpy" in doc["info"]["versions"] and "python" in doc["info"]["versions"]
+    back = load_results("00_data", tmp_path)
+    assert back.metric("records") == 500 and back.metrics["records"]["note"] == "after skips"
+    assert back.metric("missing") is None
+    got = back.table("counts")
+    assert got.index.name == "class" and list(got.index) == ["NORM", "MI"]
+    assert got.loc["MI", "n"] == 2 and np.isnan(got.loc["MI", "share"])
+    assert back.captions["counts"] == "records per class"
+    assert "ptbxl-500" in data_source(back.info) and "quick" in data_source(back.info)
+    with pytest.raises(KeyError, match="no table 'nope'"):
+        back.table("nope")
+
+
+def test_default_folder_is_the_env_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "r"))
+    Recorder("01_x", dataset="d", profile="quick", seed=0).save()
+    assert (tmp_path / "r" / "01_x.json").is_file()
+    assert load_results("01_x").info["notebook"] == "01_x"
+
+
+def test_missing_results_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make reproduce"):
+        load_results("99_none", tmp_path)
+
+
+def test_paper_numbers_name_their_source():
+    table = paper_numbers("ptbxl", "superclass_counts")
+    assert set(table["configuration"]) >= {"NORM", "MI", "STTC", "CD", "HYP"}
+    assert table["source"].str.contains("Table").all()
+    assert table.set_index("configuration").loc["all", "value"] == 21837
