@@ -6,7 +6,7 @@ tests agree without passing paths around:
 - ``ECGKIT_PROFILE``: ``quick`` (default) or ``full``.
 - ``ECGKIT_PTBXL``: a PTB-XL folder (full dataset or any subset); empty means the synthetic cohort.
 - ``ECGKIT_CACHE``: where derived data, converted models and caches go (default ``~/.cache/ecgkit``).
-- ``ECGKIT_RESULTS``: where notebooks record their results (default ``_build/results``).
+- ``ECGKIT_RESULTS``: where notebooks record their results (default ``_build/results`` in the book's root).
 """
 from __future__ import annotations
 
@@ -32,8 +32,19 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The book's root (the folder holding ``_toc.yml``) above ``start``, else ``start``."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "ecgkit").is_dir():
+            return folder
+    return start
+
+
 def results_dir() -> Path:
-    path = Path(os.environ.get("ECGKIT_RESULTS") or "_build/results")
+    """``$ECGKIT_RESULTS``, else ``_build/results`` in the book's root."""
+    env = os.environ.get("ECGKIT_RESULTS")
+    path = Path(env) if env else project_root() / "_build" / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

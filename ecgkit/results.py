@@ -140,3 +140,23 @@ def data_source(info: dict) -> str:
     """One line naming the data, profile and seed behind a results file."""
     return (f"Data: {info.get('dataset', '?')}; profile {info.get('profile', '?')}; "
             f"seed {info.get('seed', '?')}; ecgkit {info.get('versions', {}).get('ecgkit', '?')}")
+
+
+def show_table(results: Results, name: str):
+    """A recorded table styled for the book, with its caption."""
+    frame = results.table(name)
+    styler = frame.style.format(precision=3, na_rep="–")
+    caption = results.captions.get(name)
+    return styler.set_caption(caption) if caption else styler
+
+
+def results_overview(directory: str | Path | None = None) -> pd.DataFrame:
+    """One row per recorded notebook: dataset, profile, seed, when, with which ecgkit."""
+    directory = Path(directory) if directory else results_dir()
+    rows = []
+    for path in sorted(directory.glob("*.json")):
+        info = json.loads(path.read_text())["info"]
+        rows.append({"notebook": info.get("notebook", path.stem), "data": info.get("dataset"),
+                     "profile": info.get("profile"), "seed": info.get("seed"),
+                     "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
+    return pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])

@@ -22,12 +22,14 @@ CACHE_VERSION = 1
 def fingerprint(files, extra: str = "") -> str:
     """A hash of file names, sizes and modification times (cheap; no file is read)."""
     h = hashlib.sha256(f"v{CACHE_VERSION}|{extra}".encode())
-    for f in sorted(str(f) for f in files):
+    parts = []
+    for f in sorted(map(str, files)):
         try:
             st = os.stat(f)
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            parts.append(f"{f}|{st.st_size}|{st.st_mtime_ns}")
         except FileNotFoundError:
-            h.update(f"{f}|missing\n".encode())
+            parts.append(f"{f}|missing")
+    h.update("\n".join(parts).encode())
     return h.hexdigest()[:20]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,17 @@ class Labels:
         return self.y.drop(index=self.unlabelled)
 
 
+_SCP_ITEM = re.compile(r"'([^']+)'\s*:\s*(-?[0-9.]+)")
+_SCP_PLAIN = re.compile(r"^\{\s*('[^']+'\s*:\s*-?[0-9.]+\s*(,\s*|(?=\})))*\}$")
+
+
 def parse_scp_codes(text, record="?") -> dict[str, float]:
     """Parse the ``scp_codes`` column ("{'NORM': 100.0, 'SR': 0.0}") into a dict."""
     if isinstance(text, dict):
         return text
+    text = str(text).strip()
+    if _SCP_PLAIN.match(text):  # the usual form: a fast path without Python's parser
+        return {k: float(v) for k, v in _SCP_ITEM.findall(text)}
     try:
         codes = ast.literal_eval(str(text))
     except (ValueError, SyntaxError) as exc:
@@ -109,12 +117,13 @@ def ptbxl_labels(meta: pd.DataFrame, scp: pd.DataFrame, view: str = "superdiagno
         mapping = pd.Series(scp.index[is_set(view)], index=scp.index[is_set(view)])
         classes = sorted(mapping)
     mapping = mapping.to_dict()
+    known = set(scp.index)
     y = np.zeros((len(meta), len(classes)), dtype=np.int8)
     col = {c: j for j, c in enumerate(classes)}
     unknown: dict = {}
-    for i, (rec, codes) in enumerate(meta["scp_codes"].items()):
+    for i, (rec, codes) in enumerate(zip(meta.index, meta["scp_codes"])):
         for code, likelihood in codes.items():
-            if code not in scp.index:
+            if code not in known:
                 unknown.setdefault(rec, []).append(code)
                 continue
             if code in mapping and likelihood >= threshold:
@@ -168,12 +177,12 @@ def load_ptbxl(path: str | os.PathLike, rate: int = 100, records=None, cache: bo
             raise KeyError(f"ecg_id(s) {missing[:10]} are not in {path / 'ptbxl_database.csv'}")
         meta = meta.loc[list(records)]
     name = name or "ptbxl"
-    files = [path / f for f in meta[_FILE_COLUMN[rate]]]
     n_samples = int(10 * rate)
     skipped = SkipReport()
 
     def fill(out):
         ids = []
+        files = [path / f for f in meta[_FILE_COLUMN[rate]]]
         for rec, f in tqdm(list(zip(meta.index, files)), desc=f"reading {name} {rate} Hz",
                            disable=not progress, mininterval=1.0):
             try:
@@ -190,8 +199,9 @@ def load_ptbxl(path: str | os.PathLike, rate: int = 100, records=None, cache: bo
         return ids, {"skipped": {str(k): v for k, v in skipped.skipped.items()}}
 
     if cache:
+        names = [f"{path}/{f}" for f in meta[_FILE_COLUMN[rate]]]
         key = sigcache.fingerprint(
-            [f.with_suffix(".dat") for f in files] + [f.with_suffix(".hea") for f in files],
+            [f"{n}.dat" for n in names] + [f"{n}.hea" for n in names],
             extra=f"{name}|{rate}|{sigcache.file_hash(path / 'ptbxl_database.csv')}",
         )
         where = sigcache.cache_path(name, rate, key)
