@@ -1,0 +1,257 @@
+"""ECG figures a clinician recognises: the printed 12-lead page and a stacked view with fiducials.
+
+:func:`plot_ecg` draws the standard printout: 3 rows × 4 columns of 2.5 s segments
+(I, aVR, V1, V4 / II, aVL, V2, V5 / III, aVF, V3, V6), each column showing the *next* 2.5 s of
+the record, with a full-length lead II rhythm strip underneath, on pink grid paper (1 mm minor,
+5 mm major squares), a 1 mV calibration pulse at the start of each row and the
+"25 mm/s, 10 mm/mV" footer. Data units are seconds and millivolts, and the axes' aspect is
+``gain / speed`` so that a 1 mm square is square on screen and on paper; the figure it creates
+is drawn at true size (print at 100 % and the squares measure 1 mm).
+
+:func:`plot_leads` is a plainer stacked view of a few leads, for showing delineation results
+(``fiducials``: name -> sample indices) as coloured ticks.
+
+Every trace carries a ``gid`` (``"lead:V4"``, ``"rhythm:II"``, ``"calibration"``) and every lead
+label a ``gid`` ``"label:V4"`` so that tests and notebooks can find them.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from .data.wfdb_io import LEADS
+
+#: The printed layout: rows of the page, each row the leads of its four 2.5 s columns.
+LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+
+PAPER = "#fffafa"        # paper background
+MINOR = "#f7c6c6"        # 1 mm lines
+MAJOR = "#e58f8f"        # 5 mm lines
+TRACE = "black"
+
+_MM_PER_INCH = 25.4
+_ROW_MM = 38.0           # distance between row baselines on the page
+_CAL_MM = 10.0           # space left of the traces for the calibration pulse
+# Lead labels sit on a patch of paper that hides the grid but not the trace (drawn above it).
+_LABEL = dict(fontsize=8, fontweight="bold", ha="left", va="center", zorder=2.5,
+              bbox=dict(boxstyle="square,pad=0.15", facecolor=PAPER, edgecolor="none"))
+_FIDUCIAL_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple",
+                     "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def _as_2d(signal, leads: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    x = np.asarray(signal, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"signal must be samples × leads, got shape {x.shape}")
+    leads = list(leads)
+    if x.shape[1] != len(leads):
+        if x.shape[0] == len(leads):
+            raise ValueError(f"signal has shape {x.shape}: pass it as samples × leads (transpose it)")
+        raise ValueError(f"signal has {x.shape[1]} leads but {len(leads)} lead names were given")
+    return x, leads
+
+
+def _centre(trace: np.ndarray) -> float:
+    """The offset that puts a lead's median on its baseline (0 for an all-NaN lead)."""
+    finite = trace[np.isfinite(trace)]
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+def _grid(ax, x0: float, x1: float, y0: float, y1: float, speed: float, gain: float) -> None:
+    """Draw ECG paper on ``ax``: minor lines every 1 mm and major lines every 5 mm."""
+    dx, dy = 1.0 / speed, 1.0 / gain              # 1 mm in seconds and in mV
+    nx = int(round((x1 - x0) / dx))
+    ny = int(round((y1 - y0) / dy))
+    for which, step, colour, width, z in (("minor", 1, MINOR, 0.35, 0.1), ("major", 5, MAJOR, 0.75, 0.2)):
+        xs = x0 + dx * np.arange(0, nx + 1, step)
+        ys = y0 + dy * np.arange(0, ny + 1, step)
+        segments = [((x, y0), (x, y1)) for x in xs] + [((x0, y), (x1, y)) for y in ys]
+        lines = LineCollection(segments, colors=colour, linewidths=width, zorder=z)
+        lines.set_gid(f"grid-{which}")
+        ax.add_collection(lines)
+
+
+def _calibration(ax, x: float, baseline: float, speed: float) -> None:
+    """A 1 mV, 5 mm wide calibration pulse starting 2 mm right of ``x``."""
+    mm = 1.0 / speed
+    xs = x + mm * np.array([0, 2, 2, 7, 7, 9])
+    ys = baseline + np.array([0, 0, 1, 1, 0, 0])
+    ax.plot(xs, ys, color=TRACE, lw=0.9, solid_joinstyle="miter", zorder=3, gid="calibration")
+
+
+def plot_ecg(
+    signal,
+    fs: float,
+    title: str | None = None,
+    leads: Sequence[str] = LEADS,
+    rhythm_lead: str = "II",
+    speed: float = 25.0,
+    gain: float = 10.0,
+    ax=None,
+    seconds: float | None = 10.0,
+    linewidth: float = 0.6,
+) -> Figure:
+    """The standard printed 12-lead ECG of ``signal`` (samples × leads, mV) sampled at ``fs`` Hz.
+
+    Three rows of four columns; column *k* shows the *k*-th quarter of the record (2.5 s of a
+    10 s record) for the leads of :data:`LAYOUT`, then a full-length ``rhythm_lead`` strip.
+    ``speed`` (mm/s) and ``gain`` (mm/mV) set the paper scale: the grid's minor lines are 1 mm
+    apart, i.e. ``1/speed`` s and ``1/gain`` mV in data units. ``seconds`` is how much of the
+    record to print (from its start; 10 s as on a real page, ``None`` for all of it); a shorter
+    record is printed as it is. Each lead is shifted by its median so that it sits on its row's
+    baseline. Leads missing from ``leads`` leave their slot empty. Draws into ``ax`` when given,
+    else into a new figure drawn at true paper size, and returns the figure.
+    """
+    if fs <= 0:
+        raise ValueError(f"sampling rate must be positive, got {fs}")
+    x, names = _as_2d(signal, leads)
+    n = x.shape[0]
+    if seconds is not None:
+        n = min(n, int(round(seconds * fs)))
+    if n < 4:
+        raise ValueError(f"signal has {n} samples: too short to print")
+    x = x[:n]
+    index = {name.upper(): i for i, name in enumerate(names)}
+    duration = n / fs
+    bounds = np.linspace(0, n, 5).round().astype(int)  # the four consecutive column segments
+
+    mm_t, mm_v = 1.0 / speed, 1.0 / gain              # 1 mm in seconds, in mV
+    t0 = _CAL_MM * mm_t                                # traces start after the calibration space
+    row_step = _ROW_MM * mm_v
+    rows = len(LAYOUT) + 1
+    baselines = [-(r + 0.5) * row_step for r in range(rows)]  # top row first
+    # Paper extent: whole millimetres, major lines on the left edge and on the top edge.
+    width_mm = int(np.ceil(_CAL_MM + duration * speed))
+    width_mm += (-width_mm) % 5
+    height_mm = int(round(rows * _ROW_MM))
+    height_mm += (-height_mm) % 5
+    x_lo, x_hi = 0.0, width_mm * mm_t
+    y_hi = 0.0
+    y_lo = -height_mm * mm_v
+
+    if ax is None:
+        margin_x, margin_top, margin_bottom = 8.0, 14.0 if title else 8.0, 10.0
+        fig_w, fig_h = width_mm + 2 * margin_x, height_mm + margin_top + margin_bottom
+        fig = Figure(figsize=(fig_w / _MM_PER_INCH, fig_h / _MM_PER_INCH), facecolor="white")
+        ax = fig.add_axes((margin_x / fig_w, margin_bottom / fig_h, width_mm / fig_w, height_mm / fig_h))
+    else:
+        fig = ax.figure
+    ax.set_facecolor(PAPER)
+    _grid(ax, x_lo, x_hi, y_lo, y_hi, speed, gain)
+
+    offsets = {name: _centre(x[:, i]) for name, i in ((nm, index[nm.upper()]) for nm in LEADS if nm.upper() in index)}
+    label_dy = 0.42 * row_step
+    for r, row in enumerate(LAYOUT):
+        base = baselines[r]
+        _calibration(ax, 0.0, base, speed)
+        for c, name in enumerate(row):
+            a, b = bounds[c], bounds[c + 1]
+            xs = t0 + np.arange(a, b) / fs
+            ax.text(t0 + a / fs + 1.2 * mm_t, base + label_dy, name, gid=f"label:{name}", **_LABEL)
+            if c > 0:  # the short bar a printer draws where one lead's segment ends and the next begins
+                ax.plot([t0 + a / fs] * 2, [base - 3 * mm_v, base + 3 * mm_v], color=TRACE,
+                        lw=0.9, zorder=3, gid="separator")
+            i = index.get(name.upper())
+            if i is None or b <= a:
+                continue
+            ax.plot(xs, x[a:b, i] - offsets[name] + base, color=TRACE, lw=linewidth, zorder=3,
+                    gid=f"lead:{name}")
+    base = baselines[-1]
+    _calibration(ax, 0.0, base, speed)
+    ax.text(t0 + 1.2 * mm_t, base + label_dy, rhythm_lead, gid=f"label:{rhythm_lead}", **_LABEL)
+    i = index.get(rhythm_lead.upper())
+    if i is not None:
+        offset = _centre(x[:, i])
+        ax.plot(t0 + np.arange(n) / fs, x[:, i] - offset + base, color=TRACE, lw=linewidth, zorder=3,
+                gid=f"rhythm:{rhythm_lead}")
+
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
+    ax.set_aspect(gain / speed)  # 1 s = speed mm wide, 1 mV = gain mm tall: a 1 mm square is square
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(MAJOR)
+    ax.set_xlabel(f"{speed:g} mm/s, {gain:g} mm/mV, {fs:g} Hz", loc="left", fontsize=8, labelpad=3)
+    ax.xaxis.label.set_gid("footer")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    return fig
+
+
+def _window(n: int, fs: float, seconds) -> tuple[int, int]:
+    if seconds is None:
+        return 0, n
+    if np.isscalar(seconds):
+        return 0, min(n, int(round(float(seconds) * fs)))
+    start, stop = seconds
+    a = max(0, int(round(float(start) * fs)))
+    b = min(n, int(round(float(stop) * fs)))
+    if b <= a:
+        raise ValueError(f"window {seconds} s holds no samples of a {n / fs:g} s signal")
+    return a, b
+
+
+def plot_leads(
+    signal,
+    fs: float,
+    leads: Sequence[str] = ("I", "II", "V1", "V5"),
+    seconds: float | tuple[float, float] | None = None,
+    fiducials: Mapping[str, Sequence[float]] | None = None,
+    names: Sequence[str] = LEADS,
+    title: str | None = None,
+    grid: bool = True,
+    height: float = 1.6,
+    width: float = 10.0,
+) -> Figure:
+    """A stacked view of ``leads`` of ``signal`` (samples × ``names``, or one lead as a 1-D array).
+
+    ``seconds`` is the first that many seconds, a ``(start, stop)`` window in seconds, or
+    ``None`` for all. ``fiducials`` maps a name (``"R peaks"``, ``"QRS onsets"``, ...) to sample
+    indices of the whole signal (NaN entries, as neurokit returns them, are skipped); each name
+    is drawn as coloured ticks on every lead shown, at the trace's value, with a legend.
+    One axes per lead (shared time axis in seconds, mV on y) with a light 0.2 s / 0.5 mV grid.
+    """
+    x = np.asarray(signal, dtype=float)
+    if x.ndim == 1:
+        leads = list(leads)[:1] or ["signal"]
+        x, names = x[:, None], leads
+    x, names = _as_2d(x, names)
+    index = {name.upper(): i for i, name in enumerate(names)}
+    missing = [lead for lead in leads if lead.upper() not in index]
+    if missing:
+        raise ValueError(f"leads {missing} are not among {list(names)}")
+    a, b = _window(x.shape[0], fs, seconds)
+    t = np.arange(a, b) / fs
+    fig = Figure(figsize=(width, height * len(leads) + (0.4 if title else 0.1)), layout="constrained")
+    axes = fig.subplots(len(leads), 1, sharex=True, squeeze=False)[:, 0]
+    marks = {}
+    for k, (label, idx) in enumerate((fiducials or {}).items()):
+        idx = np.asarray(idx, dtype=float).ravel()
+        idx = idx[np.isfinite(idx)].astype(int)
+        marks[label] = (idx[(idx >= a) & (idx < b)], _FIDUCIAL_COLOURS[k % len(_FIDUCIAL_COLOURS)])
+    for ax, lead in zip(axes, leads):
+        y = x[a:b, index[lead.upper()]]
+        ax.plot(t, y, color=TRACE, lw=0.8, gid=f"lead:{lead}")
+        for label, (idx, colour) in marks.items():
+            ax.plot(idx / fs, x[idx, index[lead.upper()]], linestyle="none", marker="|", markersize=14,
+                    markeredgewidth=2, color=colour, label=label, gid=f"fiducial:{label}")
+        ax.set_ylabel(f"{lead} (mV)")
+        if grid:
+            ax.set_xticks(np.arange(np.floor(t[0] / 0.2) * 0.2, t[-1] + 0.2, 0.2), minor=True)
+            ax.grid(which="both", color=MINOR, lw=0.6)
+            ax.set_axisbelow(True)
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(t[0], t[-1])
+    if title:
+        fig.suptitle(title, x=0.01, ha="left")
+    if marks:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper right", ncol=min(len(marks), 6), fontsize=8,
+                   frameon=False)
+    return fig
