@@ -95,7 +95,7 @@ class Recorder:
                      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             "metrics": r.metrics,
             "tables": {name: {"caption": r.captions.get(name, ""),
-                              "index_name": frame.index.name,
+                              "index_names": list(frame.index.names),
                               "columns": [str(c) for c in frame.columns],
                               "index": _plain(list(frame.index)),
                               "data": _plain(frame.to_numpy(dtype=object).tolist())}
@@ -118,8 +118,10 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
     doc = json.loads(path.read_text())
     tables, captions = {}, {}
     for name, t in doc["tables"].items():
-        frame = pd.DataFrame(t["data"], index=t["index"], columns=t["columns"])
-        frame.index.name = t.get("index_name")
+        names = t.get("index_names") or [None]
+        index = (pd.MultiIndex.from_tuples([tuple(i) for i in t["index"]], names=names)
+                 if len(names) > 1 else pd.Index(t["index"], name=names[0]))
+        frame = pd.DataFrame(t["data"], index=index, columns=t["columns"])
         tables[name] = frame.infer_objects()
         captions[name] = t.get("caption", "")
     return Results(notebook, doc["info"], doc["metrics"], tables, captions)

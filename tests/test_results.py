@@ -25,6 +25,11 @@ def test_round_trip_with_provenance(tmp_path):
     assert got.loc["MI", "n"] == 2 and np.isnan(got.loc["MI", "share"])
     assert back.captions["counts"] == "records per class"
     assert "ptbxl-500" in data_source(back.info) and "quick" in data_source(back.info)
+    multi = pd.DataFrame({"n": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", "train"), ("a", "test")],
+                                                                          names=["view", "part"]))
+    rec.table("multi", multi)
+    rec.save(tmp_path)
+    pd.testing.assert_frame_equal(load_results("00_data", tmp_path).table("multi"), multi)
     with pytest.raises(KeyError, match="no table 'nope'"):
         back.table("nope")
 

@@ -1,0 +1,42 @@
+"""The notebooks run with small parameters and record what the book shows (recommenders style)."""
+import json
+
+import nbformat
+import pytest
+
+from ecgkit.reproduce import notebooks, run_notebook
+from ecgkit.results import load_results
+
+from conftest import SHARED_PTBXL
+
+pytestmark = pytest.mark.slow
+
+
+def test_notebooks_are_committed_clean():
+    for path in notebooks("notebooks"):
+        nb = nbformat.read(path, as_version=4)
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} has outputs"
+
+
+def test_00_data_records_its_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
+    real = str(SHARED_PTBXL) if SHARED_PTBXL.is_dir() else None
+    run_notebook(notebooks("notebooks", ["00"])[0], tmp_path / "out",
+                 {"profile": "quick", "ptbxl_dir": real, "n_synthetic": 60, "n_summary": 12, "seed": 0})
+    r = load_results("00_data", tmp_path / "results")
+    assert r.info["profile"] == "quick" and r.info["seed"] == 0 and "versions" in r.info
+    assert r.metric("records_synthetic") == 60 and r.metric("skipped_synthetic") == 0
+    shares = r.table("superclass_shares")
+    assert list(shares.index) == ["NORM", "MI", "STTC", "CD", "HYP"]
+    synth = shares.filter(like="synthetic").iloc[:, 0]
+    assert (synth > 0).all() and (synth <= 1).all()      # all five superclasses occur
+    folds = r.table("folds_synthetic")
+    assert folds["records"].sum() == 60 and set(folds["part"]) <= {"train", "val", "test"}
+    if real:
+        assert r.metric("records_real") == 500 and r.metric("skipped_real") == 0
+        assert "ptbxl" in r.info["dataset"]
+        comparison = r.table("real_vs_synthetic")
+        assert {"hr_bpm", "qrs_ms"} <= set(comparison.index)
+        assert comparison["verdict"].isin(["similar", "synthetic higher", "synthetic lower",
+                                           "too few values"]).all()
