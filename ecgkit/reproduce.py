@@ -73,6 +73,7 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
     profile = check_profile(profile)
     out_dir = Path(out_dir).resolve()
     os.environ["ECGKIT_PROFILE"] = profile
+    os.environ.setdefault("TQDM_MININTERVAL", "15")  # keep progress bars short in executed notebooks
     if results:
         os.environ["ECGKIT_RESULTS"] = str(Path(results).resolve())
     done = []

@@ -152,7 +152,7 @@ def show_table(results: Results, name: str):
     return styler.set_caption(caption) if caption else styler
 
 
-def results_overview(directory: str | Path | None = None) -> pd.DataFrame:
+def results_overview(directory: str | Path | None = None):
     """One row per recorded notebook: dataset, profile, seed, when, with which ecgkit."""
     directory = Path(directory) if directory else results_dir()
     rows = []
@@ -161,4 +161,5 @@ def results_overview(directory: str | Path | None = None) -> pd.DataFrame:
         rows.append({"notebook": info.get("notebook", path.stem), "data": info.get("dataset"),
                      "profile": info.get("profile"), "seed": info.get("seed"),
                      "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
-    return pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
+    frame = pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
+    return frame.style.hide(axis="index")

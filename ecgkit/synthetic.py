@@ -1567,7 +1567,7 @@ def make_synthetic_ptbxl(out_dir: str | os.PathLike, n_records: int = 1000, seed
 
 def _progress(total: int, enabled: bool):
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         return tqdm(total=total, disable=not enabled, desc="synthetic ECGs", unit="rec")
     except ImportError:  # pragma: no cover
         class _Null:

@@ -312,7 +312,7 @@ def load_cinc2021(path: str | os.PathLike, fs: float | None = None, seconds: flo
     headers: dict[str, object] = {}
     rate = float(source_fs) if source_fs is not None else None
     if fs is None and rate is None and ids:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         rates = Counter()
         for rec in tqdm(ids, desc=f"reading {name} headers", disable=not progress, mininterval=1.0):
             try:

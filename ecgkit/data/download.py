@@ -534,7 +534,7 @@ def download_ptbxl(
 
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             bar = tqdm(total=len(selected), unit="file", desc="PTB-XL", dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptbxl-dl")

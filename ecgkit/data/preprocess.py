@@ -469,7 +469,7 @@ def collect_records(items: Sequence, read_one: Callable, *, name: str, strict: b
 
     Returns ``(kept items, signals, list of meta dicts, SkipReport)``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     skipped = SkipReport()
     kept, metas, sigs = [], [], []
