@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ["cache", "synthetic"]
+BENCHMARKS = ["cache", "synthetic", "llm", "retrieval"]
 
 
 def main(argv=None) -> int:
