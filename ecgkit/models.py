@@ -470,6 +470,25 @@ def embed_texts(
     if not texts:
         return np.zeros((0, model.config.hidden_size), dtype=np.float32)
     device = next(model.parameters()).device
+    # batches of similar length waste little on padding; the order is restored at the end
+    order = sorted(range(len(texts)), key=lambda j: len(texts[j]))
+    texts = [texts[j] for j in order]
+    out = []
+    flush = device.type == "cpu" and torch.set_flush_denormal(True)  # padded rows make slow subnormals
+    try:
+        pooled_batches = _embed_batches(model, tokenizer, texts, batch_size, max_len, mode, normalize, device)
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
+    out = np.concatenate(pooled_batches).astype(np.float32, copy=False)
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _embed_batches(model, tokenizer, texts, batch_size, max_len, mode, normalize, device):
+    import torch
+
     out = []
     for i in range(0, len(texts), batch_size):
         batch = tokenizer(
@@ -493,7 +512,7 @@ def embed_texts(
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         out.append(pooled.cpu().numpy())
-    return np.concatenate(out).astype(np.float32, copy=False)
+    return out
 
 
 # ----------------------------------------------------------------------------- setup / CLI
