@@ -490,3 +490,13 @@ def test_packaged_corpus_builds_and_hit_rate(tmp_cache):
         pytest.skip(f"hit rate {df.attrs['hit_rate']:.2f} on {df.attrs['n_present']} cards; "
                     f"{len(missing)} catalog cards missing from the corpus (e.g. {missing[:3]})")
     assert df.attrs["hit_rate"] >= 0.8, df.loc[~df.hit, ["key", "top"]].to_string()
+
+
+def test_references_travel_as_metadata_not_as_chunks():
+    from ecgkit.knowledge.corpus import Doc
+    doc = Doc("# Card\n\n## Definition\nA thing is defined here.\n\n## References\n- Smith J. A book. 2001.\n",
+              {"collection": "expert", "source": "expert/x.md", "kind": "condition", "key": "x",
+               "name": "card", "title": "Card", "references": ["Smith J. A book. 2001."]})
+    chunks = chunk_corpus([doc])
+    assert [c.metadata["section"] for c in chunks] == ["Definition"]
+    assert "Smith" not in chunks[0].text and chunks[0].metadata["references"] == "Smith J. A book. 2001."

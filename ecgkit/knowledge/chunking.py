@@ -334,12 +334,17 @@ def _sections(text: str, title: str) -> list[tuple[str, str]]:
 _KEEP = ("collection", "source", "kind", "key", "name", "title", "format")
 
 
+SKIP_SECTIONS = {"references"}  # bibliography lists match queries by keyword and answer nothing
+
+
 def chunk_corpus(docs: Iterable, max_chars: int = MAX_CHARS,
                  stats: ChunkStats | None = None) -> list[Chunk]:
     """Chunk every document section by section; each chunk starts with ``"Title — Section:"``.
 
     ``docs``: :class:`~ecgkit.knowledge.corpus.Doc` objects (anything with ``text`` and
-    ``metadata``). Every chunk has at most ``max_chars`` characters, prefix included.
+    ``metadata``). Every chunk has at most ``max_chars`` characters, prefix included. The
+    "References" section is not chunked; the front matter's references go into each chunk's
+    metadata so a retrieved chunk still names its sources.
     """
     chunks: list[Chunk] = []
     for doc in docs:
@@ -349,8 +354,13 @@ def chunk_corpus(docs: Iterable, max_chars: int = MAX_CHARS,
         topics = meta.get("topics")
         if topics:
             base["topics"] = ", ".join(map(str, topics)) if isinstance(topics, list) else str(topics)
+        refs = meta.get("references")
+        if refs:  # a card's references travel with each of its chunks instead of being retrieved
+            base["references"] = " | ".join(map(str, refs)) if isinstance(refs, list) else str(refs)
         index = 0
         for section, body in _sections(doc.text, title):
+            if section.strip().lower() in SKIP_SECTIONS:
+                continue
             prefix = chunk_prefix(title, section, max_len=max(max_chars // 4, 8))
             limit = max_chars - len(prefix) - 1
             if limit < 1:  # absurdly small max_chars: no room for a prefix

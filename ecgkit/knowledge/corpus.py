@@ -341,3 +341,17 @@ def load_corpus(root: str | os.PathLike | None = None, extra: Mapping | None = N
             f"{where}/documents or {where}/expert (nor in extra folders){detail}"
         )
     return Corpus(docs, report)
+
+
+def corpus_stats(chunks) -> "pd.DataFrame":
+    """Files, chunks and chunk lengths per collection and kind of text."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{"collection": c.metadata.get("collection"), "kind": c.metadata.get("kind"),
+                           "source": c.metadata.get("source"), "chars": len(c.text)} for c in chunks])
+    table = frame.groupby(["collection", "kind"]).agg(
+        files=("source", "nunique"), chunks=("chars", "size"), characters=("chars", "sum"),
+        median_chunk=("chars", "median"), max_chunk=("chars", "max"))
+    table.loc[("all", ""), :] = [frame["source"].nunique(), len(frame), frame["chars"].sum(),
+                                 frame["chars"].median(), frame["chars"].max()]
+    return table.astype({"files": int, "chunks": int, "characters": int, "max_chunk": int})
