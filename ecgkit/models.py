@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .config import cache_dir
+from .hashing import file_sha256
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -242,20 +242,6 @@ def text_encoder_path(name: str | os.PathLike | None = None) -> Path:
 
 # ----------------------------------------------------------------------------- GGUF conversion
 
-_hash_memo: dict[tuple, str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-    """sha256 of a file's content, memoized per (path, size, mtime) within this process."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _hash_memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _hash_memo[key] = digest.hexdigest()
-    return _hash_memo[key]
 
 
 def _is_complete(folder: Path) -> bool:
@@ -269,7 +255,7 @@ def _converted_gguf(gguf_file: Path, prefix: str | None = None) -> Path:
     at the end, so an interrupted conversion never leaves a folder that looks complete.
     """
     global conversions
-    digest = _file_sha256(gguf_file)
+    digest = file_sha256(gguf_file)
     prefix = prefix or gguf_file.stem
     root = cache_dir("models")
     target = root / f"{prefix}-{digest[:16]}"

@@ -371,7 +371,6 @@ def _morphology(tr: dict, conds: dict, labs: dict, acute: bool) -> _Morph:
     """Build the record's morphology from the patient's traits, conditions and electrolytes."""
     M = tr["M"]
     theta, phi = tr["theta"], tr["phi"]
-    sev = conds.get
     mu = tr["qrs_mu"].copy()
     sig = tr["qrs_sig"].copy()
     a_s, th_s, ph_s = tr["septal"]

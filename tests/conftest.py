@@ -1,7 +1,6 @@
 """Shared fixtures: results and caches go to temporary folders; a tiny PTB-XL in native format."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

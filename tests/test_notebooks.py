@@ -1,5 +1,4 @@
 """The notebooks run with small parameters and record what the book shows (recommenders style)."""
-import json
 
 import nbformat
 import pytest

@@ -1,5 +1,4 @@
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -7,7 +6,7 @@ import pytest
 import wfdb
 
 from ecgkit.data import LEADS, RecordError, load_ptbxl, label_counts, fold_table
-from ecgkit.data.ptbxl import parse_scp_codes, ptbxl_metadata, ptbxl_labels
+from ecgkit.data.ptbxl import parse_scp_codes
 
 from conftest import SHARED_PTBXL, write_record
 

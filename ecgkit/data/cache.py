@@ -33,10 +33,6 @@ def fingerprint(files, extra: str = "") -> str:
     return h.hexdigest()[:20]
 
 
-def file_hash(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def cache_path(dataset: str, rate: float, key: str) -> Path:
     return cache_dir("signals", dataset) / f"{int(rate)}hz-{key}"
 

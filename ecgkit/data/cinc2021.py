@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from .dataset import ECGDataset
+from .dataset import ECGDataset, parse_age, parse_sex
 from .errors import RecordError
 from .preprocess import collect_records, prepare_record, window_samples
 from .wfdb_io import LEADS, lead_order, read_header, read_wfdb
@@ -106,21 +106,6 @@ def snomed_name(code) -> str:
     return SNOMED_NAMES.get(str(code).strip(), str(code).strip())
 
 
-def _sex(value) -> str | None:
-    text = str(value).strip().lower() if value is not None else ""
-    if text in ("male", "m"):
-        return "Male"
-    if text in ("female", "f"):
-        return "Female"
-    return None
-
-
-def _age(value) -> float:
-    try:
-        age = float(str(value).strip())
-    except (TypeError, ValueError):
-        return float("nan")
-    return age if np.isfinite(age) and age >= 0 else float("nan")
 
 
 def _missing(value: str | None) -> str | None:
@@ -152,7 +137,7 @@ def parse_header_comments(comments, record: str = "?") -> dict:
     bad = [c for c in codes if not c.isdigit()]
     if bad:
         raise RecordError(record, f"Dx {bad} cannot be parsed as SNOMED CT codes (Dx: {fields['dx']!r})")
-    out = {"age": _age(fields.get("age")), "sex": _sex(fields.get("sex")),
+    out = {"age": parse_age(fields.get("age")), "sex": parse_sex(fields.get("sex")),
            "dx": list(dict.fromkeys(codes))}
     for key, value in fields.items():
         if key not in ("age", "sex", "dx"):

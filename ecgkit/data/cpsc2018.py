@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from .dataset import ECGDataset
+from .dataset import ECGDataset, parse_age, parse_sex
 from .errors import RecordError
 from .preprocess import collect_records, prepare_record, window_samples
 from .wfdb_io import LEADS
@@ -55,21 +55,6 @@ def _scalar(value):
     return arr.reshape(-1)[0]
 
 
-def _sex(value) -> str | None:
-    text = str(value).strip().lower() if value is not None else ""
-    if text in ("male", "m"):
-        return "Male"
-    if text in ("female", "f"):
-        return "Female"
-    return None
-
-
-def _age(value) -> float:
-    try:
-        age = float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-    return age if np.isfinite(age) and age >= 0 else float("nan")
 
 
 def read_cpsc_mat(file: str | os.PathLike, record: str | None = None, units: str = "mV"
@@ -113,8 +98,8 @@ def read_cpsc_mat(file: str | os.PathLike, record: str | None = None, units: str
         raise RecordError(name, f"{file.name}: data is not numeric ({data.dtype})")
     sig = np.ascontiguousarray(data.T * scale, dtype=np.float32)  # leads already in LEADS order
     info = {
-        "sex": _sex(_scalar(ecg["sex"])) if "sex" in fields else None,
-        "age": _age(_scalar(ecg["age"])) if "age" in fields else float("nan"),
+        "sex": parse_sex(_scalar(ecg["sex"])) if "sex" in fields else None,
+        "age": parse_age(_scalar(ecg["age"])) if "age" in fields else float("nan"),
     }
     return sig, info
 

@@ -7,6 +7,22 @@ import numpy as np
 import pandas as pd
 
 from .errors import SkipReport
+
+_SEX = {"male": "Male", "m": "Male", "female": "Female", "f": "Female"}
+
+
+def parse_sex(value) -> str | None:
+    """"Male", "Female" or None (unknown) from the spellings datasets use."""
+    return _SEX.get(str(value).strip().lower()) if value is not None else None
+
+
+def parse_age(value) -> float:
+    """Age in years, NaN when missing, unparseable or negative."""
+    try:
+        age = float(str(value).strip())
+    except (TypeError, ValueError):
+        return float("nan")
+    return age if np.isfinite(age) and age >= 0 else float("nan")
 from .wfdb_io import LEADS
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..hashing import file_sha256
 from . import cache as sigcache
 from .dataset import ECGDataset
 from .errors import RecordError, SkipReport
@@ -202,7 +203,7 @@ def load_ptbxl(path: str | os.PathLike, rate: int = 100, records=None, cache: bo
         names = [f"{path}/{f}" for f in meta[_FILE_COLUMN[rate]]]
         key = sigcache.fingerprint(
             [f"{n}.dat" for n in names] + [f"{n}.hea" for n in names],
-            extra=f"{name}|{rate}|{sigcache.file_hash(path / 'ptbxl_database.csv')}",
+            extra=f"{name}|{rate}|{file_sha256(path / 'ptbxl_database.csv')}",
         )
         where = sigcache.cache_path(name, rate, key)
         hit = sigcache.load_cached(where)

@@ -343,7 +343,7 @@ def load_corpus(root: str | os.PathLike | None = None, extra: Mapping | None = N
     return Corpus(docs, report)
 
 
-def corpus_stats(chunks) -> "pd.DataFrame":
+def corpus_stats(chunks):
     """Files, chunks and chunk lengths per collection and kind of text."""
     import pandas as pd
 

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import cache_dir
+from ..hashing import file_sha256
 from ..models import embed_texts, text_encoder_path
 from .chunking import MAX_CHARS, ChunkStats, chunk_corpus
 from .corpus import COLLECTIONS, discover_files, load_corpus
@@ -87,19 +88,6 @@ except ImportError as exc:  # pragma: no cover
 
 # ----------------------------------------------------------------------------- embeddings
 
-_file_hashes: dict[tuple, str] = {}
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    if memo not in _file_hashes:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _file_hashes[memo] = digest.hexdigest()
-    return _file_hashes[memo]
 
 
 _IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json",
@@ -109,7 +97,7 @@ _IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_conf
 def _folder_identity(folder: Path) -> dict:
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
     files = [folder / f for f in _IDENTITY_FILES if (folder / f).is_file()] + list(weights)
-    return {"path": str(folder), "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files}}
+    return {"path": str(folder), "files": {p.relative_to(folder).as_posix(): file_sha256(p) for p in files}}
 
 
 class SentenceEmbedding(BaseEmbedding):
@@ -328,7 +316,7 @@ def _cache_key(files, max_chars: int, kind: str, params: dict, identity: dict) -
     spec = {
         "format": FORMAT_VERSION,
         # the reading and chunking code itself: a change to either rebuilds
-        "code": {name: _sha256(here / name) for name in ("corpus.py", "chunking.py")},
+        "code": {name: file_sha256(here / name) for name in ("corpus.py", "chunking.py")},
         "chunking": {"max_chars": max_chars},
         "index": {"kind": kind, **params},
         "embedding": identity,
