@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 
 from ecgkit.data.errors import RecordError
+from ecgkit.data.bulk import collect_records, prepare_record
 from ecgkit.data.preprocess import (
     LeadStandardizer,
-    collect_records,
     ecg_bandpass,
     ecg_fill_nan,
     ecg_notch,
     ecg_remove_baseline,
     ecg_resample,
     fixed_length,
-    prepare_record,
     resample_length,
     window_samples,
 )

@@ -29,7 +29,8 @@ import scipy.io
 
 from .dataset import ECGDataset, parse_age, parse_sex
 from .errors import RecordError
-from .preprocess import collect_records, prepare_record, window_samples
+from .bulk import collect_records, prepare_record
+from .preprocess import window_samples
 from .wfdb_io import LEADS, lead_order, read_header, read_wfdb
 
 #: a few common SNOMED CT codes of the challenge data and their names (labels keep the codes)

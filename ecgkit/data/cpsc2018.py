@@ -21,7 +21,8 @@ import scipy.io
 
 from .dataset import ECGDataset, parse_age, parse_sex
 from .errors import RecordError
-from .preprocess import collect_records, prepare_record, window_samples
+from .bulk import collect_records, prepare_record
+from .preprocess import window_samples
 from .wfdb_io import LEADS
 
 CPSC_FS = 500.0

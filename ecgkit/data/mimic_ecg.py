@@ -21,7 +21,8 @@ import pandas as pd
 
 from .dataset import ECGDataset
 from .errors import RecordError
-from .preprocess import collect_records, prepare_record, window_samples
+from .bulk import collect_records, prepare_record
+from .preprocess import window_samples
 from .wfdb_io import LEADS, read_wfdb
 
 MIMIC_FS = 500.0
