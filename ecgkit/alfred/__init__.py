@@ -1,0 +1,1 @@
+"""ALFRED: automated ECG delineation and feature extraction (U-Net delineator and tools)."""
