@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import pandas as pd
 
-from ..knowledge.catalog import CONDITIONS, LEADS, condition, feature
+from ..knowledge.catalog import LEADS, condition, feature
 
 __all__ = [
     "DEPTH_CONVENTION", "Rule", "RULES", "rule", "evaluate_rules", "positive_conditions",
