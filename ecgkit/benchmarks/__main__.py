@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ["cache", "synthetic", "llm", "retrieval"]
+BENCHMARKS = ["cache", "synthetic", "llm", "retrieval", "delineation"]
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,75 @@
+"""U-Net delineation (ALFRED step 1) against NeuroKit2: speed and accuracy on synthetic ECGs.
+
+Both delineate the same ``n_records`` 12-lead synthetic records (10 s, 500 Hz, typical noise;
+a mix of conditions and rhythms from :func:`ecgkit.synthetic.simulate_ecg`): the U-Net in batches,
+NeuroKit2 (``dwt``) lead by lead. Accuracy is :func:`score_delineation` against the generator's
+per-lead ground truth. The model is the cached quick-profile delineator (trained once if absent).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+_CONDITIONS = [("NORM",), ("STACH",), ("SBRAD",), ("AFIB",), ("CLBBB",), ("CRBBB",), ("1AVB",),
+               ("LVH",), ("IMI",), ("ISCAL",)]
+
+
+def _records(n_records: int, seed: int):
+    from ..synthetic import simulate_ecg
+
+    signals, truths = [], []
+    for i in range(n_records):
+        sig, fid = simulate_ecg(_CONDITIONS[i % len(_CONDITIONS)], seed=seed + i)
+        signals.append(sig)
+        truths.append(fid[fid["lead"] != "all"].reset_index(drop=True))
+    return np.stack(signals), truths
+
+
+def _summary(score: pd.DataFrame, prefix: str) -> dict:
+    out = {}
+    for fid, row in score.iterrows():
+        out[f"{prefix}_{fid}_sens"] = float(row["sensitivity"])
+        out[f"{prefix}_{fid}_ppv"] = float(row["ppv"])
+        out[f"{prefix}_{fid}_err_ms"] = float(row["mean_error_ms"])
+        out[f"{prefix}_{fid}_sd_ms"] = float(row["sd_error_ms"])
+    return out
+
+
+def run(n_records: int = 20, seed: int = 1000, model=None, return_scores: bool = False) -> dict:
+    """Time and score both methods on ``n_records`` records (seeds ``seed…``, outside training)."""
+    from ..alfred.delineation import delineate, load_delineator, neurokit_fiducials, \
+        score_delineation
+
+    model = model if model is not None else load_delineator("quick", progress=False)
+    signals, truths = _records(n_records, seed)
+    delineate(signals[:1], 500, model=model)  # warm-up
+    t = time.perf_counter()
+    unet = delineate(signals, 500, model=model, batch_size=64)
+    t_unet = time.perf_counter() - t
+    t = time.perf_counter()
+    nk = [neurokit_fiducials(s, 500, method="dwt") for s in signals]
+    t_nk = time.perf_counter() - t
+    s_unet = score_delineation(unet, truths, 500)
+    s_nk = score_delineation(nk, truths, 500)
+    result = {"benchmark": "12-lead delineation: U-Net (batched) vs neurokit2 dwt",
+              "records": n_records, "unet_ecg_per_s": n_records / t_unet,
+              "neurokit_ecg_per_s": n_records / t_nk, "speedup": t_nk / t_unet,
+              "cpus": os.cpu_count(), "nk_failed_leads": sum(
+                  12 - f["lead"].nunique() if len(f) else 12 for f in nk)}
+    result.update(_summary(s_unet, "unet"))
+    result.update(_summary(s_nk, "nk"))
+    if return_scores:
+        result["scores"] = {"unet": s_unet, "neurokit": s_nk}
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    r = run(return_scores=True)
+    scores = r.pop("scores")
+    print({k: v for k, v in r.items() if "_" not in k or k.endswith("per_s") or k == "speedup"})
+    for name, s in scores.items():
+        print(name)
+        print(s.round(3).to_string())

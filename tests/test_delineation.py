@@ -1,0 +1,193 @@
+"""ALFRED step 1: the U-Net delineator, its labels, scoring and caching."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecgkit.alfred import delineation as D
+
+
+def _hand_fiducials(n_beats=5, rr=400, lead="II", start=100):
+    rows = []
+    for b in range(n_beats):
+        q = start + b * rr + 80
+        rows.append({"lead": lead, "beat": b, "p_on": q - 80, "p_peak": q - 55, "p_off": q - 30,
+                     "qrs_on": q, "r_peak": q + 25, "qrs_off": q + 45, "t_peak": q + 150,
+                     "t_off": q + 200})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("n", [2048, 5000, 1000, 777, 33])
+@pytest.mark.parametrize("batch", [1, 12])
+def test_unet_shapes(n, batch):
+    torch.manual_seed(0)
+    model = D.UNet1D(base=4, depth=4).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(batch, 1, n))
+    assert out.shape == (batch, 4, n)
+
+
+def test_default_unet_and_depth():
+    model = D.UNet1D().eval()
+    assert model.config["base"] == 16 and model.config["depth"] == 4
+    with torch.inference_mode():
+        assert model(torch.randn(3, 1, 1001)).shape == (3, 4, 1001)
+    with torch.inference_mode():
+        assert D.UNet1D(base=4, depth=2).eval()(torch.randn(2, 1, 99)).shape == (2, 4, 99)
+
+
+def test_mask_round_trip():
+    fid = _hand_fiducials()
+    mask = D.fiducials_to_mask(fid, 2400, leads=["I", "II"])
+    assert mask.shape == (2, 2400) and mask.dtype == np.int8
+    assert not mask[0].any()
+    q = 180
+    assert mask[1, q - 80] == 1 and mask[1, q - 30] == 1 and mask[1, q - 29] == 0
+    assert mask[1, q] == 2 and mask[1, q + 45] == 2
+    # T onset: t_peak − (t_off − t_peak) = q + 100
+    assert mask[1, q + 99] == 0 and mask[1, q + 100] == 3 and mask[1, q + 200] == 3
+    back = D.mask_to_fiducials(mask[1], 500, leads=["II"])
+    assert len(back) == len(fid)
+    for col in ("p_on", "p_off", "qrs_on", "qrs_off", "t_off"):
+        np.testing.assert_array_equal(back[col].to_numpy(), fid[col].to_numpy())
+    assert (back["t_on"] == fid["t_peak"] - 50).all()
+
+
+def test_mask_cleanup_and_signal_peaks():
+    mask = np.zeros(1000, np.int8)
+    mask[100:150] = 2
+    mask[120:123] = 0          # short gap inside the QRS: closed
+    mask[400:405] = 2          # 10 ms "QRS": spurious
+    mask[600:610] = 1          # 20 ms "P": spurious
+    sig = np.zeros(1000)
+    sig[130] = -3.0
+    out = D.mask_to_fiducials(mask, 500, signal=sig)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert (row.qrs_on, row.qrs_off, row.r_peak) == (100, 149, 130)
+    assert row.p_on == -1 and row.t_off == -1
+
+
+def test_missing_waves_give_absent_points():
+    fid = _hand_fiducials(n_beats=2)
+    fid.loc[0, ["p_on", "p_peak", "p_off"]] = -1     # AF-like beat: no P
+    mask = D.fiducials_to_mask(fid, 1000, leads=["II"])
+    out = D.mask_to_fiducials(mask, 500, leads=["II"])
+    assert out.loc[0, "p_on"] == -1 and out.loc[1, "p_on"] == fid.loc[1, "p_on"]
+
+
+def test_score_delineation():
+    truth = _hand_fiducials(n_beats=8)
+    exact = D.score_delineation(truth, truth, 500)
+    assert (exact["sensitivity"] == 1).all() and (exact["ppv"] == 1).all()
+    assert (exact["mean_error_ms"] == 0).all()
+    shifted = truth.copy()
+    cols = list(D.SCORED)
+    shifted[cols] = shifted[cols] + 100            # 200 ms at 500 Hz
+    far = D.score_delineation(shifted, truth, 500, tolerance_ms=150)
+    assert (far["sensitivity"] == 0).all() and (far["ppv"] == 0).all()
+    near = truth.copy()
+    near[cols] = near[cols] + 5                    # 10 ms late
+    s = D.score_delineation(near, truth, 500)
+    assert np.allclose(s["mean_error_ms"], 10.0) and (s["sensitivity"] == 1).all()
+    missed = truth.drop(index=3)
+    m = D.score_delineation(missed, truth, 500)
+    assert np.allclose(m["sensitivity"], 7 / 8) and (m["ppv"] == 1).all()
+    # lists of frames (one per record) and leads found in one frame only
+    both = D.score_delineation([truth, missed], [truth, truth.assign(lead="II")], 500)
+    assert np.allclose(both["sensitivity"], 15 / 16)
+    extra = pd.concat([truth, truth.assign(lead="all")])
+    assert (D.score_delineation(truth, extra, 500)["sensitivity"] == 1).all()
+
+
+def _tiny_data(n=4):
+    from ecgkit.synthetic import simulate_ecg
+    sigs, masks = [], []
+    for i, cond in enumerate(["NORM", "STACH", "AFIB", "CLBBB"][:n]):
+        s, f = simulate_ecg(cond, seed=i, duration=5)
+        sigs.append(s.T)
+        masks.append(D.fiducials_to_mask(f, s.shape[0]))
+    return np.stack(sigs).astype(np.float32), np.stack(masks)
+
+
+def test_training_reduces_loss():
+    torch.manual_seed(0)
+    sig, mask = _tiny_data()
+    rng = np.random.default_rng(0)
+    x, y = D._augment_batch(sig, mask, 1024, rng, augment=True)
+    assert x.shape == (48, 1, 1024) and y.shape == (48, 1024)
+    model = D.UNet1D(base=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = [D.train_step(model, opt, x, y) for _ in range(25)]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_train_delineator_and_delineate(tmp_cache):
+    data = _tiny_data(2)
+    model = D.train_delineator(epochs=1, window=512, data=data, records_per_batch=2,
+                               progress=False)
+    assert len(model.history) == 1 and np.isfinite(model.history[0]["loss"])
+    sig = data[0][0].T                                   # samples × 12
+    out = D.delineate(sig, 500, model=model)
+    assert isinstance(out, pd.DataFrame) and set(D.OUTPUT_COLUMNS) <= set(out.columns)
+    outs = D.delineate(np.stack([sig, sig]), 500, model=model, batch_size=5)
+    assert len(outs) == 2 and outs[0].equals(outs[1])
+    low = D.delineate(sig[::5, :3], 100, model=model)    # other rate, three leads
+    assert set(low["lead"]) <= {0, 1, 2}
+    if len(low):
+        assert low[list(D.OUTPUT_COLUMNS)].max().max() < sig.shape[0] // 5
+
+
+def test_safetensors_round_trip(tmp_cache):
+    torch.manual_seed(0)
+    model = D.UNet1D(base=4, depth=3).eval()
+    # give the batch norms non-trivial running statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 1, 256) * 3 + 1)
+    model.eval()
+    folder = tmp_cache / "models" / "delineator-test"
+    path = D.save_delineator(model, folder, {"note": "test"})
+    assert path.name == "model.safetensors" and path.is_file()
+    again = D.read_delineator(folder)
+    x = torch.randn(5, 1, 300)
+    with torch.inference_mode():
+        assert torch.equal(model(x), again(x))
+
+
+def test_load_delineator_caches(tmp_cache, monkeypatch):
+    calls = []
+
+    def fake_train(**kw):  # stands in for the real training (minutes): an untrained model
+        calls.append(kw)
+        torch.manual_seed(kw["seed"])
+        m = D.UNet1D(base=kw["base"], depth=kw["depth"], kernel=kw["kernel"]).eval()
+        m.history = []
+        return m
+
+    monkeypatch.setattr(D, "train_delineator", fake_train)
+    a = D.load_delineator("quick", progress=False)
+    b = D.load_delineator("quick", progress=False)
+    assert len(calls) == 1
+    folders = list((tmp_cache / "models").glob("delineator-*"))
+    assert len(folders) == 1 and (folders[0] / "model.safetensors").is_file()
+    x = torch.randn(2, 1, 500)
+    with torch.inference_mode():
+        assert torch.equal(a(x), b(x))
+    D.load_delineator("quick", seed=1, progress=False)
+    assert len(calls) == 2 and len(list((tmp_cache / "models").glob("delineator-*"))) == 2
+
+
+def test_neurokit_fiducials():
+    from ecgkit.synthetic import simulate_ecg
+    sig, truth = simulate_ecg("NORM", seed=3)
+    one = D.neurokit_fiducials(sig[:, 1], 500, method="dwt", lead="II")
+    assert list(one.columns) == ["lead", "beat", *D.OUTPUT_COLUMNS] and len(one) >= 5
+    s = D.score_delineation(one, truth[truth["lead"] == "II"], 500)
+    assert s.loc["r_peak", "sensitivity"] > 0.8
+    peak = D.neurokit_fiducials(sig[:, 1], 500, method="peak")
+    assert (peak["qrs_on"] == -1).all() or len(peak)
+    flat = D.neurokit_fiducials(np.zeros(5000), 500)
+    assert len(flat) == 0 and "note" in flat.attrs
