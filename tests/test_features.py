@@ -233,3 +233,16 @@ def test_bad_shape_raises():
     sig, fid = handmade(duration=2.0)
     with pytest.raises(ValueError):
         extract_features(sig[:, :8], FS, fid)
+
+
+def test_many_records_keep_failed_rows():
+    from ecgkit.alfred.features import extract_features_many, feature_names
+    from ecgkit.synthetic import simulate_ecg
+
+    sig, fid = simulate_ecg(("NORM",), noise=0, seed=3)
+    broken = fid.drop(columns=["qrs_on"])  # a delineation without QRS onsets cannot be measured
+    table, failed = extract_features_many([sig, sig], 500, [fid, broken], ages=[50, 60], sexes=[0, 1],
+                                          ids=["a", "b"], progress=False)
+    assert list(table.index) == ["a", "b"] and list(table.columns) == feature_names()
+    assert 40 < table.loc["a", "heart_rate"] < 150 and table.loc["a", "age"] == 50
+    assert "b" in failed and table.loc["b"].isna().all()

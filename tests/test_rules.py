@@ -477,3 +477,13 @@ def test_rule_table():
     assert t["heuristic"].sum() >= 5
     assert not t["criterion"].str.strip().eq("").any()
     assert math.isclose(R.PTF_V1_MVMS, 0.1 * 40)
+
+
+def test_many_records():
+    from ecgkit.alfred.rules import RULES, evaluate_rules_many
+    import pandas as pd
+    normal = base_features()
+    table = evaluate_rules_many(pd.DataFrame([normal, {**normal, "pr_interval": 240.0}], index=["n", "avb"]))
+    assert table.shape == (2, len(RULES))
+    assert bool(table.loc["avb", "first_degree_av_block"]) is True
+    assert bool(table.loc["n", "first_degree_av_block"]) is False

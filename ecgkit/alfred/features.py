@@ -648,3 +648,25 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
     missing = {k: missing[k] for k in s.index if k in missing and np.isnan(s[k])}
     return s, missing
 
+
+
+def extract_features_many(signals, fs: float, fiducials: list, ages=None, sexes=None, ids=None,
+                          progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Features of many records: (records × features table, {record: problem} for records that
+    could not be measured at all). A record that fails keeps its row (all NaN) and is reported."""
+    from tqdm import tqdm
+
+    n = len(fiducials)
+    ids = list(range(n)) if ids is None else list(ids)
+    ages = [None] * n if ages is None else list(ages)
+    sexes = [None] * n if sexes is None else list(sexes)
+    rows, failed = [], {}
+    for i in tqdm(range(n), desc="features", disable=not progress, mininterval=2.0):
+        try:
+            values, _ = extract_features(np.asarray(signals[i]), fs, fiducials[i], ages[i], sexes[i])
+        except Exception as exc:  # one bad record never stops the table
+            failed[ids[i]] = f"{type(exc).__name__}: {exc}"
+            values = pd.Series(np.nan, index=feature_names())
+        rows.append(values)
+    table = pd.DataFrame(rows, index=pd.Index(ids, name="record"))
+    return table, failed

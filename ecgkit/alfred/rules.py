@@ -919,3 +919,8 @@ def rule_table() -> pd.DataFrame:
                      "criterion": r.criterion, "superclasses": ", ".join(c.superclasses),
                      "heuristic": r.heuristic, "n_features": len(r.needs)})
     return pd.DataFrame(rows)
+
+
+def evaluate_rules_many(features: pd.DataFrame) -> pd.DataFrame:
+    """Rule results for every row of a features table: records × conditions, True/False/None."""
+    return pd.DataFrame({rec: evaluate_rules(row)["positive"] for rec, row in features.iterrows()}).T
