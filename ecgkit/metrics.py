@@ -1,0 +1,201 @@
+"""Classification metrics used across the book: PPV, NPV, sensitivity, specificity.
+
+* :func:`binary_metrics`: one binary task, from :func:`sklearn.metrics.confusion_matrix`.
+  A metric whose denominator is zero (e.g. sensitivity of a class without positives) is NaN,
+  never an error.
+* :func:`multilabel_report`: one row per class plus a ``macro`` row (unweighted mean over the
+  classes of each metric, NaN classes skipped; the counts of the macro row are sums over the
+  classes). This is how the ALFRED paper reports its ablation table (macro over
+  NORM/MI/STTC/CD/HYP).
+* :func:`bootstrap_ci`: percentile bootstrap confidence intervals, resampling records (or
+  patients, when ``groups`` is given: all records of a drawn patient come along), deterministic
+  for a seed.
+
+Missing predictions (NaN/None, e.g. an unparseable LLM answer) are an error by default;
+``missing="negative"`` counts them as negative predictions, ``missing="drop"`` leaves the
+records out.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+__all__ = ["RATES", "binary_metrics", "multilabel_report", "bootstrap_ci"]
+
+RATES = ("PPV", "NPV", "Sens", "Spec")
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else math.nan
+
+
+def _as_float(x) -> np.ndarray:
+    if isinstance(x, (pd.Series, pd.DataFrame)):
+        x = x.to_numpy()
+    try:  # fast path: numbers, booleans, None (-> NaN)
+        return np.asarray(x, dtype=float).ravel()
+    except (TypeError, ValueError):
+        pass
+    arr = np.asarray(x, dtype=object).ravel()
+    out = np.full(arr.shape, np.nan)
+    for i, v in enumerate(arr):
+        if v is None:
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a binary label: {v!r}")
+    return out
+
+
+def _clean(y_true, y_pred, missing: str):
+    t, p = _as_float(y_true), _as_float(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred {p.size}")
+    if np.isnan(t).any():
+        raise ValueError("y_true has missing values")
+    bad = np.isnan(p)
+    if bad.any():
+        if missing == "negative":
+            p = np.where(bad, 0.0, p)
+        elif missing == "drop":
+            t, p = t[~bad], p[~bad]
+        else:
+            raise ValueError(f"{int(bad.sum())} missing predictions; pass missing='negative' or "
+                             "missing='drop'")
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if not np.isin(a, (0.0, 1.0)).all():
+            raise ValueError(f"{name} must be binary (0/1 or False/True)")
+    return t.astype(bool), p.astype(bool)
+
+
+def binary_metrics(y_true, y_pred, missing: str = "error") -> dict:
+    """PPV, NPV, Sens, Spec (NaN where the denominator is 0), n, tp, fp, tn, fn."""
+    t, p = _clean(y_true, y_pred, missing)
+    if t.size:
+        tn, fp, fn, tp = (int(v) for v in confusion_matrix(t, p, labels=[False, True]).ravel())
+    else:
+        tn = fp = fn = tp = 0
+    return {"PPV": _ratio(tp, tp + fp), "NPV": _ratio(tn, tn + fn), "Sens": _ratio(tp, tp + fn),
+            "Spec": _ratio(tn, tn + fp), "n": int(t.size), "tp": tp, "fp": fp, "tn": tn,
+            "fn": fn}
+
+
+def _frame(y, classes) -> pd.DataFrame:
+    if isinstance(y, pd.DataFrame):
+        return y
+    arr = np.asarray(y, dtype=object)
+    if arr.ndim != 2 or classes is None or arr.shape[1] != len(classes):
+        raise ValueError("pass DataFrames, or 2-D arrays with one column per class")
+    return pd.DataFrame(arr, columns=list(classes))
+
+
+def multilabel_report(y_true, y_pred, classes: Optional[Sequence[str]] = None,
+                      missing: str = "error") -> pd.DataFrame:
+    """Per-class :func:`binary_metrics` (rows = ``classes``, default the columns of ``y_true``)
+    and a ``macro`` row: mean of each rate over the classes where it is defined (NaN skipped;
+    NaN when undefined everywhere); its ``n`` is the number of records, its ``tp``, ``fp``,
+    ``tn``, ``fn`` are sums over the classes. Rows are aligned by
+    position (both frames must have the same length)."""
+    if classes is None:
+        if not isinstance(y_true, pd.DataFrame):
+            raise ValueError("classes is needed when y_true is not a DataFrame")
+        classes = list(y_true.columns)
+    classes = list(classes)
+    yt, yp = _frame(y_true, classes), _frame(y_pred, classes)
+    if len(yt) != len(yp):
+        raise ValueError(f"y_true has {len(yt)} rows but y_pred {len(yp)}")
+    rows = {c: binary_metrics(yt[c].to_numpy(), yp[c].to_numpy(), missing) for c in classes}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    macro = {}
+    for k in df.columns:
+        col = df[k].astype(float)
+        if k in RATES:
+            macro[k] = float(np.nanmean(col)) if col.notna().any() else math.nan
+        else:
+            macro[k] = int(col.sum())
+    macro["n"] = len(yt)
+    df.loc["macro"] = pd.Series(macro)
+    for k in ("n", "tp", "fp", "tn", "fn"):
+        df[k] = df[k].astype(int)
+    df.index.name = "class"
+    return df
+
+
+def _flatten(value) -> pd.Series:
+    if isinstance(value, pd.DataFrame):
+        cols = [c for c in RATES if c in value.columns] or list(value.columns)
+        sub = value[cols]
+        # the full product (class, metric), NaN kept, whatever the pandas version
+        index = pd.MultiIndex.from_product([sub.index, cols])
+        return pd.Series(sub.to_numpy(dtype=float).ravel(), index=index)
+    if isinstance(value, pd.Series):
+        return value
+    if isinstance(value, dict):
+        keys = [k for k in RATES if k in value] or list(value)
+        return pd.Series({k: value[k] for k in keys}, dtype=float)
+    return pd.Series({"value": float(value)})
+
+
+def _take(y, idx):
+    if isinstance(y, (pd.DataFrame, pd.Series)):
+        return y.iloc[idx]
+    return np.asarray(y, dtype=object)[idx]
+
+
+def bootstrap_ci(y_true, y_pred, metric_fn: Optional[Callable] = None, n_boot: int = 1000,
+                 seed: int = 0, alpha: float = 0.05, groups=None) -> pd.DataFrame:
+    """Percentile bootstrap intervals of ``metric_fn(y_true, y_pred)``.
+
+    ``metric_fn`` returns a scalar, a dict (the rates PPV/NPV/Sens/Spec are kept when present)
+    or a DataFrame such as :func:`multilabel_report` (its rate columns, every row, ``macro``
+    included). Default: :func:`multilabel_report` for DataFrames, :func:`binary_metrics`
+    otherwise. Records are drawn with replacement (``n_boot`` times, ``numpy`` generator with
+    ``seed``); with ``groups`` (one patient id per record) patients are drawn instead and bring
+    all their records. Replicates where a metric is NaN are skipped for that metric.
+
+    Returns a DataFrame indexed like the flattened metric (``metric`` or ``(class, metric)``)
+    with columns ``estimate`` (on all records), ``low``, ``high`` and ``n_valid`` (replicates
+    where the metric was defined).
+    """
+    if metric_fn is None:
+        metric_fn = multilabel_report if isinstance(y_true, pd.DataFrame) else binary_metrics
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    n = len(y_true)
+    if len(y_pred) != n:
+        raise ValueError(f"y_true has {n} records but y_pred {len(y_pred)}")
+    if isinstance(y_true, pd.DataFrame) and isinstance(y_pred, pd.DataFrame):
+        # convert once (True/False/None -> 1/0/NaN) so that each replicate is cheap
+        y_true = y_true.apply(lambda c: pd.Series(_as_float(c), index=c.index))
+        y_pred = y_pred.apply(lambda c: pd.Series(_as_float(c), index=c.index))
+    estimate = _flatten(metric_fn(y_true, y_pred)).astype(float)
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise ValueError("groups must have one id per record")
+        _, inverse = np.unique(groups, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    reps = np.full((n_boot, len(estimate)), np.nan)
+    for b in range(n_boot):
+        if groups is None:
+            idx = rng.integers(0, n, size=n)
+        else:
+            drawn = rng.integers(0, len(members), size=len(members))
+            idx = np.concatenate([members[g] for g in drawn])
+        value = _flatten(metric_fn(_take(y_true, idx), _take(y_pred, idx))).astype(float)
+        reps[b] = value.reindex(estimate.index).to_numpy()
+    valid = ~np.isnan(reps)
+    low = np.full(len(estimate), np.nan)
+    high = np.full(len(estimate), np.nan)
+    for j in range(len(estimate)):
+        col = reps[valid[:, j], j]
+        if col.size:
+            low[j], high[j] = np.quantile(col, [alpha / 2, 1 - alpha / 2])
+    return pd.DataFrame({"estimate": estimate.to_numpy(), "low": low, "high": high,
+                         "n_valid": valid.sum(axis=0)}, index=estimate.index)

@@ -1,0 +1,105 @@
+"""Generic metrics: hand-computed confusion matrices, NaN when undefined, macro, bootstrap."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgkit.metrics import binary_metrics, bootstrap_ci, multilabel_report
+
+
+def test_binary_metrics_hand_computed():
+    # tp=2 (0,1), fn=1 (2), fp=1 (3), tn=2 (4,5)
+    m = binary_metrics([1, 1, 1, 0, 0, 0], [1, 1, 0, 1, 0, 0])
+    assert (m["tp"], m["fn"], m["fp"], m["tn"], m["n"]) == (2, 1, 1, 2, 6)
+    assert m["PPV"] == pytest.approx(2 / 3) and m["NPV"] == pytest.approx(2 / 3)
+    assert m["Sens"] == pytest.approx(2 / 3) and m["Spec"] == pytest.approx(2 / 3)
+    m = binary_metrics([True, True, False, False, False], [True, False, False, False, False])
+    assert m["PPV"] == 1.0 and m["NPV"] == pytest.approx(3 / 4)
+    assert m["Sens"] == 0.5 and m["Spec"] == 1.0
+
+
+def test_undefined_metrics_are_nan():
+    m = binary_metrics([0, 0, 0], [0, 1, 0])       # no positives: Sens undefined
+    assert math.isnan(m["Sens"]) and m["Spec"] == pytest.approx(2 / 3) and m["PPV"] == 0.0
+    m = binary_metrics([1, 0], [0, 0])              # nothing predicted positive: PPV undefined
+    assert math.isnan(m["PPV"]) and m["NPV"] == 0.5
+    m = binary_metrics([], [])
+    assert m["n"] == 0 and all(math.isnan(m[k]) for k in ("PPV", "NPV", "Sens", "Spec"))
+
+
+def test_missing_predictions():
+    with pytest.raises(ValueError):
+        binary_metrics([1, 0], [1, None])
+    assert binary_metrics([1, 0], [1, None], missing="negative")["tn"] == 1
+    assert binary_metrics([1, 0], [1, None], missing="drop")["n"] == 1
+    with pytest.raises(ValueError):
+        binary_metrics([1, 0], [1])
+    with pytest.raises(ValueError):
+        binary_metrics([1, 0], [2, 0])
+
+
+def test_multilabel_report_and_macro():
+    yt = pd.DataFrame({"A": [1, 1, 0, 0], "B": [0, 0, 0, 0], "C": [1, 0, 1, 0]}).astype(bool)
+    yp = pd.DataFrame({"A": [1, 0, 0, 0], "B": [0, 1, 0, 0], "C": [1, 0, 1, 0]}).astype(bool)
+    r = multilabel_report(yt, yp, ["A", "B", "C"])
+    assert list(r.index) == ["A", "B", "C", "macro"]
+    assert r.loc["A", "Sens"] == 0.5 and r.loc["A", "PPV"] == 1.0
+    assert math.isnan(r.loc["B", "Sens"]) and r.loc["B", "Spec"] == 0.75
+    assert r.loc["C", "Sens"] == 1.0
+    # macro: mean over the classes where defined (B's NaN sensitivity is skipped)
+    assert r.loc["macro", "Sens"] == pytest.approx((0.5 + 1.0) / 2)
+    assert r.loc["macro", "Spec"] == pytest.approx((1.0 + 0.75 + 1.0) / 3)
+    assert r.loc["macro", "PPV"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert r.loc["macro", "n"] == 4 and r.loc["macro", "tp"] == 3
+    # default classes: the columns; arrays with classes work too
+    assert list(multilabel_report(yt, yp).index) == ["A", "B", "C", "macro"]
+    r2 = multilabel_report(yt.to_numpy(), yp.to_numpy(), ["A", "B", "C"])
+    pd.testing.assert_frame_equal(r, r2)
+
+
+def _data(n=200, seed=3):
+    rng = np.random.default_rng(seed)
+    yt = pd.DataFrame(rng.random((n, 3)) < 0.3, columns=["A", "B", "C"])
+    flip = rng.random((n, 3)) < 0.2
+    yp = pd.DataFrame(yt.to_numpy() ^ flip, columns=yt.columns)
+    return yt, yp
+
+
+def test_bootstrap_deterministic_and_contains_estimate():
+    yt, yp = _data()
+    a = bootstrap_ci(yt, yp, n_boot=100, seed=7)
+    b = bootstrap_ci(yt, yp, n_boot=100, seed=7)
+    c = bootstrap_ci(yt, yp, n_boot=100, seed=8)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert ("macro", "Sens") in a.index and ("A", "PPV") in a.index
+    assert (a["low"] <= a["estimate"]).all() and (a["estimate"] <= a["high"]).all()
+    assert (a["low"] < a["high"]).all()
+    report = multilabel_report(yt, yp)
+    assert a.loc[("macro", "Spec"), "estimate"] == pytest.approx(report.loc["macro", "Spec"])
+
+
+def test_bootstrap_binary_scalar_and_groups():
+    yt, yp = _data(150)
+    ci = bootstrap_ci(yt["A"].to_numpy(), yp["A"].to_numpy(), n_boot=100)
+    assert list(ci.index) == ["PPV", "NPV", "Sens", "Spec"]
+    assert (ci["low"] <= ci["estimate"]).all() and (ci["estimate"] <= ci["high"]).all()
+    acc = bootstrap_ci(yt["A"], yp["A"], lambda t, p: float(np.mean(np.asarray(t) == np.asarray(p))),
+                       n_boot=100)
+    assert list(acc.index) == ["value"]
+    groups = np.repeat(np.arange(50), 3)             # 50 patients with 3 records each
+    g1 = bootstrap_ci(yt, yp, n_boot=50, groups=groups, seed=1)
+    g2 = bootstrap_ci(yt, yp, n_boot=50, groups=groups, seed=1)
+    pd.testing.assert_frame_equal(g1, g2)
+    assert (g1["low"] <= g1["estimate"]).all() and (g1["estimate"] <= g1["high"]).all()
+
+
+def test_bootstrap_nan_class_does_not_crash():
+    yt = pd.DataFrame({"A": [True, False] * 20, "B": [False] * 40})
+    yp = pd.DataFrame({"A": [True, True] * 20, "B": [False, True] * 20})
+    ci = bootstrap_ci(yt, yp, n_boot=30)
+    assert ci.loc[("B", "Sens"), "n_valid"] == 0 and math.isnan(ci.loc[("B", "Sens"), "low"])
+    assert ci.loc[("macro", "Sens"), "n_valid"] == 30
