@@ -191,3 +191,24 @@ def test_neurokit_fiducials():
     assert (peak["qrs_on"] == -1).all() or len(peak)
     flat = D.neurokit_fiducials(np.zeros(5000), 500)
     assert len(flat) == 0 and "note" in flat.attrs
+
+
+def test_align_beats_numbers_beats_across_leads_and_drops_lone_detections():
+    import pandas as pd
+    from ecgkit.alfred.delineation import OUTPUT_COLUMNS, align_beats
+
+    rows = []
+    for lead in ["I", "II", "III", "V1"]:
+        shift = 0 if lead != "V1" else 4  # leads disagree a little
+        for beat, qrs_on in enumerate([100, 600, 1100]):
+            rows.append({"lead": lead, "beat": beat, **{c: -1 for c in OUTPUT_COLUMNS},
+                         "p_on": qrs_on - 80, "p_off": qrs_on - 30, "qrs_on": qrs_on + shift,
+                         "r_peak": qrs_on + 20, "qrs_off": qrs_on + 45 + shift, "t_off": qrs_on + 300})
+    # lead III sees a spurious QRS on a T wave, which shifts its own beat numbers
+    rows.append({"lead": "III", "beat": 9, **{c: -1 for c in OUTPUT_COLUMNS}, "qrs_on": 350, "qrs_off": 380})
+    out = align_beats(pd.DataFrame(rows), 1500, fs=500)
+    glob = out[out["lead"] == "all"]
+    assert list(glob["beat"]) == [0, 1, 2] and list(glob["qrs_on"]) == [100, 600, 1100]
+    assert list(glob["qrs_off"]) == [145, 645, 1145]   # second-latest offset: one late lead is ignored
+    assert not ((out["lead"] == "III") & (out["qrs_on"] == 350)).any()
+    assert (out[out["lead"] != "all"].groupby("beat").size() == 4).all()

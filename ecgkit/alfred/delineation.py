@@ -514,7 +514,7 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     for rec, p, m in zip(records, prepared, masks):
         names = leads if leads is not None else (list(LEADS) if p.shape[0] == len(LEADS)
                                                  else list(range(p.shape[0])))
-        fid = mask_to_fiducials(m, FS, signal=p, leads=names)
+        fid = align_beats(mask_to_fiducials(m, FS, signal=p, leads=names), p.shape[1], FS)
         if fs != FS:
             cols = list(OUTPUT_COLUMNS)
             vals = fid[cols].to_numpy()
@@ -523,6 +523,70 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
             fid[cols] = scaled.astype(np.int64)
         out.append(fid)
     return out[0] if single else out
+
+
+def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_leads: int | None = None,
+                merge_ms: float = 40.0, refractory_ms: float = 250.0) -> pd.DataFrame:
+    """Number beats consistently across leads and add one ``lead="all"`` row per beat.
+
+    Each lead is delineated on its own, so its beat numbers and spurious detections (noise or a
+    tall T wave labelled QRS in one lead) are its own. A beat is kept where the QRS of at least
+    ``min_leads`` leads (default 30 % of the leads, at least 2) overlap; each lead's QRS that
+    overlaps a kept beat gets that beat's number, the others are dropped. The ``all`` row takes the
+    second-earliest QRS onset and second-latest offset (robust to one outlying lead) and the
+    median of the other fiducials over the leads that have them (P only when a third of the
+    matched leads show one).
+    """
+    if fiducials.empty:
+        return fiducials
+    lead_rows = fiducials[fiducials["lead"].astype(str) != "all"]
+    leads = list(dict.fromkeys(lead_rows["lead"]))
+    need = min_leads or max(2, int(np.ceil(0.3 * len(leads))))
+    votes = np.zeros(n_samples + 1, dtype=np.int32)
+    qrs = lead_rows[(lead_rows["qrs_on"] >= 0) & (lead_rows["qrs_off"] >= 0)]
+    for on, off in zip(qrs["qrs_on"], qrs["qrs_off"]):
+        votes[on:off + 1] += 1
+    values, starts, stops = _runs((votes >= need).astype(np.int8))
+    runs = [(int(a), int(b) - 1) for v, a, b in zip(values, starts, stops) if v == 1]
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= merge_ms * fs / 1000:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    # a refractory period: of two candidate beats closer than ``refractory_ms``, the one that
+    # more leads agree on stays (a T wave labelled QRS in a few leads loses to the real QRS)
+    strength = [int(votes[a:b + 1].max()) for a, b in merged]
+    keep = []
+    for i in sorted(range(len(merged)), key=lambda j: -strength[j]):
+        centre = sum(merged[i]) / 2
+        if all(abs(centre - sum(merged[k]) / 2) >= refractory_ms * fs / 1000 for k in keep):
+            keep.append(i)
+    merged = [merged[i] for i in sorted(keep)]
+    pad = int(merge_ms * fs / 1000)
+    rows, cols = [], list(OUTPUT_COLUMNS)
+    for beat, (a, b) in enumerate(merged):
+        hit = qrs[(qrs["qrs_off"] >= a - pad) & (qrs["qrs_on"] <= b + pad)]
+        hit = hit.loc[(((hit["qrs_on"] + hit["qrs_off"]) / 2 - (a + b) / 2).abs()
+                       .groupby(hit["lead"]).idxmin())]
+        if hit.empty:
+            continue
+        for _, row in hit.iterrows():
+            rows.append({**row.to_dict(), "beat": beat})
+        glob = {"lead": "all", "beat": beat}
+        ons, offs = np.sort(hit["qrs_on"].to_numpy()), np.sort(hit["qrs_off"].to_numpy())
+        glob["qrs_on"] = int(ons[min(1, len(ons) - 1)])
+        glob["qrs_off"] = int(offs[max(len(offs) - 2, 0)])
+        for col in cols:
+            if col in ("qrs_on", "qrs_off"):
+                continue
+            vals = hit[col].to_numpy()
+            vals = vals[vals >= 0]
+            enough = len(vals) >= (len(hit) / 3 if col.startswith("p_") else 1)
+            glob[col] = int(np.median(vals)) if enough and len(vals) else -1
+        rows.append(glob)
+    out = pd.DataFrame(rows, columns=["lead", "beat"] + cols)
+    return out.astype({c: np.int64 for c in ["beat"] + cols}).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
