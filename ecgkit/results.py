@@ -96,7 +96,8 @@ class Recorder:
             "metrics": r.metrics,
             "tables": {name: {"caption": r.captions.get(name, ""),
                               "index_names": list(frame.index.names),
-                              "columns": [str(c) for c in frame.columns],
+                              "columns": [[str(x) for x in c] if isinstance(c, tuple) else str(c)
+                                          for c in frame.columns],
                               "index": _plain(list(frame.index)),
                               "data": _plain(frame.to_numpy(dtype=object).tolist())}
                        for name, frame in r.tables.items()},
@@ -121,7 +122,10 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
         names = t.get("index_names") or [None]
         index = (pd.MultiIndex.from_tuples([tuple(i) for i in t["index"]], names=names)
                  if len(names) > 1 else pd.Index(t["index"], name=names[0]))
-        frame = pd.DataFrame(t["data"], index=index, columns=t["columns"])
+        columns = t["columns"]
+        if columns and all(isinstance(c, list) for c in columns):
+            columns = pd.MultiIndex.from_tuples([tuple(c) for c in columns])
+        frame = pd.DataFrame(t["data"], index=index, columns=columns)
         tables[name] = frame.infer_objects()
         captions[name] = t.get("caption", "")
     return Results(notebook, doc["info"], doc["metrics"], tables, captions)

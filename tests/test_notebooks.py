@@ -39,3 +39,28 @@ def test_00_data_records_its_tables(tmp_path, monkeypatch):
         assert {"hr_bpm", "qrs_ms"} <= set(comparison.index)
         assert comparison["verdict"].isin(["similar", "synthetic higher", "synthetic lower",
                                            "too few values"]).all()
+
+
+def test_01_knowledge_records_retrieval_quality(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
+    run_notebook(notebooks("notebooks", ["01"])[0], tmp_path / "out",
+                 {"profile": "quick", "n_random": 2000, "max_new_tokens": 16})
+    r = load_results("01_knowledge", tmp_path / "results")
+    assert r.metric("card_hit_rate") >= 0.9
+    assert r.metric("corpus_recall_at_10") >= 0.95
+    assert r.metric("llm_errors") == 0
+    corpus = r.table("corpus")
+    assert corpus["max_chunk"].max() <= 1024 and corpus.loc[("all", ""), "files"] >= 98
+    assert set(r.table("llm_answers")["retrieval"]) == {"none", "documents + expert"}
+
+
+def test_02_alfred_signal_records_its_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
+    real = str(SHARED_PTBXL) if SHARED_PTBXL.is_dir() else None
+    run_notebook(notebooks("notebooks", ["02"])[0], tmp_path / "out",
+                 {"profile": "quick", "ptbxl_dir": real, "n_scored": 4, "n_real": 12})
+    r = load_results("02_delineation_features_rules", tmp_path / "results")
+    scores = r.table("delineation_scores")
+    assert scores[("U-Net", "sensitivity")].min() > 0.8      # against synthetic ground truth
+    assert r.metric("records_measured") == 12
+    assert len(r.table("rules_documented")) == 45

@@ -28,8 +28,11 @@ def test_round_trip_with_provenance(tmp_path):
     multi = pd.DataFrame({"n": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", "train"), ("a", "test")],
                                                                           names=["view", "part"]))
     rec.table("multi", multi)
+    wide = pd.concat({"U-Net": pd.DataFrame({"sens": [0.9]}), "neurokit2": pd.DataFrame({"sens": [0.7]})}, axis=1)
+    rec.table("wide", wide)
     rec.save(tmp_path)
     pd.testing.assert_frame_equal(load_results("00_data", tmp_path).table("multi"), multi)
+    assert load_results("00_data", tmp_path).table("wide").loc[0, ("neurokit2", "sens")] == 0.7
     with pytest.raises(KeyError, match="no table 'nope'"):
         back.table("nope")
 
