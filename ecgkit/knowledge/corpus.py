@@ -57,8 +57,24 @@ EXTRA_ENV = "ECGKIT_KNOWLEDGE_EXTRA"
 _KIND_BY_FOLDER = {"conditions": "condition", "features": "feature"}
 
 
+class MetadataFields:
+    """Read-only views of the usual ``metadata`` entries (empty string when absent)."""
+
+    metadata: dict
+
+    def _field(self, name: str) -> str:
+        return self.metadata.get(name, "")
+
+    title = property(lambda self: self._field("title"))
+    source = property(lambda self: self._field("source"))
+    collection = property(lambda self: self._field("collection"))
+    kind = property(lambda self: self._field("kind"))
+    key = property(lambda self: self._field("key"))
+    section = property(lambda self: self._field("section"))
+
+
 @dataclass
-class Doc:
+class Doc(MetadataFields):
     """One corpus file: its text (front matter stripped) and metadata.
 
     ``metadata`` always holds ``collection`` ("documents"|"expert"), ``source`` (the path
@@ -69,18 +85,6 @@ class Doc:
 
     text: str
     metadata: dict = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return self.metadata.get("title", "")
-
-    @property
-    def source(self) -> str:
-        return self.metadata.get("source", "")
-
-    @property
-    def collection(self) -> str:
-        return self.metadata.get("collection", "")
 
 
 @dataclass

@@ -48,7 +48,7 @@ from ..config import cache_dir
 from ..hashing import file_sha256
 from ..models import embed_texts, text_encoder_path
 from .chunking import MAX_CHARS, ChunkStats, chunk_corpus
-from .corpus import COLLECTIONS, discover_files, load_corpus
+from .corpus import COLLECTIONS, MetadataFields, discover_files, load_corpus
 
 __all__ = [
     "FORMAT_VERSION",
@@ -267,33 +267,13 @@ def _to_gpu(index):  # pragma: no cover - needs GPU FAISS
 
 
 @dataclass
-class Hit:
+class Hit(MetadataFields):
     """One retrieved chunk: text (with its ``Title — Section:`` prefix), cosine score, metadata."""
 
     text: str
     score: float
     metadata: dict = field(default_factory=dict)
     id: str = ""
-
-    @property
-    def source(self) -> str:
-        return self.metadata.get("source", "")
-
-    @property
-    def collection(self) -> str:
-        return self.metadata.get("collection", "")
-
-    @property
-    def kind(self) -> str:
-        return self.metadata.get("kind", "")
-
-    @property
-    def key(self) -> str:
-        return self.metadata.get("key", "")
-
-    @property
-    def section(self) -> str:
-        return self.metadata.get("section", "")
 
 
 def _collections(value) -> tuple[str, ...]:
