@@ -635,6 +635,8 @@ class LocalLLM(LLM):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of plain texts (no chat template, no special tokens)."""
+        if isinstance(texts, str):
+            raise TypeError("count_tokens takes a list of texts, not a single string")
         tok = self._load()[1]
         return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
