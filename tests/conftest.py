@@ -1,6 +1,7 @@
 """Shared fixtures: results and caches go to temporary folders; a tiny PTB-XL in native format."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,19 @@ PTBXL_LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V
 @pytest.fixture(autouse=True)
 def _results_to_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
+
+
+@pytest.fixture(scope="module")
+def llm_dir():
+    """The default local LLM's converted folder (resolved with $ECGKIT_LLM unset)."""
+    from ecgkit import models
+
+    saved = os.environ.pop("ECGKIT_LLM", None)
+    try:
+        yield models.llm_path()
+    finally:
+        if saved is not None:
+            os.environ["ECGKIT_LLM"] = saved
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import threading
 import time
@@ -31,18 +30,6 @@ from ecgkit.llm import (
 )
 
 # ----------------------------------------------------------------------------- local model
-
-
-@pytest.fixture(scope="module")
-def llm_dir():
-    from ecgkit import models
-
-    saved = os.environ.pop("ECGKIT_LLM", None)
-    try:
-        yield models.llm_path()
-    finally:
-        if saved is not None:
-            os.environ["ECGKIT_LLM"] = saved
 
 
 @pytest.fixture(scope="module")

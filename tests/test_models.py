@@ -26,16 +26,6 @@ LONG_PROMPT = (
 
 
 @pytest.fixture(scope="module")
-def llm_dir():
-    saved = os.environ.pop("ECGKIT_LLM", None)
-    try:
-        yield models.llm_path()
-    finally:
-        if saved is not None:
-            os.environ["ECGKIT_LLM"] = saved
-
-
-@pytest.fixture(scope="module")
 def llm(llm_dir):
     model, tokenizer = models.load_llm(str(llm_dir), device="cpu")
     return model, tokenizer
