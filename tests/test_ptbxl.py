@@ -151,3 +151,13 @@ def test_real_ptbxl_subset(tmp_cache):
     # amplitudes are physiological millivolts (a mislabelled gain would be off by 1000)
     amp = np.ptp(np.asarray(ds.signals[:50]), axis=1)
     assert 0.2 < np.median(amp) < 5
+
+
+def test_medians_by_statement(tiny_ptbxl, tmp_cache):
+    from ecgkit.data.ptbxl import medians_by_statement
+    ds = load_ptbxl(tiny_ptbxl, 100, progress=False)
+    values = pd.DataFrame({"qrs": [90.0, 110.0, 150.0, 95.0, 100.0, 105.0]}, index=ds.meta.index)
+    table = medians_by_statement(values, ds.meta, ["NORM", "IMI", "CLBBB", "AFIB"])
+    assert table.loc["NORM", "records"] == 1 and table.loc["NORM", "qrs"] == 90.0
+    assert table.loc["IMI", "records"] == 2 and table.loc["IMI", "qrs"] == 107.5   # any likelihood
+    assert table.loc["CLBBB", "qrs"] == 150.0 and table.loc["AFIB", "records"] == 1

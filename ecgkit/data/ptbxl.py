@@ -256,3 +256,16 @@ def fold_table(dataset: PTBXL) -> pd.DataFrame:
     frame.insert(0, "records", meta.groupby("strat_fold").size())
     frame.insert(0, "part", [part_of.get(int(f), "?") for f in frame.index])
     return frame
+
+
+def medians_by_statement(values: pd.DataFrame, meta: pd.DataFrame, statements,
+                         norm_likelihood: float = 50.0) -> pd.DataFrame:
+    """Median of each column of ``values`` (indexed like ``meta``) among the records carrying each
+    SCP statement, with the number of records; ``NORM`` counts only at likelihood ≥ ``norm_likelihood``."""
+    codes = meta.loc[values.index, "scp_codes"]
+    rows = {}
+    for code in statements:
+        threshold = norm_likelihood if code == "NORM" else 0.0
+        mask = codes.map(lambda c: c.get(code, -1.0) >= threshold).to_numpy()
+        rows[code] = {"records": int(mask.sum()), **values.loc[mask].median().to_dict()}
+    return pd.DataFrame(rows).T.astype({"records": int})
