@@ -133,8 +133,13 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
 
 def paper_numbers(paper: str | None = None, table: str | None = None) -> pd.DataFrame:
     """The papers' reported numbers, each with its source (paper, table)."""
-    with files("ecgkit.resources").joinpath("paper_numbers.csv").open() as fh:
-        frame = pd.read_csv(fh, comment="#")
+    folder = files("ecgkit.resources")
+    parts = []
+    for item in sorted(folder.iterdir(), key=lambda f: f.name):   # paper_numbers.csv, paper_numbers_esi.csv, ...
+        if item.name.startswith("paper_numbers") and item.name.endswith(".csv"):
+            with item.open() as fh:
+                parts.append(pd.read_csv(fh, comment="#"))
+    frame = pd.concat(parts, ignore_index=True)
     if paper:
         frame = frame[frame["paper"] == paper]
     if table:
