@@ -21,7 +21,9 @@ Pieces:
 - :class:`LocalLLM`: a transformers causal LM loaded with :func:`ecgkit.models.load_llm` (lazily, on
   first use); chat template applied; greedy when ``temperature == 0``; batched generation sorted by
   length; prompts over the context (or ``max_input_tokens``) are error items, or middle-truncated
-  with ``truncate=True``. Also :meth:`LocalLLM.loglikelihood` for multiple-choice scoring.
+  with ``truncate=True``. A message list that ends with an assistant message is continued
+  (answer prefill, e.g. ``"NORM:"`` to start a fixed format). Also :meth:`LocalLLM.loglikelihood`
+  for multiple-choice scoring.
 - :class:`OpenAIChat`: ``POST {base_url}/chat/completions`` with ``requests``, concurrent, with
   time-outs and retries (exponential backoff; ``Retry-After`` honoured) on connection errors,
   time-outs, 429 and 5xx. Configured by ``ECGKIT_LLM_BASE_URL``, ``ECGKIT_LLM_MODEL`` and
@@ -404,7 +406,10 @@ class LocalLLM(LLM):
                 raise TypeError("chat=False needs string prompts")
             return tok(prompt, add_special_tokens=True)["input_ids"]
         messages = to_messages(prompt, system)
-        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if messages[-1].get("role") == "assistant":   # prefilled answer: the model continues it
+            text = tok.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+        else:
+            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return tok(text, add_special_tokens=False)["input_ids"]
 
     def _eos_ids(self) -> set[int]:
@@ -439,6 +444,7 @@ class LocalLLM(LLM):
         truncate: bool | None = None,
         progress: bool | None = None,
         batch_size: int | None = None,
+        choices: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Batched generation; greedy when ``temperature == 0``, else sampling seeded by ``seed``.
 
@@ -446,6 +452,8 @@ class LocalLLM(LLM):
         A prompt longer than the limit is an error item ("prompt has N tokens, limit M"), or, with
         ``truncate=True``, shortened from the middle (``Generation.truncated``). Sampled outputs
         depend on how prompts are batched; greedy ones do not (up to float rounding).
+        ``choices``: constrained decoding; every answer starts with one of these texts (the model
+        picks among them token by token) and continues freely after it.
         """
         import torch
         from tqdm import tqdm
@@ -496,19 +504,19 @@ class LocalLLM(LLM):
                 torch.manual_seed(int(seed))
             for batch in tqdm(batches, desc="generate", unit="batch", disable=not show):
                 for (i, _, _), gen in zip(batch, self._generate_batch(batch, max_new_tokens,
-                                                                      temperature, stop)):
+                                                                      temperature, stop, choices)):
                     results[i] = gen
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch, max_new_tokens, temperature, stop) -> list[Generation]:
+    def _generate_batch(self, batch, max_new_tokens, temperature, stop, choices=None) -> list[Generation]:
         try:
-            return self._run_batch(batch, max_new_tokens, temperature, stop)
+            return self._run_batch(batch, max_new_tokens, temperature, stop, choices)
         except Exception as exc:
             if len(batch) > 1:  # find the culprit: one by one
                 log.warning("batch of %d failed (%s: %s); retrying one by one",
                             len(batch), type(exc).__name__, exc)
                 self._free_memory()
-                return [self._generate_batch([item], max_new_tokens, temperature, stop)[0]
+                return [self._generate_batch([item], max_new_tokens, temperature, stop, choices)[0]
                         for item in batch]
             self._free_memory()
             return [Generation.failed(f"generation failed: {type(exc).__name__}: {exc}",
@@ -522,13 +530,36 @@ class LocalLLM(LLM):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    def _run_batch(self, batch, max_new_tokens, temperature, stop) -> list[Generation]:
+    def _choice_constraint(self, choices: Sequence[str], width: int):
+        """``prefix_allowed_tokens_fn`` for :meth:`generate`: the tokens that keep the answer on
+        one of ``choices`` (a token trie), then any token."""
+        tok = self._load()[1]
+        trie: dict = {}
+        for text in dict.fromkeys(choices):
+            node = trie
+            for t in tok(text, add_special_tokens=False)["input_ids"]:
+                node = node.setdefault(t, {})
+        everything = list(range(len(tok)))
+
+        def allowed(_, ids):
+            node = trie
+            for t in ids[width:].tolist():
+                node = node.get(t)
+                if not node:
+                    return everything
+            return list(node)
+
+        return allowed
+
+    def _run_batch(self, batch, max_new_tokens, temperature, stop, choices=None) -> list[Generation]:
         import torch
 
         model, tok = self._load()
         input_ids, mask = self._pad([ids for _, ids, _ in batch])
         kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens),
                                   "pad_token_id": tok.pad_token_id}
+        if choices:
+            kwargs["prefix_allowed_tokens_fn"] = self._choice_constraint(choices, input_ids.shape[1])
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=float(temperature))
         else:

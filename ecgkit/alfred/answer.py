@@ -49,7 +49,7 @@ _VALUE_RE = (r"not\s+present|not\s+detected|yes|true|present|positive|detected|n
 # CLASS [ (full name) ] : VALUE    (value must end at a word boundary)
 _LABEL = re.compile(
     rf"(?<![\w/-])(?P<cls>{_CLASS_RE})(?:\s*\([^)\n]{{0,60}}\))?\s*(?::|=|-|–|—|\s+is\b)\s*"
-    rf"(?P<val>{_VALUE_RE})(?![\w/])",
+    rf"(?P<val>{_VALUE_RE})(?![\w/])(?!\s*(?:or|/|\|)\s*(?:{_VALUE_RE})\b)",
     re.IGNORECASE,
 )
 _EXPL = re.compile(r"(?im)^[^\w\n]*(?:explanation|reasoning|rationale)\b[^\w\n]*[:\-–]\s*")

@@ -8,8 +8,9 @@ The prompt has five parts, in this order:
    ``lead_features="all"`` for all 30). A missing value (NaN) is written ``not measurable``
    (``n/m`` inside the lead table, with a legend).
 2. **Rule results** (configurations with ``rules=True``): every positive condition with its
-   criterion and the evidence (the feature values the rule used), then the names of the
-   undetermined conditions (features missing). The Base configuration has no rule section.
+   criterion and the evidence (the feature values the rule used; ``rule_detail`` shortens this
+   to the evidence or the names), then the names of the undetermined conditions (features
+   missing). The Base configuration has no rule section.
 3. **Retrieved knowledge on the features**: ALFRED retrieves for each feature *name*. To keep
    the prompt short we query the global features plus the lead features of the table (or the
    ``retrieval_features`` given), with ``top_k`` (default 1) hits per query, drop duplicate
@@ -239,8 +240,14 @@ def _resolve_lead_features(lead_features) -> tuple[str, ...]:
     return keys
 
 
-def _rule_lines(rule_result: pd.DataFrame) -> tuple[list[str], str, list[str]]:
-    """(positive lines, undetermined line, positive keys)."""
+RULE_DETAILS = ("full", "evidence", "names")
+
+
+def _rule_lines(rule_result: pd.DataFrame, detail: str = "full") -> tuple[list[str], str, list[str]]:
+    """(positive lines, undetermined line, positive keys). ``detail``: "full" (criterion and
+    evidence), "evidence" (the feature values only) or "names"."""
+    if detail not in RULE_DETAILS:
+        raise ValueError(f"rule_detail must be one of {RULE_DETAILS}, not {detail!r}")
     if rule_result is None or len(rule_result) == 0:
         return ["Rule results: no rule was evaluated."], "", []
     pos = [k for k, v in rule_result["positive"].items() if v is True]
@@ -251,7 +258,12 @@ def _rule_lines(rule_result: pd.DataFrame) -> tuple[list[str], str, list[str]]:
         lines.append("Positive conditions:")
         for k in pos:
             row = rule_result.loc[k]
-            lines.append(f"- {row['name']}: {row['criterion']} Evidence: {row['evidence']}.")
+            if detail == "full":
+                lines.append(f"- {row['name']}: {row['criterion']} Evidence: {row['evidence']}.")
+            elif detail == "evidence":
+                lines.append(f"- {row['name']} ({_clip(row['evidence'], 120)})")
+            else:
+                lines.append(f"- {row['name']}")
     else:
         lines.append("Positive conditions: none.")
     undetermined = ""
@@ -372,11 +384,11 @@ def _render(features, lead_rows, rule_lines, undetermined, feat_chunks, cond_chu
 
 def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, lead_features,
               retrieval_features, max_feature_docs, max_condition_docs, max_chunk_chars,
-              max_chars) -> BuiltPrompt:
+              max_chars, rule_detail="full") -> BuiltPrompt:
     lead_keys = _resolve_lead_features(lead_features)
     lead_rows = _lead_rows(features, lead_keys)
     if config.rules:
-        rule_lines, undetermined, pos = _rule_lines(rule_result)
+        rule_lines, undetermined, pos = _rule_lines(rule_result, rule_detail)
     else:
         rule_lines, undetermined, pos = [], "", []
     seen: set = set()
@@ -445,7 +457,8 @@ def assemble_prompts_many(features_list: Sequence[Mapping], rule_results: Sequen
                           retrieval_features=None, max_feature_docs: Optional[int] = None,
                           max_condition_docs: Optional[int] = None,
                           max_chunk_chars: Optional[int] = 600,
-                          max_chars: Optional[int] = None) -> list[BuiltPrompt]:
+                          max_chars: Optional[int] = None,
+                          rule_detail: str = "full") -> list[BuiltPrompt]:
     """:func:`assemble_prompt` for many records; retrieval is batched: every distinct query
     (feature names are the same for every record, condition names vary) is sent once, in one
     ``index.retrieve_many`` call per collection set."""
@@ -466,7 +479,8 @@ def assemble_prompts_many(features_list: Sequence[Mapping], rule_results: Sequen
         _retrieve(index, fq, top_k, config.feature_collections, cache)
         _retrieve(index, cq, top_k, config.rule_collections, cache)
     return [_assemble(f, r, config, cache, top_k, lead_features, retrieval_features,
-                      max_feature_docs, max_condition_docs, max_chunk_chars, max_chars)
+                      max_feature_docs, max_condition_docs, max_chunk_chars, max_chars,
+                      rule_detail)
             for f, r in zip(features_list, rule_results)]
 
 
@@ -474,7 +488,7 @@ def assemble_prompt(features: Mapping, rule_result: Optional[pd.DataFrame], inde
                     config="Proposed", top_k: int = 1, max_feature_docs: Optional[int] = None,
                     max_chars: Optional[int] = None, lead_features=None, retrieval_features=None,
                     max_condition_docs: Optional[int] = None,
-                    max_chunk_chars: Optional[int] = 600) -> BuiltPrompt:
+                    max_chunk_chars: Optional[int] = 600, rule_detail: str = "full") -> BuiltPrompt:
     """The five-part prompt for one record with its build report (:class:`BuiltPrompt`).
 
     ``features``: mapping from :func:`ecgkit.alfred.features.extract_features`;
@@ -489,7 +503,8 @@ def assemble_prompt(features: Mapping, rule_result: Optional[pd.DataFrame], inde
                                  retrieval_features=retrieval_features,
                                  max_feature_docs=max_feature_docs,
                                  max_condition_docs=max_condition_docs,
-                                 max_chunk_chars=max_chunk_chars, max_chars=max_chars)[0]
+                                 max_chunk_chars=max_chunk_chars, max_chars=max_chars,
+                                 rule_detail=rule_detail)[0]
 
 
 def build_prompt(features: Mapping, rule_result: Optional[pd.DataFrame], index,

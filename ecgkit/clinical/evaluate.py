@@ -1,0 +1,217 @@
+"""Evaluation of chapter 09: AUROC, the share of the gap closed with bootstrap intervals, the
+lab-abnormality heads, the ablation table, the paper's claims beside ours, and per-patient
+explanations as a clinician reads them.
+
+Bootstrap intervals resample the test records (percentile intervals, fixed seed); each replicate
+recomputes every model's AUROCs on the same resample, so differences and ratios are paired.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from .labs import FLAG_NAMES, REFERENCE_RANGES, lab_status
+
+__all__ = ["auroc", "auroc_table", "macro_auroc_bootstrap", "gap_closed", "ablation_table",
+           "lab_head_auroc", "PAPER_CLAIMS", "claims_table", "explanations"]
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUROC of each column (the Mann–Whitney statistic with average ranks for ties, equal to
+    :func:`sklearn.metrics.roc_auc_score`), vectorised over leading axes: ``y`` and ``p`` of shape
+    (..., n, C) give (..., C); NaN where a column has no positive or no negative."""
+    y = np.asarray(y, dtype=float)
+    ranks = rankdata(np.asarray(p, dtype=float), axis=-2)
+    n_pos = y.sum(axis=-2)
+    n_neg = y.shape[-2] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = ((ranks * y).sum(axis=-2) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
+
+
+def auroc_table(y_true: pd.DataFrame, probs: dict) -> pd.DataFrame:
+    """Per-label and macro AUROC (rows) of each model (columns), plus positives per label."""
+    rows = {name: auroc(y_true.to_numpy(), p[y_true.columns].to_numpy()) for name, p in probs.items()}
+    frame = pd.DataFrame(rows, index=y_true.columns)
+    frame.loc["macro"] = frame.mean(skipna=True)
+    frame["positives"] = list(y_true.sum().astype(int)) + [int(y_true.to_numpy().sum())]
+    frame.index.name = "label"
+    return frame
+
+
+def macro_auroc_bootstrap(y_true: pd.DataFrame, probs: list, n_boot: int = 1000,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Macro AUROC of each model in ``probs`` on all records (shape (M,)) and on ``n_boot``
+    resamples of the records (shape (n_boot, M)); every model is scored on the same resample.
+    The macro mean skips labels without a positive or a negative in a resample."""
+    cols = list(y_true.columns)
+    y = y_true.to_numpy(float)
+    p = np.stack([pr[cols].to_numpy(float) for pr in probs])            # (M, n, C)
+
+    def macro(yy, pp):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)         # a resample without positives
+            return np.nanmean(auroc(np.broadcast_to(yy, pp.shape), pp), axis=-1)
+
+    estimate = macro(y, p)
+    rng = np.random.default_rng(seed)
+    reps = np.empty((n_boot, len(probs)))
+    for start in range(0, n_boot, 200):
+        idx = rng.integers(0, len(y), size=(min(200, n_boot - start), len(y)))
+        reps[start:start + len(idx)] = macro(y[idx][:, None], np.transpose(p[:, idx], (1, 0, 2, 3)))
+    return estimate, reps
+
+
+def _interval(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    valid = np.isfinite(reps)
+    low = np.array([np.quantile(reps[valid[:, j], j], alpha / 2) if valid[:, j].any() else np.nan
+                    for j in range(reps.shape[1])])
+    high = np.array([np.quantile(reps[valid[:, j], j], 1 - alpha / 2) if valid[:, j].any() else np.nan
+                     for j in range(reps.shape[1])])
+    return low, high, valid.sum(axis=0)
+
+
+def gap_closed(y_true: pd.DataFrame, signal: pd.DataFrame, ours: pd.DataFrame, multimodal: pd.DataFrame,
+               n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, min_gap: float = 0.01) -> pd.DataFrame:
+    """Macro AUROC of the three models and the share of the gap closed,
+    (ours − signal-only) / (multimodal − signal-only), with percentile bootstrap intervals.
+
+    Each replicate resamples the test records and recomputes all three macro AUROCs (over the
+    labels with a positive and a negative in that replicate) and the ratio. The ratio is
+    reported only where the denominator is at least ``min_gap``: a replicate whose gap is
+    smaller is counted as undefined (column ``n_valid`` says how many were defined), and when
+    the gap on all records is smaller the estimate is NaN rather than a huge or negative number."""
+    est, reps = macro_auroc_bootstrap(y_true, [signal, ours, multimodal], n_boot, seed)
+
+    def stats(m):        # (..., 3) macro AUROCs -> (..., 6) rows of the table
+        gain, gap = m[..., 1] - m[..., 0], m[..., 2] - m[..., 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(gap >= min_gap, gain / gap, np.nan)
+        return np.concatenate([m, gain[..., None], gap[..., None], share[..., None]], axis=-1)
+
+    estimate, reps = stats(est), stats(reps)
+    low, high, n_valid = _interval(reps, alpha)
+    names = ["signal-only", "ours", "multimodal", "ours − signal-only", "multimodal − signal-only",
+             "gap closed"]
+    return pd.DataFrame({"estimate": estimate, "low": low, "high": high, "n_valid": n_valid},
+                        index=pd.Index(names, name="quantity"))
+
+
+def ablation_table(y_true: pd.DataFrame, probs: dict, design: dict, reference: str = "ours",
+                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Macro AUROC of each model with its interval and the paired difference to ``reference``.
+
+    ``design`` maps a model name to ``{"stage 1": bool, "stage 3 heads": bool}``."""
+    names = list(probs)
+    est, reps = macro_auroc_bootstrap(y_true, [probs[n] for n in names], n_boot, seed)
+    ref = names.index(reference)
+    low, high, _ = _interval(reps, alpha)
+    dlow, dhigh, _ = _interval(reps - reps[:, [ref]], alpha)
+    rows = []
+    for j, name in enumerate(names):
+        rows.append({"model": name, **{k: ("yes" if v else "no") for k, v in design[name].items()},
+                     "macro AUROC": est[j], "low": low[j], "high": high[j],
+                     f"Δ vs {reference}": est[j] - est[ref], "Δ low": dlow[j], "Δ high": dhigh[j]})
+    return pd.DataFrame(rows).set_index("model")
+
+
+#: What the paper claims (abstract of arXiv:2512.07021); it reports no number we can check here.
+PAPER_CLAIMS = {
+    "beats signal-only": "ours (ECG only at inference) outperforms a signal-only baseline in "
+                         "multi-label diagnosis (MIMIC-IV-ECG)",
+    "closes the gap": "ours bridges a substantial portion of the gap to a fully multimodal "
+                      "model that needs all data at inference",
+}
+
+
+def _ci(row) -> str:
+    return f"{row['estimate']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
+def claims_table(gap: pd.DataFrame, substantial: float = 0.3) -> pd.DataFrame:
+    """The paper's claims beside ours, from :func:`gap_closed`, with a verdict.
+
+    Verdicts: *agrees* (the 95 % interval is on the claimed side), *same direction, not
+    significant*, *disagrees* (the estimate is on the other side), *cannot be assessed* (for the
+    gap share: the multimodal model is not clearly better than signal-only, so there is no gap
+    to close). "Substantial" is read as a share of at least ``substantial``."""
+    gain, gapd, share = gap.loc["ours − signal-only"], gap.loc["multimodal − signal-only"], gap.loc["gap closed"]
+    if gain["low"] > 0:
+        v1 = "agrees"
+    elif gain["estimate"] > 0:
+        v1 = "same direction, not significant"
+    else:
+        v1 = "disagrees"
+    if not np.isfinite(share["estimate"]) or not gapd["low"] > 0:
+        v2 = (f"cannot be assessed: multimodal − signal-only = {_ci(gapd)} is not clearly above 0, "
+              "so there is no gap to close")
+        ours2 = (f"share {share['estimate']:.2f} [{share['low']:.2f}, {share['high']:.2f}]"
+                 if np.isfinite(share["estimate"]) else "share undefined")
+    else:
+        ours2 = f"share {share['estimate']:.2f} [{share['low']:.2f}, {share['high']:.2f}]"
+        if share["estimate"] >= substantial and share["low"] > 0:
+            v2 = "agrees"
+        elif share["estimate"] >= substantial:
+            v2 = "same direction, not significant"
+        else:
+            v2 = f"disagrees (share below {substantial:g})"
+    rows = [{"claim": "beats signal-only", "paper": PAPER_CLAIMS["beats signal-only"],
+             "ours": f"Δ macro AUROC {_ci(gain)}", "verdict": v1},
+            {"claim": "closes the gap", "paper": PAPER_CLAIMS["closes the gap"], "ours": ours2, "verdict": v2}]
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def lab_head_auroc(flags: pd.DataFrame, probs: dict) -> pd.DataFrame:
+    """AUROC of each lab-abnormality head (rows) for each model (columns) from the ECG alone;
+    records where the value was not measured are left out; with positives / measured counts."""
+    rows = []
+    for flag in flags.columns:
+        seen = flags[flag].notna().to_numpy()
+        y = flags[flag].to_numpy()[seen]
+        row = {"flag": flag, "finding": FLAG_NAMES.get(flag, flag)}
+        for name, p in probs.items():
+            row[name] = float(auroc(y[:, None], p[flag].to_numpy()[seen][:, None])[0]) if seen.any() else np.nan
+        row["positives"], row["measured"] = int(y.sum()), int(seen.sum())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("flag")
+
+
+def _measured(lab: str, value: float) -> str:
+    if not np.isfinite(value):
+        return f"{lab}: not measured"
+    low, high = REFERENCE_RANGES.at[lab, "low"], REFERENCE_RANGES.at[lab, "high"]
+    unit = REFERENCE_RANGES.at[lab, "unit"].split(" ")[0]
+    ref = f"{low:g}–{high:g}" if np.isfinite(low) and np.isfinite(high) else (
+        f"< {high:g}" if np.isfinite(high) else f"≥ {low:g}")
+    return f"{lab} {value:g} {unit} ({lab_status([value], lab)[0]}; ref {ref})"
+
+
+def explanations(diag: pd.DataFrame, labs: pd.DataFrame, y_true: pd.DataFrame, clinical: pd.DataFrame,
+                 per_label: int = 1, threshold: float = 0.5, top: int = 3) -> pd.DataFrame:
+    """For each diagnosis (except NORM), the ``per_label`` test records the model is surest of among
+    those that carry it: the diagnosis probability, the lab abnormalities the ECG embedding
+    predicts (probability ≥ ``threshold``, at most ``top``, most likely first; else the most
+    likely one, marked as below threshold) and what the measured labs were."""
+    rows = []
+    for label in [c for c in diag.columns if c != "NORM"]:
+        carriers = y_true.index[y_true[label] > 0]
+        for rec in diag.loc[carriers, label].sort_values(ascending=False).index[:per_label]:
+            p = labs.loc[rec].sort_values(ascending=False) if labs.shape[1] else pd.Series(dtype=float)
+            shown = p[p >= threshold].iloc[:top]
+            if len(shown):
+                suggests = "; ".join(f"{FLAG_NAMES.get(f, f)} {v:.2f}" for f, v in shown.items())
+            elif len(p):
+                suggests = f"none ≥ {threshold:g} (most likely: {FLAG_NAMES.get(p.index[0], p.index[0])} {p.iloc[0]:.2f})"
+            else:
+                suggests = "no lab heads (no laboratory values in this dataset)"
+            labs_named = sorted({f.rsplit("_", 1)[0] for f in (shown.index if len(shown) else p.index[:1])})
+            measured = "; ".join(_measured(l, float(clinical.at[rec, l])) for l in labs_named
+                                 if l in clinical.columns and l in REFERENCE_RANGES.index)
+            others = [c for c in y_true.columns if y_true.at[rec, c] > 0 and c != label]
+            rows.append({"record": rec, "diagnosis": label, "p(diagnosis)": float(diag.at[rec, label]),
+                         "also labelled": ", ".join(others) or "–",
+                         "the ECG suggests (probability)": suggests, "measured": measured or "–"})
+    return pd.DataFrame(rows).set_index(["diagnosis", "record"]) if rows else pd.DataFrame()

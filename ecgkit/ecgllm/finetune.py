@@ -1,0 +1,424 @@
+"""LoRA fine-tuning of a causal LM on the ECG-LLM training split (peft + accelerate).
+
+ECG-LLM fine-tuned Llama 3.1 8B and 70B with QLoRA. The same loop runs here on any local causal
+LM (default: SmolLM2-135M-Instruct on the CPU) and on GPUs:
+
+* the training chats are the items' questions and reference answers in the evaluation prompt
+  format (:func:`ecgkit.ecgllm.prompts.training_messages`); the loss covers the answer tokens
+  only (the system and user turns are masked);
+* LoRA adapters (peft) on all linear layers by default; with CUDA and ``bitsandbytes`` the base
+  model is loaded in 4 bits (NF4, QLoRA) unless ``quantize="none"``; bf16 mixed precision on GPU;
+* the loop is a plain torch loop prepared by ``accelerate`` (``Accelerator.prepare``), so
+  ``accelerate launch -m ecgkit.ecgllm.finetune ...`` trains on several GPUs (data parallel);
+* the adapter is saved as safetensors (``adapter_model.safetensors`` + ``adapter_config.json``,
+  with the tokenizer and ``training.json``: settings, loss history, timings) under
+  ``cache_dir("ecgllm", "adapters", <key>)``, the key hashing the base model's identity, the
+  training data and the settings; a rerun with the same inputs loads it instead of training;
+* for inference the adapter is merged into the base weights (:func:`load_finetuned`) and wrapped
+  as a :class:`~ecgkit.llm.LocalLLM` whose name carries the key (:func:`finetuned_llm`), so
+  cached generations of different adapters never mix.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..config import cache_dir
+from .prompts import SYSTEM, training_messages
+
+__all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "load_finetuned",
+           "finetuned_llm", "reference_nll", "main"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TRAINING_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA and optimisation hyperparameters (part of the adapter's cache key).
+
+    ``quantize``: ``"auto"`` (4-bit NF4 when CUDA and bitsandbytes are present), ``"4bit"`` or
+    ``"none"``. ``max_steps`` caps the optimizer steps (None: ``epochs`` over the data).
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"
+    learning_rate: float = 5e-4
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_length: int = 160
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    quantize: str = "auto"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: str, **overrides) -> "LoraSettings":
+        """``quick``: rank 8, one epoch, short sequences (CPU minutes). ``full``: the paper's
+        scale of QLoRA run (rank 16, three epochs, 1,024 tokens, effective batch 16)."""
+        base = {
+            "quick": {},
+            "full": dict(r=16, alpha=32, learning_rate=2e-4, epochs=3.0, batch_size=4,
+                         gradient_accumulation=4, max_length=1024, gradient_checkpointing=True),
+        }[profile]
+        return cls(**{**base, **overrides})
+
+
+@dataclass
+class FinetuneResult:
+    """A trained (or cached) adapter: where it is, how it was made, what training measured."""
+
+    adapter_dir: Path
+    key: str
+    base: str
+    base_name: str
+    settings: dict
+    history: list[dict] = field(default_factory=list)
+    examples: int = 0
+    skipped: int = 0
+    tokens: int = 0  # processed in training (padding excluded)
+    steps: int = 0
+    train_seconds: float = 0.0
+    quantized: bool = False
+    device: str = "cpu"
+    cached: bool = False
+    model: object = field(default=None, repr=False, compare=False)  # the trained peft model (None when cached)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.train_seconds if self.train_seconds else float("nan")
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Training tokens processed (prompt + answer, padding excluded) per second."""
+        return self.tokens / self.train_seconds if self.train_seconds else float("nan")
+
+    @property
+    def name(self) -> str:
+        """The fine-tuned model's name: the base model's plus the adapter key."""
+        return f"{self.base_name.removeprefix('local:')}+lora-{self.key[:12]}"
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        out["adapter_dir"] = str(self.adapter_dir)
+        return out
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def tokenize_chat(tokenizer, messages: Sequence[dict], max_length: int) -> tuple[list[int], list[int]] | None:
+    """``(input_ids, labels)`` of a chat whose last message is the assistant's answer.
+
+    Labels are -100 on the system and user turns, so the loss covers the answer (and its end-of-turn
+    token). Sequences longer than ``max_length`` are cut at the end; None when no answer token is left.
+    """
+    prompt = tokenizer.apply_chat_template(list(messages[:-1]), add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not extend the prompt with the answer; cannot mask the prompt")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
+    if all(label == -100 for label in labels):
+        return None
+    return ids, labels
+
+
+def _collate(pad_id: int):
+    import torch
+
+    def collate(rows):
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (x, y) in enumerate(rows):
+            ids[i, :len(x)] = torch.tensor(x)
+            labels[i, :len(y)] = torch.tensor(y)
+            mask[i, :len(x)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def _data_hash(chats: Sequence[list[dict]]) -> str:
+    return hashlib.sha256(json.dumps(list(chats), ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def _base_name(base) -> str:
+    from ..llm import LocalLLM
+
+    return LocalLLM(base).name  # resolves the folder and hashes its identity; loads nothing
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _use_4bit(quantize: str) -> bool:
+    import importlib.util
+
+    import torch
+
+    if quantize not in ("auto", "4bit", "none"):
+        raise ValueError(f"quantize must be 'auto', '4bit' or 'none', not {quantize!r}")
+    available = torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+    if quantize == "4bit" and not available:
+        raise RuntimeError("4-bit QLoRA needs a CUDA GPU and the bitsandbytes package")
+    return quantize != "none" and available
+
+
+def _load_for_training(base, four_bit: bool, accelerator, gradient_checkpointing: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..models import llm_path
+
+    folder = llm_path(base)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    cuda = accelerator.device.type == "cuda"
+    if four_bit:
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=torch.bfloat16,
+                                                     device_map={"": accelerator.local_process_index})
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+    return model, tokenizer, folder
+
+
+def finetune(base, items: Sequence[dict], settings: LoraSettings = LoraSettings(), cache: bool = True,
+             progress: bool = True, system: str = SYSTEM) -> FinetuneResult:
+    """Train a LoRA adapter of ``base`` (any :func:`ecgkit.models.llm_path` name) on ``items``.
+
+    ``items``: dataset items (their split is not checked here: pass the training split). Chats too
+    long for ``settings.max_length`` are cut; chats with no answer token left are skipped and
+    counted. Returns the cached adapter when the same base, data and settings were trained before.
+    """
+    import torch
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model
+    from tqdm import tqdm
+    from transformers import get_scheduler
+
+    if not items:
+        raise ValueError("no training items")
+    chats = [training_messages(item, system) for item in items]
+    base_name = _base_name(base)
+    spec = {"version": FORMAT_VERSION, "base": base_name, "data": _data_hash(chats),
+            "settings": dataclasses.asdict(settings),
+            "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+    target = cache_dir("ecgllm", "adapters") / key
+    if cache and (target / TRAINING_FILE).is_file():
+        info = json.loads((target / TRAINING_FILE).read_text())
+        return FinetuneResult(**{**info, "adapter_dir": target, "cached": True})
+
+    four_bit = _use_4bit(settings.quantize)
+    mixed = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed)
+    torch.manual_seed(settings.seed)
+    model, tokenizer, folder = _load_for_training(base, four_bit, accelerator, settings.gradient_checkpointing)
+    targets = settings.target_modules if isinstance(settings.target_modules, str) else list(settings.target_modules)
+    model = get_peft_model(model, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                                             target_modules=targets, task_type="CAUSAL_LM"))
+    rows = [tokenize_chat(tokenizer, chat, settings.max_length) for chat in chats]
+    skipped = sum(r is None for r in rows)
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        raise ValueError(f"none of the {len(chats)} training chats has an answer token within "
+                         f"max_length={settings.max_length}")
+    generator = torch.Generator().manual_seed(settings.seed)
+    loader = torch.utils.data.DataLoader(rows, batch_size=settings.batch_size, shuffle=True,
+                                         collate_fn=_collate(tokenizer.pad_token_id), generator=generator)
+    per_epoch = math.ceil(len(loader) / settings.gradient_accumulation)
+    steps = settings.max_steps or max(1, math.ceil(per_epoch * settings.epochs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(settings.warmup_ratio * steps),
+                              num_training_steps=steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model.train()
+    history, step, tokens, start = [], 0, 0, time.perf_counter()
+    bar = tqdm(total=steps, desc="LoRA", unit="step", disable=not progress or not accelerator.is_main_process)
+    window: list[float] = []
+    while step < steps:
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                tokens += int(batch["attention_mask"].sum())
+                accelerator.backward(loss)
+                window.append(float(loss.detach()))
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                history.append({"step": step, "loss": sum(window) / len(window),
+                                "lr": scheduler.get_last_lr()[0],
+                                "seconds": round(time.perf_counter() - start, 3)})
+                window = []
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+                if step >= steps:
+                    break
+    bar.close()
+    seconds = time.perf_counter() - start
+    model.eval()
+    result = FinetuneResult(
+        adapter_dir=target, key=key, base=str(folder), base_name=base_name,
+        settings=dataclasses.asdict(settings), history=history, examples=len(rows), skipped=skipped,
+        tokens=tokens, steps=step, train_seconds=seconds, quantized=four_bit,
+        device=str(accelerator.device), cached=False)
+    accelerator.wait_for_everyone()
+    result.model = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        _save(result.model, tokenizer, result, target, cache)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _save(model, tokenizer, result: FinetuneResult, target: Path, cache: bool) -> None:
+    """Adapter (safetensors), tokenizer and training.json, written aside and moved into place."""
+    if not cache:
+        target = Path(tempfile.mkdtemp(prefix="ecgllm-adapter-"))
+        result.adapter_dir = target
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        info = {k: v for k, v in result.to_dict().items() if k not in ("adapter_dir", "cached")}
+        (tmp / TRAINING_FILE).write_text(json.dumps(info, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def _as_dir(adapter) -> Path:
+    return Path(adapter.adapter_dir if isinstance(adapter, FinetuneResult) else adapter)
+
+
+def load_finetuned(adapter, base=None, merge: bool = True, dtype=None, device=None):
+    """``(model, tokenizer)``: the base model with the adapter, merged into its weights by default.
+
+    ``adapter``: a :class:`FinetuneResult` or an adapter folder; ``base``: the base model (default:
+    the one it was trained on, from ``training.json``). The base is loaded unquantized, so a QLoRA
+    adapter merges into bf16/fp32 weights.
+    """
+    from peft import PeftModel
+
+    from ..models import load_llm
+
+    folder = _as_dir(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no LoRA adapter (adapter_config.json is missing)")
+    if base is None:
+        info = json.loads((folder / TRAINING_FILE).read_text()) if (folder / TRAINING_FILE).is_file() else {}
+        base = info.get("base") or json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model, tokenizer = load_llm(base, dtype=dtype, device=device)
+    model = PeftModel.from_pretrained(model, str(folder))
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+def finetuned_llm(result: FinetuneResult, batch_size: int = 8, cache: bool = True, **kwargs):
+    """The merged fine-tuned model as an :mod:`ecgkit.llm` backend named after its adapter key."""
+    from ..llm import CachedLLM, LocalLLM
+
+    model, tokenizer = load_finetuned(result)
+    llm = LocalLLM.from_model(model, tokenizer, name=result.name, batch_size=batch_size, **kwargs)
+    return CachedLLM(llm) if cache else llm
+
+
+def reference_nll(llm, items: Sequence[dict], system: str = SYSTEM, batch_size: int | None = None):
+    """Mean negative log-likelihood per token of each item's reference answer given its question
+    (open items: the answer; multiple-choice items: the taught ``"B) option"`` reply). Lower is better."""
+    import pandas as pd
+
+    from .prompts import mcq_answer, mcq_prompt, open_prompt
+
+    prompts, replies = [], []
+    for item in items:
+        if item["type"] == "mcq":
+            prompts.append(mcq_prompt(item["question"], item["options"]))
+            replies.append(mcq_answer(item["options"], item["answer"]))
+        else:
+            prompts.append(open_prompt(item["question"]))
+            replies.append(item["reference"])
+    scores = llm.loglikelihood(prompts, replies, system=system, batch_size=batch_size)
+    counts = llm.count_tokens(replies)
+    return pd.DataFrame({"id": [i["id"] for i in items], "split": [i["split"] for i in items],
+                         "type": [i["type"] for i in items], "tokens": counts,
+                         "nll_per_token": [-s / max(c, 1) for s, c in zip(scores, counts)]})
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``[accelerate launch] python -m ecgkit.ecgllm.finetune --base MODEL [--data FILE.jsonl]``."""
+    from ..config import profile as resolve_profile
+    from .dataset import build_dataset, read_jsonl
+
+    parser = argparse.ArgumentParser(prog="python -m ecgkit.ecgllm.finetune", description=__doc__.split("\n")[0])
+    parser.add_argument("--base", default=None, help="base model: local folder or hub id (default: SmolLM2-135M)")
+    parser.add_argument("--data", default=None, help="dataset JSONL (default: build the ECG-LLM dataset)")
+    parser.add_argument("--profile", default=None, choices=["quick", "full"])
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--quantize", default="auto", choices=["auto", "4bit", "none"])
+    args = parser.parse_args(argv)
+    if args.data:
+        items, problems = read_jsonl(args.data)
+        for line, problem in problems.items():
+            print(f"{args.data}:{line}: skipped ({problem})", file=sys.stderr)
+    else:
+        items = build_dataset().items
+    train = [i for i in items if i["split"] == "train"]
+    settings = LoraSettings.for_profile(resolve_profile(args.profile), max_steps=args.max_steps, quantize=args.quantize)
+    result = finetune(args.base, train, settings)
+    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
