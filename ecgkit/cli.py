@@ -10,6 +10,7 @@ COMMANDS = {
     "synth": ("ecgkit.synthetic", "write the synthetic cohort in PTB-XL layout"),
     "models": ("ecgkit.models", "prepare or locate the local models"),
     "bench": ("ecgkit.benchmarks", "run the benchmarks"),
+    "diagnose": ("ecgkit.alfred.report", "ALFRED report for ECG records (delineation, features, rules, LLM)"),
 }
 
 

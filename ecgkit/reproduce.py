@@ -52,10 +52,11 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
+def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeout: int | None = None) -> Path:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     try:

@@ -31,9 +31,8 @@ __all__ = ["Measured", "Diagnoses", "PROMPT_OPTIONS", "MAX_NEW_TOKENS", "measure
 
 #: prompt budget per profile (arguments of :func:`ecgkit.alfred.prompt.assemble_prompts_many`)
 PROMPT_OPTIONS = {
-    "quick": dict(max_chars=3200, max_chunk_chars=200, max_feature_docs=2, max_condition_docs=3,
-                  lead_features=("q_amplitude", "r_amplitude", "s_amplitude", "st_j60",
-                                 "t_amplitude"), rule_detail="evidence"),
+    "quick": dict(max_chars=4800, max_chunk_chars=200, max_feature_docs=2, max_condition_docs=2,
+                  lead_features=("q_amplitude", "st_j60", "t_amplitude"), rule_detail="names"),
     "full": dict(max_chars=None, max_chunk_chars=None, max_feature_docs=None,
                  max_condition_docs=None, lead_features="all", rule_detail="full"),
 }

@@ -320,7 +320,8 @@ def _retrieve(index, queries: Sequence[str], top_k: int, collections, cache: dic
         cache[(coll, q)] = list(hits)
 
 
-def _chunks(queries, collections, cache, seen: set, max_chunk_chars, limit) -> list[str]:
+def _chunks(queries, collections, cache, seen: set, max_chunk_chars, limit,
+            sources: dict | None = None) -> list[str]:
     if not collections:
         return []
     out = []
@@ -331,6 +332,8 @@ def _chunks(queries, collections, cache, seen: set, max_chunk_chars, limit) -> l
                 continue
             seen.add(k)
             out.append(_clip(h.text, max_chunk_chars))
+            if sources is not None:
+                sources[out[-1]] = f"{h.collection}: {h.source}" if h.source else h.collection
             if limit is not None and len(out) >= limit:
                 return out
     return out
@@ -348,6 +351,7 @@ class BuiltPrompt:
     parts: dict = field(default_factory=dict)
     feature_chunks: list = field(default_factory=list)
     condition_chunks: list = field(default_factory=list)
+    sources: dict = field(default_factory=dict)     # chunk text -> "collection: source file"
     positive: list = field(default_factory=list)
     trimmed: dict = field(default_factory=dict)
     over_budget: bool = False
@@ -392,12 +396,14 @@ def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, l
     else:
         rule_lines, undetermined, pos = [], "", []
     seen: set = set()
+    sources: dict = {}
     fq = feature_queries(lead_keys, retrieval_features)
-    feat = _chunks(fq, config.feature_collections, cache, seen, max_chunk_chars, max_feature_docs)
+    feat = _chunks(fq, config.feature_collections, cache, seen, max_chunk_chars, max_feature_docs,
+                   sources)
     cond = []
     if config.rules and pos:
         cond = _chunks(condition_queries(pos), config.rule_collections, cache, seen,
-                       max_chunk_chars, max_condition_docs)
+                       max_chunk_chars, max_condition_docs, sources)
     trimmed = {"feature_chunks": 0, "condition_chunks": 0, "lead_rows": 0, "undetermined": 0}
     n_lead = len(lead_rows)
 
@@ -428,7 +434,8 @@ def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, l
             log.warning("prompt trimmed to %d characters (budget %d): %s%s", len(text), max_chars,
                         {k: v for k, v in trimmed.items() if v},
                         "; still over budget" if over else "")
-    return BuiltPrompt(text, config.name, parts, feat, cond, pos,
+    kept = {c: sources[c] for c in feat + cond if c in sources}
+    return BuiltPrompt(text, config.name, parts, feat, cond, kept, pos,
                        {k: v for k, v in trimmed.items() if v}, over)
 
 
