@@ -64,3 +64,23 @@ def test_02_alfred_signal_records_its_tables(tmp_path, monkeypatch):
     assert scores[("U-Net", "sensitivity")].min() > 0.8      # against synthetic ground truth
     assert r.metric("records_measured") == 12
     assert len(r.table("rules_documented")) == 45
+
+
+def test_03_alfred_evaluation_records_the_ablation_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
+    real = str(SHARED_PTBXL) if SHARED_PTBXL.is_dir() else None
+    run_notebook(notebooks("notebooks", ["03"])[0], tmp_path / "out",
+                 {"profile": "quick", "ptbxl_dir": real, "n_llm": 2, "n_boot": 50,
+                  "configurations": ["Rules only", "Proposed"], "n_synthetic_test": 12})
+    r = load_results("03_alfred_evaluation", tmp_path / "results")
+    table = r.table("ablation")
+    assert list(table.index) == ["Rules only", "Proposed"]
+    assert table.loc["Proposed", ("paper", "PPV")] == 0.443          # the paper's number beside ours
+    assert table.loc["Proposed", ("run", "records")] == 2
+    assert table.loc["Rules only", ("run", "records")] == r.metric("fold10_records")
+    assert r.metric("llm_errors") == 0
+    assert r.info["llm"].startswith("local:SmolLM2")
+    example = r.table("explanation_example")["value"]
+    assert example["configuration"] == "Proposed" and example["LLM output"].startswith("NORM:")
+    assert example["retrieved (features)"] != "none"
+    assert set(r.table("synthetic").index) == {"Rules only", "Proposed"}
