@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ["cache", "synthetic", "llm", "retrieval", "delineation"]
+BENCHMARKS = ["cache", "synthetic", "llm", "retrieval", "delineation", "diagnose"]
 
 
 def main(argv=None) -> int:

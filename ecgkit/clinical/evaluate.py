@@ -104,7 +104,8 @@ def ablation_table(y_true: pd.DataFrame, probs: dict, design: dict, reference: s
                    n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """Macro AUROC of each model with its interval and the paired difference to ``reference``.
 
-    ``design`` maps a model name to ``{"stage 1": bool, "stage 3 heads": bool}``."""
+    ``design`` maps a model name to what it was trained with, e.g. ``{"stage 1": "none",
+    "stage 3 heads": "yes"}`` (:func:`ecgkit.clinical.train.ablation_design`)."""
     names = list(probs)
     est, reps = macro_auroc_bootstrap(y_true, [probs[n] for n in names], n_boot, seed)
     ref = names.index(reference)
@@ -112,7 +113,7 @@ def ablation_table(y_true: pd.DataFrame, probs: dict, design: dict, reference: s
     dlow, dhigh, _ = _interval(reps - reps[:, [ref]], alpha)
     rows = []
     for j, name in enumerate(names):
-        rows.append({"model": name, **{k: ("yes" if v else "no") for k, v in design[name].items()},
+        rows.append({"model": name, **design[name],
                      "macro AUROC": est[j], "low": low[j], "high": high[j],
                      f"Δ vs {reference}": est[j] - est[ref], "Δ low": dlow[j], "Δ high": dhigh[j]})
     return pd.DataFrame(rows).set_index("model")
@@ -152,7 +153,9 @@ def claims_table(gap: pd.DataFrame, substantial: float = 0.3) -> pd.DataFrame:
                  if np.isfinite(share["estimate"]) else "share undefined")
     else:
         ours2 = f"share {share['estimate']:.2f} [{share['low']:.2f}, {share['high']:.2f}]"
-        if share["estimate"] >= substantial and share["low"] > 0:
+        if share["estimate"] > 1 and share["low"] > 0:
+            v2 = "agrees, and more: ours is above the multimodal reference (share > 1)"
+        elif share["estimate"] >= substantial and share["low"] > 0:
             v2 = "agrees"
         elif share["estimate"] >= substantial:
             v2 = "same direction, not significant"
@@ -164,16 +167,29 @@ def claims_table(gap: pd.DataFrame, substantial: float = 0.3) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("claim")
 
 
-def lab_head_auroc(flags: pd.DataFrame, probs: dict) -> pd.DataFrame:
+def lab_head_auroc(flags: pd.DataFrame, probs: dict, n_boot: int = 1000, seed: int = 0,
+                   alpha: float = 0.05) -> pd.DataFrame:
     """AUROC of each lab-abnormality head (rows) for each model (columns) from the ECG alone;
-    records where the value was not measured are left out; with positives / measured counts."""
+    records where the value was not measured are left out. The first model gets a percentile
+    bootstrap interval (``low``, ``high``; measured test records resampled); with positives and
+    measured counts."""
     rows = []
+    rng = np.random.default_rng(seed)
+    first = next(iter(probs)) if probs else None
     for flag in flags.columns:
         seen = flags[flag].notna().to_numpy()
         y = flags[flag].to_numpy()[seen]
         row = {"flag": flag, "finding": FLAG_NAMES.get(flag, flag)}
         for name, p in probs.items():
             row[name] = float(auroc(y[:, None], p[flag].to_numpy()[seen][:, None])[0]) if seen.any() else np.nan
+        row["low"] = row["high"] = np.nan
+        if first is not None and np.isfinite(row[first]) and n_boot:
+            p1 = probs[first][flag].to_numpy()[seen]
+            idx = rng.integers(0, len(y), size=(n_boot, len(y)))
+            reps = auroc(y[idx][..., None], p1[idx][..., None])[:, 0]
+            reps = reps[np.isfinite(reps)]
+            if reps.size:
+                row["low"], row["high"] = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
         row["positives"], row["measured"] = int(y.sum()), int(seen.sum())
         rows.append(row)
     return pd.DataFrame(rows).set_index("flag")
@@ -190,26 +206,33 @@ def _measured(lab: str, value: float) -> str:
 
 
 def explanations(diag: pd.DataFrame, labs: pd.DataFrame, y_true: pd.DataFrame, clinical: pd.DataFrame,
-                 per_label: int = 1, threshold: float = 0.5, top: int = 3) -> pd.DataFrame:
+                 base_rates: pd.Series | None = None, per_label: int = 1, threshold: float = 0.5,
+                 top: int = 3) -> pd.DataFrame:
     """For each diagnosis (except NORM), the ``per_label`` test records the model is surest of among
     those that carry it: the diagnosis probability, the lab abnormalities the ECG embedding
-    predicts (probability ≥ ``threshold``, at most ``top``, most likely first; else the most
-    likely one, marked as below threshold) and what the measured labs were."""
+    predicts (probability ≥ ``threshold``, at most ``top``, most likely first, each with its base
+    rate in training when ``base_rates`` is given; else the most likely one, marked as below
+    threshold) and what the measured values were, against their reference range."""
     rows = []
+
+    def shown_as(flag, p):
+        base = f" (base rate {base_rates[flag]:.2f})" if base_rates is not None and flag in base_rates else ""
+        return f"{FLAG_NAMES.get(flag, flag)} {p:.2f}{base}"
+
     for label in [c for c in diag.columns if c != "NORM"]:
         carriers = y_true.index[y_true[label] > 0]
         for rec in diag.loc[carriers, label].sort_values(ascending=False).index[:per_label]:
             p = labs.loc[rec].sort_values(ascending=False) if labs.shape[1] else pd.Series(dtype=float)
             shown = p[p >= threshold].iloc[:top]
             if len(shown):
-                suggests = "; ".join(f"{FLAG_NAMES.get(f, f)} {v:.2f}" for f, v in shown.items())
+                suggests = "; ".join(shown_as(f, v) for f, v in shown.items())
             elif len(p):
-                suggests = f"none ≥ {threshold:g} (most likely: {FLAG_NAMES.get(p.index[0], p.index[0])} {p.iloc[0]:.2f})"
+                suggests = f"none ≥ {threshold:g} (most likely: {shown_as(p.index[0], p.iloc[0])})"
             else:
                 suggests = "no lab heads (no laboratory values in this dataset)"
-            labs_named = sorted({f.rsplit("_", 1)[0] for f in (shown.index if len(shown) else p.index[:1])})
-            measured = "; ".join(_measured(l, float(clinical.at[rec, l])) for l in labs_named
-                                 if l in clinical.columns and l in REFERENCE_RANGES.index)
+            labs_named = list(dict.fromkeys(f.rsplit("_", 1)[0] for f in (shown.index if len(shown) else p.index[:1])))
+            measured = "; ".join(_measured(lab, float(clinical.at[rec, lab])) for lab in labs_named
+                                 if lab in clinical.columns and lab in REFERENCE_RANGES.index)
             others = [c for c in y_true.columns if y_true.at[rec, c] > 0 and c != label]
             rows.append({"record": rec, "diagnosis": label, "p(diagnosis)": float(diag.at[rec, label]),
                          "also labelled": ", ".join(others) or "–",

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOG_FEATURES", "TabularScaler", "TabularEncoder", "Projector", "JointEmbedding",
+__all__ = ["LOG_FEATURES", "TabularScaler", "TabularEncoder", "Projector", "JointEmbedding", "ECGViews",
            "vicreg_loss", "Prediction", "ECGClassifier", "MultimodalClassifier", "masked_bce"]
 
 #: right-skewed values standardised on a log scale
@@ -165,6 +165,18 @@ class JointEmbedding(nn.Module):
     def forward(self, ecg, values, missing):
         return (self.ecg_projector(self.ecg_encoder(ecg)),
                 self.tab_projector(self.tab_encoder(values, missing)))
+
+
+class ECGViews(nn.Module):
+    """The control for stage 1: VICReg between two crops of the same ECG (no clinical record)."""
+
+    def __init__(self, encoder: nn.Module, proj_dim: int = 128):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = Projector(encoder.dim, proj_dim)
+
+    def forward(self, view_a, view_b):
+        return self.projector(self.encoder(view_a)), self.projector(self.encoder(view_b))
 
 
 class Prediction(NamedTuple):

@@ -10,24 +10,29 @@ Stages (chapter 09):
 3. **joint training** of the diagnosis head and the lab-abnormality heads (binary flags from
    the written reference ranges, missing values masked out of the loss), from the stage-2 model.
 
-Models, all on the same split and the same number of steps:
+Models, all on the same split and the same number of supervised steps:
 
-=================  =====================================================  ======================
-name               training                                               input at inference
-=================  =====================================================  ======================
-signal-only        stage 2 from scratch, continued diagnosis-only          ECG
-ours               stage 1 → 2 → 3                                        ECG
-multimodal         ECG + tabular encoders, diagnosis, from scratch        ECG + clinical record
-no stage 1         stage 2 → 3 from scratch (ablation)                    ECG
-no stage 3         stage 1 → 2, continued diagnosis-only (ablation)       ECG
-=================  =====================================================  ======================
+==================  =========================================================  ======================
+name                training                                                   input at inference
+==================  =========================================================  ======================
+signal-only         stage 2 from scratch, continued diagnosis-only             ECG
+ours                stage 1 → 2 → 3                                            ECG
+multimodal          stage 1's two encoders, fused, trained on the diagnoses     ECG + clinical record
+no stage 1          stage 2 → 3 from scratch (ablation)                        ECG
+no stage 3          stage 1 → 2, continued diagnosis-only (ablation)           ECG
+ECG-only stage 1    stage 1 on two crops of the ECG (no record) → 2 → 3        ECG
+==================  =========================================================  ======================
 
 "Continued diagnosis-only" runs stage 2 for as many more steps as stage 3 has, with a fresh
 optimiser exactly as stage 3 does, so every ECG-only model sees the same number of updates and
-differs only in its initialisation (stage 1 or not) and its heads (stage 3 or not). Models share
-prefixes: signal-only and no-stage-1 branch from one stage-2 checkpoint, ours and no-stage-3 from
-another. Without laboratory values (real PTB-XL: biometrics only) there are no lab heads: ours is
-stage 1 → 2 and the two ablations coincide with ours and signal-only.
+differs only in its initialisation and its heads. The multimodal reference starts from both
+stage-1 encoders, so it has everything ours has plus the record at inference: the gap between
+them is the worth of the record *at inference*. The ECG-only control spends stage 1's steps on
+VICReg between two crops of the same ECG: it tells a gain from the clinical record apart from a
+gain from pretraining as such. Models share prefixes: signal-only and no-stage-1 branch from one
+stage-2 checkpoint, ours and no-stage-3 from another. Without laboratory values (real PTB-XL:
+biometrics only) there are no lab heads: ours is stage 1 → 2 and the two ablations coincide with
+ours and signal-only.
 
 Every stage's weights are cached as safetensors under ``cache_dir("clinical", "weights")``,
 keyed by a hash of the data, the configuration, the stage and its parent's key; a rerun loads
@@ -48,24 +53,28 @@ from tqdm.auto import tqdm
 
 from ..config import cache_dir
 from ..config import profile as active_profile
-from .model import (ECGClassifier, JointEmbedding, MultimodalClassifier, TabularEncoder, TabularScaler,
-                    masked_bce, vicreg_loss)
+from .model import (ECGClassifier, ECGViews, JointEmbedding, MultimodalClassifier, TabularEncoder,
+                    TabularScaler, masked_bce, vicreg_loss)
 from .records import ClinicalRecords
 
 __all__ = ["TransferConfig", "TransferData", "prepare_transfer_data", "TransferRun", "run_transfer",
            "MODELS", "ABLATIONS", "ablation_design"]
 
 MODELS = ("signal-only", "ours", "multimodal")
-ABLATIONS = ("ours", "no stage 1", "no stage 3", "signal-only")
+ABLATIONS = ("ours", "no stage 1", "no stage 3", "ECG-only stage 1", "signal-only")
 
 
 def ablation_design(has_labs: bool = True) -> dict:
     """What each ECG-only model was trained with (without labs there are no stage-3 heads)."""
-    return {"ours": {"stage 1": True, "stage 3 heads": has_labs},
-            "no stage 1": {"stage 1": False, "stage 3 heads": has_labs},
-            "no stage 3": {"stage 1": True, "stage 3 heads": False},
-            "signal-only": {"stage 1": False, "stage 3 heads": False}}
-_VERSION = "clinical-v1"
+    heads = "yes" if has_labs else "no"
+    return {"ours": {"stage 1": "ECG ↔ clinical record", "stage 3 heads": heads},
+            "no stage 1": {"stage 1": "none", "stage 3 heads": heads},
+            "no stage 3": {"stage 1": "ECG ↔ clinical record", "stage 3 heads": "no"},
+            "ECG-only stage 1": {"stage 1": "ECG ↔ ECG (two crops; control)", "stage 3 heads": heads},
+            "signal-only": {"stage 1": "none", "stage 3 heads": "no"}}
+
+
+_VERSION = "clinical-v1"     # bump when a change to the training makes cached weights stale
 
 
 @dataclass(frozen=True)
@@ -74,9 +83,9 @@ class TransferConfig:
 
     encoder: str = "small"          # ESI ConvNeXt1D variant
     batch_size: int = 32
-    pretrain_steps: int = 60        # stage 1
-    finetune_steps: int = 40        # stage 2
-    joint_steps: int = 40           # stage 3 (and the diagnosis-only continuation)
+    pretrain_steps: int = 200       # stage 1
+    finetune_steps: int = 100       # stage 2
+    joint_steps: int = 100          # stage 3 (and the diagnosis-only continuation)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: float = 0.1             # share of a stage's steps with linear warm-up, then cosine
@@ -86,6 +95,7 @@ class TransferConfig:
     proj_dim: int = 128
     lab_weight: float = 1.0         # weight of the lab-abnormality loss in stage 3
     feature_dropout: float = 0.1    # extra random masking of measured values in training
+    ecg_only_control: bool = True   # also train the control: stage 1 on two crops of the ECG, no record
     seed: int = 0
 
     @classmethod
@@ -134,8 +144,8 @@ def prepare_transfer_data(dataset, records: ClinicalRecords, view: str = "superd
                           min_flag_positives: int = 5) -> TransferData:
     """Labels of ``view`` (records without one dropped and counted), ECGs band-passed 0.5–40 Hz
     and standardised per lead on the training part, the clinical record standardised on the
-    training part, and the lab flags with at least ``min_flag_positives`` positive training
-    records (the others are dropped and listed in ``dropped``)."""
+    training part, and the lab flags with at least ``min_flag_positives`` positive (and as many
+    negative) training records (the others are dropped and listed in ``dropped``)."""
     from ..data.preprocess import LeadStandardizer, ecg_bandpass
 
     if not records.values.index.equals(dataset.meta.index):
@@ -163,8 +173,10 @@ def prepare_transfer_data(dataset, records: ClinicalRecords, view: str = "superd
     flags = records.flags().iloc[pos]
     good = []
     for c in flags.columns:
-        n_pos = int(np.nansum(flags[c].to_numpy()[parts["train"]]))
-        if n_pos >= min_flag_positives:
+        train_flag = flags[c].to_numpy()[parts["train"]]
+        n_pos = int(np.nansum(train_flag))
+        n_neg = int(np.sum(train_flag == 0))
+        if n_pos >= min_flag_positives and n_neg >= min_flag_positives:
             good.append(c)
         elif flags[c].notna().any():
             dropped[f"flag {c}: {n_pos} positive training records"] = 1
@@ -201,8 +213,8 @@ def _crop(x: np.ndarray, length: int | None, rng: np.random.Generator) -> np.nda
 class _Batches:
     """Shuffled training batches (epoch by epoch), random crops, extra feature masking."""
 
-    def __init__(self, data: TransferData, cfg: TransferConfig, seed: int):
-        self.data, self.cfg = data, cfg
+    def __init__(self, data: TransferData, cfg: TransferConfig, seed: int, two_views: bool = False):
+        self.data, self.cfg, self.two_views = data, cfg, two_views
         self.rng = np.random.default_rng(seed)
         self.train = data.parts["train"]
         self.order: list[int] = []
@@ -218,8 +230,11 @@ class _Batches:
         if self.cfg.feature_dropout:
             missing = np.maximum(missing, (self.rng.random(missing.shape) < self.cfg.feature_dropout))
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-        return {"ecg": t(_crop(d.ecg[idx], self.length, self.rng)), "y": t(d.y.to_numpy()[idx]),
-                "values": t(d.values[idx]), "missing": t(missing), "flags": t(d.flags.to_numpy()[idx])}
+        batch = {"ecg": t(_crop(d.ecg[idx], self.length, self.rng)), "y": t(d.y.to_numpy()[idx]),
+                 "values": t(d.values[idx]), "missing": t(missing), "flags": t(d.flags.to_numpy()[idx])}
+        if self.two_views:     # a second, independent crop of the same records
+            batch["ecg2"] = t(_crop(d.ecg[idx], self.length, self.rng))
+        return batch
 
 
 def _lr(step: int, steps: int, cfg: TransferConfig) -> float:
@@ -233,7 +248,7 @@ def _train(model, loss_fn, data, cfg, steps, name, progress) -> list[float]:
     torch.manual_seed(_seed_for(cfg, name))
     device = _device()
     model.to(device).train()
-    batches = _Batches(data, cfg, _seed_for(cfg, name + "|batches"))
+    batches = _Batches(data, cfg, _seed_for(cfg, name + "|batches"), two_views=loss_fn is _vicreg_views)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = []
     bar = tqdm(range(steps), desc=name, disable=not progress, mininterval=2.0)
@@ -281,6 +296,11 @@ def _joint_loss(cfg):
 
 def _vicreg(model, b):
     za, zb = model(b["ecg"], b["values"], b["missing"])
+    return vicreg_loss(za, zb)[0]
+
+
+def _vicreg_views(model, b):
+    za, zb = model(b["ecg"], b["ecg2"])
     return vicreg_loss(za, zb)[0]
 
 
@@ -356,14 +376,13 @@ def run_transfer(data: TransferData, cfg: TransferConfig, progress: bool = True)
         return m
 
     extra = cfg.joint_steps
-    # stage 1: joint embedding
+    # stage 1: joint embedding of the ECG and the clinical record
     joint, k1 = stage("stage 1: joint embedding", JointEmbedding(new_encoder("joint"), new_tab("joint"), cfg.proj_dim),
                       None, _vicreg, cfg.pretrain_steps)
-    pre_encoder = {k: v.detach().clone() for k, v in joint.ecg_encoder.state_dict().items()}
-    # stage 2 from scratch and from stage 1
+    # stage 2 from scratch and from stage 1, then the diagnosis-only continuations and stage 3
     s2_scratch, k2s = stage("stage 2 (scratch)", classifier(None, 0, "s2-scratch"), None, _diag_loss, cfg.finetune_steps)
-    s2_pre, k2p = stage("stage 2 (pretrained)", classifier(pre_encoder, 0, "s2-pre"), k1, _diag_loss, cfg.finetune_steps)
-    # diagnosis-only continuations
+    s2_pre, k2p = stage("stage 2 (pretrained)", classifier(joint.ecg_encoder.state_dict(), 0, "s2-pre"), k1,
+                        _diag_loss, cfg.finetune_steps)
     models["signal-only"], _ = stage("signal-only", branch(s2_scratch, 0, "signal-only"), k2s, _diag_loss, extra)
     models["no stage 3"], _ = stage("no stage 3", branch(s2_pre, 0, "no-stage-3"), k2p, _diag_loss, extra)
     if n_flags:
@@ -374,7 +393,19 @@ def run_transfer(data: TransferData, cfg: TransferConfig, progress: bool = True)
         models["ours"], models["no stage 1"] = models["no stage 3"], models["signal-only"]
         for a, b in (("ours", "no stage 3"), ("no stage 1", "signal-only")):
             keys[a], hist[a], loaded[a] = keys[b], hist[b], loaded[b]
+    # the multimodal reference starts from both stage-1 encoders: it has everything ours has, plus
+    # the record at inference
     mm = MultimodalClassifier(new_encoder("multimodal"), new_tab("multimodal"), n_labels)
-    models["multimodal"], _ = stage("multimodal", mm, None, _multimodal_loss, cfg.finetune_steps + extra)
+    mm.ecg_encoder.load_state_dict(joint.ecg_encoder.state_dict())
+    mm.tab_encoder.load_state_dict(joint.tab_encoder.state_dict())
+    models["multimodal"], _ = stage("multimodal", mm, k1, _multimodal_loss, cfg.finetune_steps + extra)
+    if cfg.ecg_only_control:
+        # control: stage 1 with two crops of the same ECG instead of the clinical record (same steps)
+        views, kc = stage("stage 1 control: ECG views", ECGViews(new_encoder("views"), cfg.proj_dim), None,
+                          _vicreg_views, cfg.pretrain_steps)
+        s2_views, k2v = stage("stage 2 (ECG-views pretrained)", classifier(views.encoder.state_dict(), 0, "s2-views"),
+                              kc, _diag_loss, cfg.finetune_steps)
+        models["ECG-only stage 1"], _ = stage("ECG-only stage 1", branch(s2_views, n_flags, "views-final"), k2v,
+                                              _joint_loss(cfg) if n_flags else _diag_loss, extra)
     models["stage 1"] = joint
     return TransferRun(data, cfg, models, keys, hist, loaded)
