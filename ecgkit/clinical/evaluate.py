@@ -119,7 +119,7 @@ def ablation_table(y_true: pd.DataFrame, probs: dict, design: dict, reference: s
     return pd.DataFrame(rows).set_index("model")
 
 
-#: What the paper claims (abstract of arXiv:2512.07021); it reports no number we can check here.
+#: What the paper claims (its abstract); it reports no number we can check here.
 PAPER_CLAIMS = {
     "beats signal-only": "ours (ECG only at inference) outperforms a signal-only baseline in "
                          "multi-label diagnosis (MIMIC-IV-ECG)",
