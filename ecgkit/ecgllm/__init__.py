@@ -17,8 +17,8 @@ __all__ = ["DEFAULTS", "defaults"]
 DEFAULTS = {
     "quick": {
         "eval_fraction": 0.25,
-        "n_train": 160,          # training chats (1 epoch, rank 8, <= 160 tokens each)
-        "n_mcq": 32,             # evaluation multiple-choice questions
+        "n_train": 128,          # training chats (1 epoch, rank 8 on the top 8 blocks, <= 192 tokens each)
+        "n_mcq": 24,             # evaluation multiple-choice questions
         "n_open": 12,            # evaluation open questions
         "max_new_tokens": 40,    # per open answer
         "top_k": 1,              # retrieved chunks per question (RAG)

@@ -94,7 +94,7 @@ def _hits(config: Configuration, items: Sequence[dict], hits: dict) -> list:
 
 
 def run_mcq(configs: Sequence[Configuration], items: Sequence[dict], hits: dict | None = None,
-            letter_tokens: int = 3) -> dict[str, pd.DataFrame]:
+            letter_tokens: int = 2) -> dict[str, pd.DataFrame]:
     """Per configuration, one row per item: log-likelihood choice and generated-letter choice."""
     out = {}
     for config in configs:
@@ -262,13 +262,18 @@ def findings(table: pd.DataFrame, ranks: pd.DataFrame, mcnemar: pd.DataFrame | N
     if {"base", "fine-tuned"} <= set(ranks.index) and usable:
         wins = [c for c in usable if ranks.loc["fine-tuned", c] < ranks.loc["base", c]]
         losses = [c for c in usable if ranks.loc["fine-tuned", c] > ranks.loc["base", c]]
-        tested = ""
-        if mcnemar is not None and not mcnemar.empty and ("fine-tuned vs base", "option log-likelihood") in mcnemar.index:
-            row = mcnemar.loc[("fine-tuned vs base", "option log-likelihood")]
-            tested = f"; McNemar on multiple choice (log-likelihood) p = {row['p']:.2g}"
+        tested, p_values = "", []
+        if mcnemar is not None and not mcnemar.empty:
+            for method in ("option log-likelihood", "generated letter"):
+                if ("fine-tuned vs base", method) in mcnemar.index:
+                    p_values.append(float(mcnemar.loc[("fine-tuned vs base", method), "p"]))
+                    tested += f"; McNemar ({method}) p = {p_values[-1]:.2g}"
+        agree = "yes" if len(wins) >= len(usable) - 1 and len(usable) >= 2 else "no"
+        if agree == "yes" and p_values and min(p_values) >= 0.05:
+            agree = "in direction only (multiple choice not significant)"
         rows.append({"finding": "fine-tuned vs base", "paper": PAPER_FINDINGS["fine_tuned_vs_base"],
                      "ours": f"fine-tuned better by {len(wins)} of {len(usable)} methods, worse by {len(losses)}{tested}",
-                     "agree": "yes" if len(wins) >= len(usable) - 1 and len(usable) >= 2 else "no"})
+                     "agree": agree})
     if len(usable) >= 2:
         orders = {tuple(ranks[c].to_numpy()) for c in usable}
         rows.append({"finding": "rankings between methods", "paper": PAPER_FINDINGS["rankings_differ"],

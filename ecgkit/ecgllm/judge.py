@@ -1,8 +1,9 @@
 """LLM as a judge: a written 1-5 rubric, checked on control pairs before its scores are used.
 
 The judge sees the question, the reference answer, the source passage (context) and the answer
-to grade, and replies with one digit (:data:`RUBRIC`). A reply without a digit 1-5 is counted
-(``unparsed``) and left out, never guessed.
+to grade, and replies with one digit (:data:`RUBRIC`). An endpoint writes its reply, and a reply
+without a digit 1-5 is counted (``unparsed``) and left out, never guessed; a local model's score is
+the digit it finds most likely as its reply (:func:`judge_answers`, ``by``).
 
 **Control pairs.** Before the judge's scores rank anything, it grades, for each of some
 evaluation questions, the reference answer and a deliberately wrong answer to the same question
@@ -50,17 +51,40 @@ def parse_score(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def judge_answers(llm, rows: Sequence[dict], max_new_tokens: int = 4, use_context: bool = True) -> pd.DataFrame:
+def judge_answers(llm, rows: Sequence[dict], max_new_tokens: int = 4, use_context: bool = True,
+                  by: str = "auto") -> pd.DataFrame:
     """Scores of answers: ``rows`` hold ``question``, ``reference``, ``answer`` and optionally
-    ``context``. Returns ``score`` (1-5, or NaN when the reply had none), ``reply`` and ``error``."""
+    ``context``. Returns ``score`` (1-5, or NaN when the reply had none), ``reply`` and ``error``.
+
+    ``by="generate"``: the judge writes a reply and its first digit 1-5 is the score.
+    ``by="loglikelihood"``: the score is the digit 1-5 the judge finds most likely as its reply
+    (decoding constrained to the five valid answers; a local model only). ``"auto"``: the latter
+    when the backend gives log-likelihoods, else the former.
+    """
+    from .mcq import has_loglikelihood, option_loglikelihoods
+
     prompts = [judge_prompt(r["question"], r["reference"], r["answer"], r.get("context", "") if use_context else "")
                for r in rows]
-    generations = llm.generate(prompts, max_new_tokens=max_new_tokens, system=JUDGE_SYSTEM) if prompts else []
-    scores = [parse_score(g.text) if g.ok else None for g in generations]
+    if by == "auto":
+        by = "loglikelihood" if has_loglikelihood(llm) else "generate"
+    if by == "loglikelihood":
+        digits = ["1", "2", "3", "4", "5"]
+        scored = option_loglikelihoods(llm, prompts, [digits] * len(prompts), system=JUDGE_SYSTEM,
+                                       normalize=False) if prompts else []
+        scores = [None if np.all(np.isnan(row)) else int(np.nanargmax(row)) + 1 for row in scored]
+        replies = [f"most likely digit: {s}" for s in scores]
+        errors = ["" for _ in scores]
+    elif by == "generate":
+        generations = llm.generate(prompts, max_new_tokens=max_new_tokens, system=JUDGE_SYSTEM) if prompts else []
+        scores = [parse_score(g.text) if g.ok else None for g in generations]
+        replies = [g.text for g in generations]
+        errors = [g.error or "" for g in generations]
+    else:
+        raise ValueError(f"by must be 'auto', 'generate' or 'loglikelihood', not {by!r}")
     return pd.DataFrame({
         "score": pd.array([np.nan if s is None else float(s) for s in scores], dtype=float),
-        "reply": [g.text for g in generations],
-        "error": [g.error or "" for g in generations],
+        "reply": replies,
+        "error": errors,
     })
 
 
@@ -88,7 +112,7 @@ def control_pairs(items: Sequence[dict], n: int | None = None, seed: int = 0) ->
 
 
 def control_check(llm, pairs: Sequence[dict], alpha: float = 0.05, max_new_tokens: int = 4,
-                  use_context: bool = True) -> tuple[dict, pd.DataFrame]:
+                  use_context: bool = True, by: str = "auto") -> tuple[dict, pd.DataFrame]:
     """How well the judge separates right from deliberately wrong answers.
 
     Returns ``(summary, frame)``: ``summary`` has ``n``, ``right_preferred``, ``ties``,
@@ -99,7 +123,7 @@ def control_check(llm, pairs: Sequence[dict], alpha: float = 0.05, max_new_token
     from scipy.stats import binomtest
 
     rows = [{**p, "answer": p["right"]} for p in pairs] + [{**p, "answer": p["wrong"]} for p in pairs]
-    scored = judge_answers(llm, rows, max_new_tokens=max_new_tokens, use_context=use_context)
+    scored = judge_answers(llm, rows, max_new_tokens=max_new_tokens, use_context=use_context, by=by)
     n = len(pairs)
     frame = pd.DataFrame({"id": [p["id"] for p in pairs], "question": [p["question"] for p in pairs],
                           "right_score": scored["score"].to_numpy()[:n], "wrong_score": scored["score"].to_numpy()[n:],

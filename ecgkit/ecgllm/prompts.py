@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 from ..knowledge.rag import rag_prompt
 
-SYSTEM = ("You are a cardiologist. Answer questions about electrocardiography correctly and "
-          "briefly, in at most two sentences.")
+SYSTEM = "You are a cardiologist. Answer correctly, in one or two sentences."
 LETTERS = "ABCD"
 _LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
 

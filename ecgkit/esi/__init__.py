@@ -2,6 +2,7 @@
 
 Submodules (imported on demand, none eagerly): ``encoder`` (1D ConvNeXt-V2 ECG encoder),
 ``model`` (text tower, captioning decoder, losses), ``train`` (one accelerate loop),
-``downstream`` (zero-shot, linear probe, fine-tune, baselines, identification, ablations),
+``downstream`` (zero-shot, linear probe, fine-tune, identification, ablation helpers),
+``experiments`` (ESI against its baselines, ablations and curves, per seed),
 ``cqa`` (retrieval-augmented condition descriptions).
 """

@@ -38,7 +38,7 @@ __all__ = [
     "QUESTION", "REPHRASINGS", "SYSTEM", "RETRIEVAL_SETTINGS", "PAPER_RETRIEVAL",
     "MAX_NEW_TOKENS", "ptbxl_statements", "report_statements", "dataset_statements",
     "record_statements", "expert_cards", "statement_cards", "retrieve_excluding",
-    "describe_statements", "record_text", "cqa_texts", "evaluation_items", "bertscore",
+    "cqa_prompt", "describe_statements", "record_text", "cqa_texts", "evaluation_items", "bertscore",
     "cqa_ablation", "with_paper",
 ]
 
@@ -65,7 +65,7 @@ PAPER_RETRIEVAL = {"none": "no textbook", "documents": "one textbook", "expert":
 MAX_NEW_TOKENS = {"quick": 48, "full": 192}
 DEFAULT_COLLECTIONS = ("documents", "expert")
 #: Bumped when the prompt assembly or the cleaning of answers changes (part of the cache key).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 # ----------------------------------------------------------------------------- statements
@@ -95,7 +95,8 @@ def ptbxl_statements(dataset, present_only: bool = True) -> pd.DataFrame:
         n = counts.get(code, 0) if meta is not None else math.nan
         if present_only and meta is not None and not n:
             continue
-        condition = str(description).strip() if isinstance(description, str) and description.strip() else str(code)
+        text = description.strip() if isinstance(description, str) else ""
+        condition = text or str(code)
         rows.append({"statement": str(code), "condition": condition, "source": "scp", "records": n})
     frame = _statement_frame(rows)
     if meta is not None and present_only:
@@ -110,14 +111,21 @@ def _report_line(text) -> str:
     return "" if line.lower() == "nan" else line.rstrip(".").strip()
 
 
-def report_statements(lines: Iterable[str]) -> pd.DataFrame:
+def report_statements(lines: Iterable[str] | pd.DataFrame) -> pd.DataFrame:
     """Free-text report lines (e.g. MIMIC-IV-ECG's machine statements) as statements.
 
-    Each distinct non-empty line (whitespace normalised, trailing period dropped) is one
-    statement, its own condition; most frequent first.
+    ``lines``: a list of lines, or a records table with ``report_0`` ... ``report_N`` columns
+    (MIMIC-IV-ECG's ``machine_measurements``). Each distinct non-empty line (whitespace
+    normalised, trailing period dropped) is one statement, its own condition; most frequent first.
     """
     if isinstance(lines, str):
         raise TypeError("report_statements takes a list of report lines, not one string")
+    if isinstance(lines, pd.DataFrame):
+        columns = _report_columns(lines)
+        if not columns:
+            raise ValueError("the table has no report_N columns")
+        lines = [line for row in lines[columns].to_numpy(dtype=object)
+                 for line in dict.fromkeys(map(_report_line, row))]
     counts = Counter(line for line in map(_report_line, lines) if line)
     rows = [{"statement": line, "condition": line, "source": "report", "records": n}
             for line, n in counts.most_common()]
@@ -343,6 +351,22 @@ def clean_description(text: str, finish_reason: str = "stop") -> str:
     return text
 
 
+def cqa_prompt(question: str, hits) -> str:
+    """The user message: the retrieved chunks' text, then the question.
+
+    Unlike :func:`ecgkit.knowledge.rag.rag_prompt`, chunks carry no ``[i] (source)`` markers: a
+    small model copies them into its answer (the sources are kept beside each description).
+    """
+    if not hits:
+        return f"Question: {question}\nAnswer:"
+    context = "\n\n".join(h.text for h in hits)
+    return f"Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+
+
+DESCRIPTION_COLUMNS = ["statement", "condition", "question", "description", "sources", "status", "error",
+                       "finish", "completion_tokens", "llm", "cached"]
+
+
 def _sources(hits) -> str:
     return "; ".join(f"{h.source} ({h.score:.2f})" for h in hits)
 
@@ -356,8 +380,6 @@ def _default_index():
 def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, system: str,
               cache: DescriptionCache | None, progress: bool | None = None) -> pd.DataFrame:
     """Describe every request (deduplicated, cached, one batched LLM call); one row per request."""
-    from ..knowledge.rag import rag_prompt
-
     requests = list(requests)
     needs_index = any(r.collections for r in requests)
     if needs_index and index is None:
@@ -383,8 +405,10 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
                                             collections, [pending[j][1].exclude for j in members])
             for j, h in zip(members, found_hits):
                 hits[j] = h
-        prompts = [rag_prompt(r.question, h) for (_, r), h in zip(pending, hits)]
-        options = {"progress": progress} if progress is not None else {}
+        prompts = [cqa_prompt(r.question, h) for (_, r), h in zip(pending, hits)]
+        if progress is None:  # generation takes minutes on a CPU: show a bar unless told not to
+            progress = len(prompts) > 1
+        options = {"progress": progress}
         generations = llm.generate(prompts, max_new_tokens=max_new_tokens, system=system, **options)
         if len(generations) != len(prompts):
             raise RuntimeError(f"{llm.name} returned {len(generations)} answers for {len(prompts)} prompts")
@@ -403,7 +427,7 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
     for key, request in zip(keys, requests):
         entry = dict(found[key], cached=True) if key in found else fresh[key]
         rows.append({**entry, "statement": request.statement, "condition": request.condition})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)
 
 
 def _tokens(max_new_tokens, profile) -> int:
@@ -438,9 +462,8 @@ def describe_statements(statements, llm=None, index=None, top_k: int = 2,
     requests = [Request(s, str(c), prompt_template, collections, int(top_k),
                         tuple(sorted(exclude.get(s, ())))) for s, c in frame["condition"].items()]
     out = _describe(requests, llm, index, tokens, system, DescriptionCache() if cache else None, progress)
-    out = out.set_index("statement") if len(out) else out
-    failed = int((out["status"] != "ok").sum()) if len(out) else 0
-    out.attrs.update(n=len(out), failed=failed, cached=int(out["cached"].sum()) if len(out) else 0,
+    out = out.set_index("statement")
+    out.attrs.update(n=len(out), failed=int((out["status"] != "ok").sum()), cached=int(out["cached"].sum()),
                      llm=llm.name, top_k=int(top_k), collections=list(collections),
                      template=prompt_template, max_new_tokens=tokens)
     return out
@@ -560,7 +583,8 @@ def evaluation_items(statements=None, cards: pd.DataFrame | None = None, n: int 
         mapped = statement_cards(frame, cards)
         rows = [{"statement": s, "condition": frame.loc[s, "condition"], "cards": keys,
                  "references": [cards.loc[k, "waveform"] for k in keys]} for s, keys in mapped.items()]
-    items = pd.DataFrame(rows, columns=["statement", "condition", "cards", "references"]).set_index("statement")
+    columns = ["statement", "condition", "cards", "references"]
+    items = pd.DataFrame(rows, columns=columns).set_index("statement")
     if n is not None and n < len(items):
         pick = np.sort(np.random.default_rng(seed).choice(len(items), size=n, replace=False))
         items = items.iloc[pick]
@@ -701,6 +725,9 @@ def with_paper(frame: pd.DataFrame, table: str, mapping: Mapping | None = None,
     for key in out.index:
         config = str(mapping.get(key, key) if mapping else key)
         found = values.get(config, [])
-        column.append(found[0] if len(found) == 1 else (" / ".join(f"{v:.4f}" for v in found) if found else np.nan))
+        if len(found) > 1:
+            column.append(" / ".join(f"{v:.4f}" for v in found))
+        else:
+            column.append(found[0] if found else np.nan)
     out[f"paper {metric}"] = column
     return out

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -196,10 +197,21 @@ def random_split_task(dataset, name: str | None = None, seed: int = 0, fractions
     return Task(name or dataset.name, dataset.signals, y, np.sort(rows[:a]), np.sort(rows[a:b]), np.sort(rows[b:]))
 
 
-def probe_task(encoder, task: Task) -> dict:
-    """Linear-probe macro AUC on the task's test rows (features of train rows, frozen encoder)."""
-    x_train = embed(encoder, task.signals[task.train])
-    x_test = embed(encoder, task.signals[task.test])
+def scorable(task: Task) -> bool:
+    """Whether some class has both outcomes among the test records (else no AUC can be computed)."""
+    y = task.y.iloc[task.test].to_numpy()
+    return len(task.train) > 0 and bool(np.any((y.sum(0) > 0) & (y.sum(0) < len(y))))
+
+
+def probe_task(encoder, task: Task, features: np.ndarray | None = None) -> dict:
+    """Linear-probe macro AUC on the task's test rows (features of its train rows, frozen encoder).
+
+    ``features``: the encoder's features of all of ``task.signals`` when already computed.
+    """
+    if features is None:
+        x_train, x_test = embed(encoder, task.signals[task.train]), embed(encoder, task.signals[task.test])
+    else:
+        x_train, x_test = features[task.train], features[task.test]
     scores = linear_probe(x_train, task.y.iloc[task.train], x_test)
     auc, per = macro_auc(task.y.iloc[task.test], scores)
     return {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}}
@@ -273,7 +285,9 @@ def identification(features: np.ndarray, patient_ids, c: float = 1.0) -> dict:
     b = x[query] / np.linalg.norm(x[query], axis=1, keepdims=True).clip(1e-12)
     nn = _id_metrics(b @ a.T)
     scaler = StandardScaler().fit(x[enrolled])
-    clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x[enrolled]), np.arange(len(enrolled)))
+    with warnings.catch_warnings():  # one record per class is the point here
+        warnings.filterwarnings("ignore", message="The number of unique classes")
+        clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x[enrolled]), np.arange(len(enrolled)))
     lp = _id_metrics(clf.predict_proba(scaler.transform(x[query])))
     return {"patients": len(enrolled), "nn_accuracy": nn["accuracy"], "nn_auc": nn["auc"],
             "lp_accuracy": lp["accuracy"], "lp_auc": lp["auc"]}

@@ -25,8 +25,9 @@ SETTINGS = {
     "quick": {
         "seeds": 2,
         "pretrain": QUICK_PRETRAIN,
-        "finetune": TrainConfig(epochs=6, warmup_epochs=1, decay_every=3, lr=1e-3, batch_size=32),
-        "max_pretrain_records": 600,
+        "finetune": TrainConfig(epochs=5, warmup_epochs=1, decay_every=4, lr=1e-3, batch_size=32),
+        "max_pretrain_records": 480,
+        "ablation_fraction": 0.5,
         "ablation_seeds": 1,
         "sizes": (0.25, 0.5, 1.0),
         "misalignment": (0.0, 0.5, 1.0),
@@ -37,6 +38,7 @@ SETTINGS = {
         "pretrain": TrainConfig(),
         "finetune": TrainConfig(epochs=30, warmup_epochs=5, decay_every=10, lr=1e-4, batch_size=64),
         "max_pretrain_records": None,
+        "ablation_fraction": 1.0,
         "ablation_seeds": 5,
         "sizes": (0.1, 0.25, 0.5, 1.0),
         "misalignment": (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -45,10 +47,23 @@ SETTINGS = {
 }
 
 
-def settings(profile: str | None = None, **overrides) -> dict:
-    """The profile's settings with ``overrides`` (None values ignored)."""
+def scaled(config: TrainConfig, epochs: int | None) -> TrainConfig:
+    """``config`` with ``epochs``, its warm-up and decay period scaled in proportion (at least 1)."""
+    if not epochs or epochs == config.epochs:
+        return config
+    ratio = epochs / config.epochs
+    return replace(config, epochs=int(epochs), warmup_epochs=max(1, round(config.warmup_epochs * ratio)),
+                   decay_every=max(1, round(config.decay_every * ratio)))
+
+
+def settings(profile: str | None = None, epochs: int | None = None, finetune_epochs: int | None = None,
+             **overrides) -> dict:
+    """The profile's settings with ``overrides`` (None values ignored); ``epochs`` and
+    ``finetune_epochs`` rescale the schedules (:func:`scaled`)."""
     base = dict(SETTINGS[active_profile(profile)])
     base.update({k: v for k, v in overrides.items() if v is not None})
+    base["pretrain"] = scaled(base["pretrain"], epochs)
+    base["finetune"] = scaled(base["finetune"], finetune_epochs)
     return base
 
 
@@ -120,18 +135,32 @@ def identification_set(dataset) -> IdentificationSet:
     return IdentificationSet(dataset.name, dataset.signals, dataset.meta["patient_id"].to_numpy())
 
 
+def _fitting(config: TrainConfig, n: int) -> TrainConfig:
+    """``config`` with a batch no larger than the ``n`` records (tiny test runs)."""
+    return replace(config, batch_size=max(1, min(config.batch_size, n)))
+
+
 def _rows(base: dict, values: dict, skip=("cached",)) -> list[dict]:
     return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if k not in skip]
 
 
 def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet], base: dict) -> list[dict]:
-    """Linear probe on every task and identification on every set, for one frozen encoder."""
+    """Linear probe on every task and identification on every set, for one frozen encoder.
+
+    Each distinct signal array is embedded once (a dataset serves its task and its set)."""
+    features = {}
+
+    def of(signals):
+        if id(signals) not in features:
+            features[id(signals)] = embed(encoder, signals)
+        return features[id(signals)]
+
     rows = []
     for task in tasks:
-        rows += _rows({**base, "protocol": "linear probe", "task": task.name}, probe_task(encoder, task))
+        rows += _rows({**base, "protocol": "linear probe", "task": task.name}, probe_task(encoder, task, of(task.signals)))
     for ids in id_sets:
-        result = identification(embed(encoder, ids.signals), ids.patient_ids)
-        rows += _rows({**base, "protocol": "identification", "task": ids.name}, result)
+        rows += _rows({**base, "protocol": "identification", "task": ids.name},
+                      identification(of(ids.signals), ids.patient_ids))
     return rows
 
 
@@ -144,8 +173,8 @@ def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets:
     """
     import torch
 
-    pre = replace(cfg["pretrain"], seed=seed)
-    ft = replace(cfg["finetune"], seed=seed)
+    pre = _fitting(replace(cfg["pretrain"], seed=seed), len(corpus))
+    ft = _fitting(replace(cfg["finetune"], seed=seed), min(len(t.train) for t in tasks))
     variant = esi_config.variant
     esi = pretrain_esi(corpus.signals, corpus.texts, esi_config, pre, progress=progress, data_id=corpus.data_id)
     simclr = pretrain_simclr(corpus.signals, variant, pre, progress=progress, data_id=corpus.data_id)
@@ -170,15 +199,13 @@ def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets:
             if init is None and scratch is None:
                 scratch = result
     # identification with the encoder trained from scratch on the first task's labels
-    for ids in id_sets:
-        result = identification(embed(scratch.model.encoder, ids.signals), ids.patient_ids)
-        rows += _rows({"seed": seed, "method": "supervised (scratch)", "protocol": "identification",
-                       "task": ids.name}, result)
+    rows += evaluate_frozen(scratch.model.encoder, [], id_sets, {"seed": seed, "method": "supervised (scratch)"})
     return rows, {"esi": esi, "simclr": simclr}
 
 
 def _esi_variant_rows(name: str, corpus: Corpus, texts, esi_config: ESIConfig, pre: TrainConfig, tasks,
                       id_sets, base: dict, zero_shot: bool, progress: bool) -> list[dict]:
+    pre = _fitting(pre, len(corpus))
     esi = pretrain_esi(corpus.signals, texts, esi_config, pre, progress=progress, data_id=corpus.data_id)
     rows = evaluate_frozen(esi.encoder, tasks, id_sets, {**base, "setting": name})
     if zero_shot and esi_config.contrastive_weight > 0:
@@ -217,8 +244,7 @@ def size_curve(corpus: Corpus, tasks, esi_config: ESIConfig, cfg: dict, seeds: S
         pre = replace(cfg["pretrain"], seed=seed)
         for fraction in cfg["sizes"]:
             part = corpus if fraction >= 1 else corpus.subset(subsample(len(corpus), fraction, seed))
-            pre_f = replace(pre, batch_size=min(pre.batch_size, len(part)))
-            rows += _esi_variant_rows(f"{fraction:.0%}", part, part.texts, esi_config, pre_f, tasks, [],
+            rows += _esi_variant_rows(f"{fraction:.0%}", part, part.texts, esi_config, pre, tasks, [],
                                       {"seed": seed, "experiment": "size", "fraction": fraction,
                                        "records": len(part)}, False, progress)
     return rows
@@ -251,3 +277,83 @@ def summary(rows: Sequence[dict] | pd.DataFrame, index: Sequence[str], columns: 
     out = stats.unstack(list(columns))
     out.columns = out.columns.reorder_levels(list(range(1, out.columns.nlevels)) + [0])
     return out.sort_index(axis=1, level=list(range(out.columns.nlevels - 1)), sort_remaining=False)
+
+
+def patients_with_two_records(data) -> int:
+    """How many patients have at least two records (a dataset or an :class:`IdentificationSet`)."""
+    from .downstream import identification_pairs
+
+    ids = data.patient_ids if isinstance(data, IdentificationSet) else data.meta["patient_id"].to_numpy()
+    return len(identification_pairs(ids)[0])
+
+
+def with_paper(frame: pd.DataFrame, table: str, mapping: dict, metric: str = "AUC") -> pd.DataFrame:
+    """``frame`` with the paper's value and configuration for the rows named in ``mapping``."""
+    from ..results import paper_numbers
+
+    paper = paper_numbers("esi", table)
+    paper = paper[paper["metric"] == metric].set_index("configuration")["value"]
+    out = frame.copy()
+    configs = [mapping.get(i, "") for i in out.index]
+    out[("paper", "configuration")] = configs
+    out[("paper", metric)] = [paper.get(c, np.nan) if c else np.nan for c in configs]
+    return out
+
+
+def zero_shot_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Zero-shot macro AUC and F1 per task (mean, sd over seeds) beside the paper's Table 3."""
+    from ..results import paper_numbers
+
+    zs = results[results["protocol"] == "zero-shot"]
+    stats = zs.groupby(["task", "metric"], sort=False)["value"].agg(["mean", "std"]).unstack("metric")
+    paper = paper_numbers("esi", "zero_shot").set_index("metric")["value"]
+    return pd.DataFrame({"AUC mean": stats[("mean", "auc")], "AUC sd": stats[("std", "auc")],
+                         "F1 mean": stats[("mean", "f1")], "F1 sd": stats[("std", "f1")],
+                         "paper AUC": paper.get("AUC", np.nan), "paper F1": paper.get("F1", np.nan)})
+
+
+def identification_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Identification accuracy and AUC per set and method (mean over seeds), paper's Table 4 beside."""
+    from ..results import paper_numbers
+
+    ident = results[results["protocol"] == "identification"]
+    table = ident.pivot_table(index=["task", "method"], columns="metric", values="value", aggfunc="mean", sort=False)
+    table = table[["patients", "nn_accuracy", "nn_auc", "lp_accuracy", "lp_auc"]]
+    table["lp_accuracy sd"] = ident[ident["metric"] == "lp_accuracy"].groupby(["task", "method"], sort=False)["value"].std()
+    paper = paper_numbers("esi", "identification").set_index("configuration")["value"]
+    table["paper lp_accuracy"] = [paper.get("ESI linear probe", np.nan) if m == "ESI" else np.nan for _, m in table.index]
+    return table
+
+
+def ablation_table(rows) -> pd.DataFrame:
+    """Per setting: linear-probe macro AUC per task, identification linear-probe accuracy and AUC
+    per set (means over seeds), and the paper's Table 5a."""
+    from ..results import paper_numbers
+
+    frame = pd.DataFrame(rows)
+    parts = []
+    lp = frame[(frame["protocol"] == "linear probe") & (frame["metric"] == "auc")]
+    parts.append(lp.pivot_table(index="setting", columns="task", values="value", aggfunc="mean", sort=False)
+                 .rename(columns=lambda t: f"{t}: linear probe AUC"))
+    ident = frame[(frame["protocol"] == "identification") & frame["metric"].isin(["lp_accuracy", "lp_auc"])]
+    if len(ident):
+        wide = ident.pivot_table(index="setting", columns=["task", "metric"], values="value", aggfunc="mean", sort=False)
+        wide.columns = [f"{t}: identification {m.replace('lp_', '')}" for t, m in wide.columns]
+        parts.append(wide)
+    table = pd.concat(parts, axis=1)
+    paper = paper_numbers("esi", "ablation").pivot_table(index="configuration", columns="metric", values="value")
+    for metric in ("arrhythmia", "identification"):
+        table[f"paper {metric}"] = [paper[metric].get(s, np.nan) if metric in paper else np.nan for s in table.index]
+    table["pretraining seconds"] = frame.groupby("setting", sort=False)["seconds"].max()
+    return table
+
+
+def curve_table(rows, key: str, protocols: Sequence[str]) -> pd.DataFrame:
+    """Macro AUC (mean over seeds) per ``key`` value, one column per protocol and task."""
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["protocol"].isin(protocols) & (frame["metric"] == "auc")]
+    table = frame.pivot_table(index=key, columns=["protocol", "task"], values="value", aggfunc="mean")
+    table.columns = [f"{p}: {t}" for p, t in table.columns]
+    if "records" in frame:
+        table.insert(0, "records", frame.groupby(key)["records"].max())
+    return table

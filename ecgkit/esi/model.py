@@ -17,6 +17,7 @@ repeated as the decoder's memory, per-process negatives); the tests prove each p
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -47,25 +48,44 @@ def _world():
     return 0, 1
 
 
+class _AllGather(torch.autograd.Function):
+    """all_gather whose backward hands each process the summed gradient of its own rows."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        import torch.distributed as dist
+
+        grad = torch.stack(grads).contiguous()
+        dist.all_reduce(grad)              # every process's loss, summed
+        return grad[dist.get_rank()]
+
+
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All processes' rows of ``x`` concatenated in rank order, and this process's rank.
 
-    Uses ``torch.distributed.nn.functional.all_gather``, whose backward sends each process the
-    gradient that every other process's loss put on its rows. Local batches must be equal in
-    size (the training loop drops the last incomplete batch).
+    The backward pass sends each process the gradient that every process's loss put on its
+    rows, so negatives from other processes train this one's encoder too. Local batches must be
+    equal in size (the training loop drops the last incomplete batch).
     """
     rank, world = _world()
     if world == 1:
         return x, 0
     import torch.distributed as dist
-    from torch.distributed.nn.functional import all_gather
 
     sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
     dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
     if len({int(s) for s in sizes}) != 1:
         raise ValueError(f"contrastive loss: local batch sizes differ across processes "
                          f"({[int(s) for s in sizes]}); use equal batches (drop_last=True)")
-    return torch.cat(all_gather(x), dim=0), rank
+    return torch.cat(_AllGather.apply(x), dim=0), rank
 
 
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
@@ -96,6 +116,13 @@ def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0) -
 # ----------------------------------------------------------------------------- text tower
 
 
+@functools.lru_cache(maxsize=2)
+def _frozen_bert(folder: str):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(folder).eval().requires_grad_(False)
+
+
 class TextTower(nn.Module):
     """A BERT's [CLS] embedding, projected to ``embed_dim`` and L2-normalised.
 
@@ -112,7 +139,8 @@ class TextTower(nn.Module):
         folder = text_encoder_path(name)
         self.source = str(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.bert = AutoModel.from_pretrained(folder)
+        # a frozen BERT never changes: one copy per process serves every tower
+        self.bert = _frozen_bert(str(folder)) if trainable_layers == 0 else AutoModel.from_pretrained(folder)
         self.hidden = self.bert.config.hidden_size
         self.proj = nn.Linear(self.hidden, embed_dim)
         self.trainable_layers = trainable_layers
@@ -120,8 +148,10 @@ class TextTower(nn.Module):
 
     def _freeze(self, trainable_layers: int) -> None:
         train_all = trainable_layers < 0
-        for p in self.bert.parameters():
-            p.requires_grad = train_all
+        for name, p in self.bert.named_parameters():
+            # the pooler is never used ([CLS] comes from the last hidden state): frozen, so that
+            # distributed training does not wait for its gradients
+            p.requires_grad = train_all and not name.startswith("pooler.")
         if trainable_layers > 0:
             layers = getattr(getattr(self.bert, "encoder", None), "layer", None)
             if layers is None:

@@ -1,0 +1,87 @@
+"""The expert rating sheet: blinded export, import of filled sheets, scores and agreement."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from ecgkit.ecgllm.rating import SCALE, agreement, export_sheet, expert_scores, import_ratings, parse_rating
+
+ANSWERS = pd.DataFrame({
+    "id": ["a", "a", "b", "b", "c", "c"],
+    "configuration": ["base", "fine-tuned"] * 3,
+    "question": ["What is AF?"] * 2 + ["What is LBBB?"] * 2 + ["What is a Q wave?"] * 2,
+    "reference": ["Irregular rhythm without P waves."] * 2 + ["Wide QRS."] * 2 + ["First negative deflection."] * 2,
+    "answer": ["A heart thing.", "Irregular, no P waves.", "Narrow QRS.", "QRS of 120 ms or more.", "", "A negative wave."],
+})
+
+
+def test_sheet_is_blinded_and_reproducible(tmp_path):
+    sheet_path, key_path = export_sheet(ANSWERS, tmp_path, seed=3)
+    sheet = pd.read_csv(sheet_path, keep_default_na=False)
+    assert list(sheet.columns) == ["row", "question", "reference", "answer", "rating", "comment", "rater"]
+    assert "configuration" not in sheet.columns and "fine-tuned" not in sheet_path.read_text()
+    assert (sheet["rating"] == "").all() and len(sheet) == 6
+    key = pd.read_csv(key_path)
+    assert set(key["configuration"]) == {"base", "fine-tuned"} and list(key["row"]) == list(sheet["row"])
+    again, _ = export_sheet(ANSWERS, tmp_path / "again", seed=3)
+    assert again.read_text() == sheet_path.read_text()
+    without = pd.read_csv(export_sheet(ANSWERS, tmp_path / "noref", with_reference=False)[0], keep_default_na=False)
+    assert (without["reference"] == "").all()
+    with pytest.raises(ValueError, match="configuration"):
+        export_sheet(ANSWERS.drop(columns="configuration"), tmp_path)
+
+
+def test_round_trip_with_two_raters_and_bad_rows(tmp_path):
+    sheet_path, key_path = export_sheet(ANSWERS, tmp_path, seed=0)
+    key = pd.read_csv(key_path).set_index("row")
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
+    truth = {("a", "base"): 1, ("a", "fine-tuned"): 4, ("b", "base"): 2, ("b", "fine-tuned"): 3,
+             ("c", "base"): 1, ("c", "fine-tuned"): 3}
+    labels = lambda r: SCALE[truth[(key.loc[r, "id"], key.loc[r, "configuration"])] - 1]  # noqa: E731
+    first = sheet.assign(rating=[labels(r).upper() for r in sheet["row"]])
+    first.to_csv(tmp_path / "dr_one.csv", index=False)
+    second = sheet.assign(rating=[str(truth[(key.loc[r, "id"], key.loc[r, "configuration"])]) for r in sheet["row"]],
+                          rater="Dr Two")
+    second.loc[0, "rating"] = ""                       # not rated
+    second.loc[1, "rating"] = "great"                  # not on the scale
+    second.loc[2, "answer"] = "edited answer"          # not the answer the key knows
+    second.to_csv(tmp_path / "two.csv", index=False)
+
+    ratings, report = import_ratings([tmp_path / "dr_one.csv", tmp_path / "two.csv"], key_path)
+    assert report["dr_one.csv"] == {"used": 6, "skipped": 0, "problems": {}}
+    problems = report["two.csv"]["problems"]
+    assert report["two.csv"]["used"] == 3 and problems[sheet["row"][0]] == "not rated"
+    assert "not on the scale" in problems[sheet["row"][1]] and "differs" in problems[sheet["row"][2]]
+    assert set(ratings["rater"]) == {"dr_one", "Dr Two"}
+    for _, r in ratings.iterrows():
+        assert r["rating"] == truth[(r["id"], r["configuration"])]
+
+    scores = expert_scores(ratings)
+    one = ratings[ratings["rater"] == "dr_one"]
+    assert scores.loc["fine-tuned", "mean"] == pytest.approx(ratings.loc[ratings.configuration == "fine-tuned", "rating"].mean())
+    assert scores.loc["base", "incorrect"] > 0 and scores.loc["fine-tuned", "correct"] > 0
+    assert expert_scores(one).loc["base", "mean"] == pytest.approx(4 / 3)
+
+
+def test_parse_rating():
+    assert parse_rating("Correct but incomplete") == 3 and parse_rating(" partially-incorrect ") == 2
+    assert parse_rating(4) == 4 and parse_rating("1.0") == 1 and parse_rating("") is None
+    assert parse_rating(np.nan) is None
+    with pytest.raises(ValueError):
+        parse_rating("5")
+
+
+def test_agreement_between_methods():
+    expert = [1, 2, 3, 4, 4, 2, 1, 3]
+    judge = [1, 2, 3, 4, 3, 2, 2, 3]
+    bleu = [5.0, 10, 20, 40, 35, 12, 3, 25]
+    table = agreement(pd.DataFrame({"expert": expert, "judge": judge, "bleu": bleu}), four_level=("expert", "judge"))
+    row = table.set_index(["method_a", "method_b"])
+    assert row.loc[("expert", "judge"), "weighted_kappa"] == pytest.approx(
+        cohen_kappa_score(expert, judge, weights="quadratic"))
+    assert np.isnan(row.loc[("expert", "bleu"), "weighted_kappa"])      # BLEU is not on the scale
+    assert row.loc[("expert", "bleu"), "spearman"] > 0.9 and row.loc[("expert", "bleu"), "n"] == 8
+    same = agreement(pd.DataFrame({"a": expert, "b": expert}), four_level=("a", "b"))
+    assert same["weighted_kappa"][0] == pytest.approx(1.0) and same["spearman"][0] == pytest.approx(1.0)
+    sparse = agreement(pd.DataFrame({"a": [1, np.nan, 3], "b": [2, 2, np.nan]}))
+    assert sparse["n"][0] == 1 and np.isnan(sparse["spearman"][0])
