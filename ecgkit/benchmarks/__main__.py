@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ["cache", "synthetic", "llm", "retrieval", "delineation", "diagnose"]
+BENCHMARKS = ["cache", "synthetic", "llm", "retrieval", "delineation", "diagnose", "esi", "ecgllm"]
 
 
 def main(argv=None) -> int:
