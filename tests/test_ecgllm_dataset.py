@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-from ecgkit.ecgllm import dataset as ds
 from ecgkit.ecgllm.dataset import (FAMILIES, build_dataset, deduplicate, generate_items, load_cards, ngram_overlap,
                                    parse_generated, read_jsonl, sample_items, split_topics, template_items,
                                    topic_leaks, topic_of, write_jsonl)
@@ -170,3 +169,13 @@ def test_jsonl_round_trip_reports_bad_lines(tmp_path, built):
     items, problems = read_jsonl(path)
     assert items == built.items[:5]
     assert sorted(problems) == [6, 7, 8] and "not JSON" in problems[6] and "missing" in problems[7]
+
+
+def test_a_question_without_enough_distractors_in_its_split_is_skipped_and_counted(cards):
+    few = [c for c in cards if c.key in ("atrial_fibrillation", "rvh", "wpw_pattern", "short_qt", "p_axis")]
+    split = {c.key: "train" for c in few} | {"atrial_fibrillation": "eval"}
+    items, skipped = template_items(few, split)
+    assert skipped["mcq_definition"] >= 1 and skipped["mcq_criterion"] >= 1     # alone in its split
+    assert not [i for i in items if i["key"] == "atrial_fibrillation" and i["template"] == "mcq_definition"]
+    assert [i for i in items if i["key"] == "atrial_fibrillation" and i["type"] == "open"]
+    assert all(len(set(i["options"])) == 4 for i in items if i["type"] == "mcq")

@@ -11,9 +11,10 @@ from ecgkit.ecgllm.prompts import SYSTEM, training_messages
 
 from ecgllm_fakes import tiny_llama
 
-OPEN = {"id": "o1", "type": "open", "split": "train", "question": "What is a delta wave?",
+PROVENANCE = {"topic": "t", "key": "k", "source": "expert/features/delta_wave.md"}
+OPEN = {**PROVENANCE, "id": "o1", "type": "open", "split": "train", "question": "What is a delta wave?",
         "reference": "A slurred upstroke of the QRS complex.", "options": [], "answer": None}
-MCQ = {"id": "m1", "type": "mcq", "split": "train", "question": "Which lead looks at the inferior wall?",
+MCQ = {**PROVENANCE, "id": "m1", "type": "mcq", "split": "train", "question": "Which lead looks at the inferior wall?",
        "reference": "III", "options": ["V1", "III", "aVR", "I"], "answer": 1}
 
 
@@ -105,3 +106,17 @@ def test_bad_settings_and_inputs_are_refused(tiny, tmp_cache):
     with pytest.raises(FileNotFoundError, match="adapter"):
         load_finetuned(tiny)
     assert LoraSettings.for_profile("full").r == 16 and LoraSettings.for_profile("quick", r=2).r == 2
+
+
+def test_command_line_trains_from_a_jsonl(tiny, tmp_cache, tmp_path, capsys):
+    from ecgkit.ecgllm.dataset import write_jsonl
+    from ecgkit.ecgllm.finetune import main
+
+    data = write_jsonl([OPEN, MCQ, {**OPEN, "id": "e1", "split": "eval"}], tmp_path / "d.jsonl")
+    with open(data, "a") as fh:
+        fh.write("not json\n")
+    assert main(["--base", str(tiny), "--data", str(data), "--max-steps", "1", "--quantize", "none"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["steps"] == 1 and report["examples"] == 2          # the evaluation item is not trained on
+    assert "d.jsonl:4: skipped" in out.err

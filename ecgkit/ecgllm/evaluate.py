@@ -22,7 +22,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .mcq import accuracy_ci, has_loglikelihood, mcnemar, score_by_letter, score_by_loglikelihood
+from .mcq import accuracy_ci, mcnemar, score_by_letter, score_by_loglikelihood
 from .prompts import SYSTEM, open_prompt
 
 __all__ = ["Configuration", "configurations", "endpoint_llm", "retrieve", "run_mcq", "mcq_table", "mcnemar_table",

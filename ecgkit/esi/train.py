@@ -251,8 +251,8 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
     rank = accelerator.process_index
     resumed_from = step
     start = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", leave=False,
-               disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", leave=False, mininterval=5,
+               miniters=steps_per_epoch, disable=not (progress and accelerator.is_main_process))
     sums: dict[str, float] = dict(state.get("sums", {}))
 
     def checkpoint():
@@ -284,8 +284,8 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
             losses = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.ndim == 0}
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss']:.3f}")
             if on_step is not None:
                 on_step(step, losses)
             if step % steps_per_epoch == 0:
