@@ -18,7 +18,6 @@ from ecgkit.data.errors import RecordError
 from ecgkit.llm import Generation, LLM, LocalLLM
 from ecgkit.synthetic import simulate_ecg
 
-from conftest import make_ptbxl
 
 
 class ScriptedLLM(LLM):
@@ -176,7 +175,7 @@ def test_read_record_formats_and_errors(tmp_path):
         read_record(base)
 
 
-def test_diagnose_record_writes_a_report(tmp_path, measured):
+def test_diagnose_record_writes_a_report(tmp_path):
     sig, _ = simulate_ecg(("CLBBB",), noise=0.0, seed=2)
     base = _wfdb(tmp_path, "lbbb", sig)
     llm = ScriptedLLM(["NORM: no\nMI: no\nSTTC: no\nCD: yes\nHYP: no\nExplanation: wide QRS."])
