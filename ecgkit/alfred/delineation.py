@@ -13,9 +13,14 @@ Ground truth comes from the synthetic cohort's per-lead fiducials (:func:`fiduci
 (the ST segment is labelled T only when the T wave is that wide). Predicted T onsets are therefore
 reported (``t_on``) but not scored.
 
-Weights are cached as safetensors under ``cache_dir("models", "delineator-<key>")``, keyed by the
-training configuration, :data:`ecgkit.synthetic.GENERATOR_VERSION`, :data:`DELINEATOR_VERSION` and
-the seed (:func:`load_delineator`).
+The quick-profile weights ship with the package (``ecgkit/resources/delineator-quick``,
+safetensors, about 0.3 MB) so that nothing trains on first use; ``python -m ecgkit.alfred.delineation
+train --profile quick --out ecgkit/resources/delineator-quick`` retrains them from scratch and
+records their scores on held-out synthetic records (:func:`held_out_scores`). Other weights are
+cached as safetensors under ``cache_dir("models", "delineator-<key>")``, keyed by the training
+configuration, :data:`ecgkit.versions.VERSIONS` (generator and delineator) and the seed
+(:func:`load_delineator`); a profile with neither shipped nor cached weights is trained once, with
+a message saying so.
 """
 from __future__ import annotations
 
@@ -35,16 +40,18 @@ from torch import nn
 
 from ..config import cache_dir
 from ..data.wfdb_io import LEADS
+from ..versions import VERSIONS
 
 __all__ = [
     "CLASSES", "FS", "DELINEATOR_VERSION", "PROFILES", "OUTPUT_COLUMNS", "SCORED",
     "fiducials_to_mask", "mask_to_fiducials", "UNet1D", "standardise", "train_delineator",
     "train_step", "load_delineator", "save_delineator", "read_delineator", "delineator_key",
+    "delineator_config", "shipped_delineator_dir", "held_out_records", "held_out_scores",
     "delineate", "score_delineation", "neurokit_fiducials",
 ]
 
 #: Bump when the model, the labels or the training loop change (part of the cache key).
-DELINEATOR_VERSION = "1"
+DELINEATOR_VERSION = VERSIONS["delineator"]
 CLASSES = ("none", "P", "QRS", "T")
 FS = 500
 #: Columns of the fiducials frames returned here (samples at the input rate, −1 = absent).
@@ -399,9 +406,7 @@ def train_delineator(n_records: int = 300, epochs: int = 6, seed: int = 0, windo
 
 def delineator_key(config: dict) -> str:
     """Cache key: the training config, the generator's and this module's versions."""
-    from ..synthetic import GENERATOR_VERSION
-
-    blob = json.dumps({**config, "generator": GENERATOR_VERSION,
+    blob = json.dumps({**config, "generator": VERSIONS["synthetic"],
                        "delineator": DELINEATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -436,25 +441,97 @@ def read_delineator(folder: str | os.PathLike) -> UNet1D:
     return model
 
 
+def delineator_config(profile: str | None = None, seed: int = 0, **overrides) -> dict:
+    """The training configuration of a profile's delineator (:data:`PROFILES`, then ``overrides``)."""
+    from ..config import profile as active_profile
+
+    return {**dict(window=2048, augment=True, records_per_batch=4, lr=3e-3, base=8, depth=4,
+                   kernel=7),
+            **PROFILES[active_profile(profile)], **overrides, "seed": int(seed)}
+
+
+def shipped_delineator_dir(profile: str = "quick") -> Path:
+    """Where the package keeps a profile's trained weights (only ``quick`` ships)."""
+    return Path(__file__).resolve().parents[1] / "resources" / f"delineator-{profile}"
+
+
 def load_delineator(profile: str | None = None, seed: int = 0, progress: bool = True,
                     **overrides) -> UNet1D:
-    """The delineator for a profile (:data:`PROFILES`), trained once and then read from the cache."""
+    """The delineator for a profile (:data:`PROFILES`): the shipped weights when their key matches
+    this configuration, else the cache, else trained once (with a message) and cached."""
     from ..config import profile as active_profile
 
     name = active_profile(profile)
-    config = {**dict(window=2048, augment=True, records_per_batch=4, lr=3e-3, base=8, depth=4,
-                   kernel=7),
-              **PROFILES[name], **overrides, "seed": int(seed)}
-    folder = cache_dir("models", f"delineator-{delineator_key(config)}")
+    config = delineator_config(name, seed, **overrides)
+    key = delineator_key(config)
+    shipped = shipped_delineator_dir(name)
+    if (shipped / "config.json").is_file():
+        if json.loads((shipped / "config.json").read_text()).get("key") == key:
+            return read_delineator(shipped)
+    folder = cache_dir("models", f"delineator-{key}")
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         return read_delineator(folder)
+    print(f"training the {name}-profile delineator once (no shipped or cached weights for key "
+          f"{key}; {config['n_records']} synthetic records, {config['epochs']} epochs); "
+          f"`python -m ecgkit.alfred.delineation train --profile {name}` does this ahead of time",
+          flush=True)
     t = time.perf_counter()
     model = train_delineator(progress=progress, **config)
     seconds = time.perf_counter() - t
-    save_delineator(model, folder, {"train": config, "history": model.history,
+    save_delineator(model, folder, {"key": key, "train": config, "history": model.history,
                                     "train_seconds": seconds, "profile": name})
-    model = read_delineator(folder)
-    return model
+    return read_delineator(folder)
+
+
+_HELD_OUT = [("NORM",), ("STACH",), ("SBRAD",), ("AFIB",), ("CLBBB",), ("CRBBB",), ("1AVB",),
+             ("LVH",), ("IMI",), ("ISCAL",)]
+
+
+def held_out_records(n_records: int = 20, seed: int = 1000):
+    """Synthetic 12-lead records outside every training cohort (a mix of conditions and rhythms,
+    seeds ``seed…``): signals (records × 5000 × 12) and the per-lead true fiducials."""
+    from ..synthetic import simulate_ecg
+
+    signals, truths = [], []
+    for i in range(n_records):
+        sig, fid = simulate_ecg(_HELD_OUT[i % len(_HELD_OUT)], seed=seed + i)
+        signals.append(sig)
+        truths.append(fid[fid["lead"] != "all"].reset_index(drop=True))
+    return np.stack(signals), truths
+
+
+def held_out_scores(model: UNet1D, n_records: int = 20, seed: int = 1000) -> pd.DataFrame:
+    """:func:`score_delineation` of ``model`` on :func:`held_out_records`."""
+    signals, truths = held_out_records(n_records, seed)
+    return score_delineation(delineate(signals, FS, model=model), truths, FS)
+
+
+def _train_command(argv=None) -> int:
+    """``python -m ecgkit.alfred.delineation train``: retrain a profile's delineator from scratch."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ecgkit.alfred.delineation train",
+                                     description="Train a profile's delineator from scratch on the "
+                                     "synthetic cohort, score it on held-out synthetic records and "
+                                     "write model.safetensors + config.json.")
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="folder to write (default: the cache folder of its key)")
+    args = parser.parse_args(argv)
+    config = delineator_config(args.profile, args.seed)
+    key = delineator_key(config)
+    out = Path(args.out) if args.out else cache_dir("models", f"delineator-{key}")
+    t = time.perf_counter()
+    model = train_delineator(progress=True, **config)
+    seconds = time.perf_counter() - t
+    scores = held_out_scores(model)
+    print(scores.round(3).to_string())
+    save_delineator(model, out, {"key": key, "train": config, "history": model.history,
+                                 "train_seconds": round(seconds, 1), "profile": args.profile,
+                                 "held_out": {"n_records": 20, "seed": 1000,
+                                              "scores": scores.round(4).to_dict(orient="index")}})
+    print(f"delineator {key} ({args.profile}) written to {out} after {seconds:.0f} s of training")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -709,3 +786,17 @@ def neurokit_fiducials(signal_lead, fs: float = FS, method: str = "dwt", lead=0)
             v = np.full(r.size, np.nan)
         out[col] = np.where(np.isnan(v), -1, v).astype(np.int64)
     return out[["lead", "beat", *OUTPUT_COLUMNS]]
+
+
+def main(argv=None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "train":
+        print("usage: python -m ecgkit.alfred.delineation train [--profile quick|full] [--seed N] [--out DIR]")
+        return 2
+    return _train_command(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

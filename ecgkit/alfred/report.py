@@ -142,16 +142,10 @@ def _markdown(report: dict) -> str:
 
 
 def _figures(signal, fs, fiducials, folder: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from ..plots import plot_ecg, plot_leads
+    from ..plots import plot_ecg, plot_leads      # Figure objects: no pyplot, no GUI backend
 
     fig = plot_ecg(signal, fs, title=title)
     fig.savefig(folder / "ecg.png", dpi=100)
-    plt.close(fig)
     consensus = fiducials[fiducials["lead"] == "all"]
     ticks = {label: consensus[col].to_numpy() for label, col in (
         ("P on", "p_on"), ("QRS on", "qrs_on"), ("QRS off", "qrs_off"), ("T off", "t_off"))
@@ -160,7 +154,6 @@ def _figures(signal, fs, fiducials, folder: Path, title: str) -> None:
     fig = plot_leads(signal, fs, leads=LEADS, seconds=(0, min(4.0, len(signal) / fs)),
                      fiducials=ticks, title=f"{title}: U-Net delineation (beat consensus)", height=0.9)
     fig.savefig(folder / "delineation.png", dpi=90)
-    plt.close(fig)
 
 
 def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_dir=None,

@@ -3,7 +3,7 @@
 Both delineate the same ``n_records`` 12-lead synthetic records (10 s, 500 Hz, typical noise;
 a mix of conditions and rhythms from :func:`ecgkit.synthetic.simulate_ecg`): the U-Net in batches,
 NeuroKit2 (``dwt``) lead by lead. Accuracy is :func:`score_delineation` against the generator's
-per-lead ground truth. The model is the cached quick-profile delineator (trained once if absent).
+per-lead ground truth. The model is the shipped quick-profile delineator.
 """
 from __future__ import annotations
 
@@ -12,21 +12,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
-_CONDITIONS = [("NORM",), ("STACH",), ("SBRAD",), ("AFIB",), ("CLBBB",), ("CRBBB",), ("1AVB",),
-               ("LVH",), ("IMI",), ("ISCAL",)]
-
-
-def _records(n_records: int, seed: int):
-    from ..synthetic import simulate_ecg
-
-    signals, truths = [], []
-    for i in range(n_records):
-        sig, fid = simulate_ecg(_CONDITIONS[i % len(_CONDITIONS)], seed=seed + i)
-        signals.append(sig)
-        truths.append(fid[fid["lead"] != "all"].reset_index(drop=True))
-    return np.stack(signals), truths
-
 
 def _summary(score: pd.DataFrame, prefix: str) -> dict:
     out = {}
@@ -40,11 +25,11 @@ def _summary(score: pd.DataFrame, prefix: str) -> dict:
 
 def run(n_records: int = 20, seed: int = 1000, model=None, return_scores: bool = False) -> dict:
     """Time and score both methods on ``n_records`` records (seeds ``seed…``, outside training)."""
-    from ..alfred.delineation import delineate, load_delineator, neurokit_fiducials, \
-        score_delineation
+    from ..alfred.delineation import delineate, held_out_records, load_delineator, \
+        neurokit_fiducials, score_delineation
 
     model = model if model is not None else load_delineator("quick", progress=False)
-    signals, truths = _records(n_records, seed)
+    signals, truths = held_out_records(n_records, seed)
     delineate(signals[:1], 500, model=model)  # warm-up
     t = time.perf_counter()
     unet = delineate(signals, 500, model=model, batch_size=64)

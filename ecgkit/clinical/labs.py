@@ -102,9 +102,11 @@ def lab_status(values, lab: str, ranges: pd.DataFrame = REFERENCE_RANGES) -> np.
 
 
 def status_table(values: pd.DataFrame, ranges: pd.DataFrame = REFERENCE_RANGES) -> pd.DataFrame:
-    """:func:`lab_status` for every column of ``values`` that has a written range."""
+    """:func:`lab_status` for every column of ``values`` that has a written range (object
+    columns: "low"/"normal"/"high", ``None`` where the value is missing, under pandas 2 and 3)."""
     cols = [c for c in values.columns if c in ranges.index]
-    return pd.DataFrame({c: lab_status(values[c].to_numpy(), c, ranges) for c in cols}, index=values.index)
+    return pd.DataFrame({c: lab_status(values[c].to_numpy(), c, ranges) for c in cols},
+                        index=values.index, dtype=object)
 
 
 def abnormality_flags(values: pd.DataFrame, flags=FLAGS,

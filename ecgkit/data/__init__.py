@@ -1,18 +1,33 @@
-"""Data layer: readers for PTB-XL and other ECG datasets, caching and preprocessing."""
-from .cinc2021 import load_cinc2021
-from .cpsc2018 import load_cpsc2018
-from .dataset import ECGDataset
-from .errors import RecordError, SkipReport
-from .mimic_ecg import load_mimic_ecg
-from .preprocess import (LeadStandardizer, ecg_bandpass, ecg_fill_nan, ecg_notch, ecg_remove_baseline,
-                         ecg_resample, fixed_length)
-from .ptbxl import PTBXL, SUPERCLASSES, fold_table, label_counts, load_ptbxl, ptbxl_labels, ptbxl_split
-from .sources import describe_source, load_cohort, load_real, load_synthetic
-from .wfdb_io import LEADS, read_wfdb
+"""Data layer: readers for PTB-XL and other ECG datasets, caching and preprocessing.
 
-__all__ = ["ECGDataset", "RecordError", "SkipReport", "LEADS", "read_wfdb", "PTBXL", "SUPERCLASSES",
-           "load_ptbxl", "ptbxl_labels", "ptbxl_split", "label_counts", "fold_table",
-           "load_cohort", "load_real", "load_synthetic", "describe_source",
-           "load_cpsc2018", "load_cinc2021", "load_mimic_ecg",
-           "ecg_bandpass", "ecg_remove_baseline", "ecg_notch", "ecg_resample", "fixed_length",
-           "ecg_fill_nan", "LeadStandardizer"]
+Names are imported on first use (PEP 562), so that ``from ecgkit.data.errors import RecordError``
+or a rules-only diagnosis does not pay for every reader's dependencies at start-up.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "load_cinc2021": "cinc2021", "load_cpsc2018": "cpsc2018", "ECGDataset": "dataset",
+    "RecordError": "errors", "SkipReport": "errors", "load_mimic_ecg": "mimic_ecg",
+    "LeadStandardizer": "preprocess", "ecg_bandpass": "preprocess", "ecg_fill_nan": "preprocess",
+    "ecg_notch": "preprocess", "ecg_remove_baseline": "preprocess", "ecg_resample": "preprocess",
+    "fixed_length": "preprocess", "PTBXL": "ptbxl", "SUPERCLASSES": "ptbxl", "fold_table": "ptbxl",
+    "label_counts": "ptbxl", "load_ptbxl": "ptbxl", "ptbxl_labels": "ptbxl", "ptbxl_split": "ptbxl",
+    "describe_source": "sources", "load_cohort": "sources", "load_real": "sources",
+    "load_synthetic": "sources", "LEADS": "wfdb_io", "read_wfdb": "wfdb_io",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

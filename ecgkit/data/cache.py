@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import cache_dir
+from ..versions import VERSIONS
 
-CACHE_VERSION = 1
+CACHE_VERSION = VERSIONS["signal_cache"]
 
 
 def fingerprint(files, extra: str = "") -> str:

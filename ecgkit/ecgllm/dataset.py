@@ -49,6 +49,7 @@ import pandas as pd
 from ..config import cache_dir
 from ..knowledge.chunking import chunk_corpus, split_sentences
 from ..knowledge.corpus import discover_files, load_corpus
+from ..versions import VERSIONS
 
 __all__ = [
     "FAMILIES",
@@ -73,7 +74,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSIONS["ecgllm_dataset"]
 SPLITS = ("train", "eval")
 
 #: Cards that share their facts, kept on one side of the split (key -> topic).

@@ -37,13 +37,14 @@ from typing import Sequence
 
 from ..config import cache_dir
 from .prompts import SYSTEM, training_messages
+from ..versions import VERSIONS
 
 __all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "load_finetuned",
            "finetuned_llm", "reference_nll", "main"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSIONS["ecgllm_adapter"]
 TRAINING_FILE = "training.json"
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..config import cache_dir
 from ..config import profile as active_profile
+from ..versions import VERSIONS
 
 __all__ = [
     "QUESTION", "REPHRASINGS", "SYSTEM", "RETRIEVAL_SETTINGS", "PAPER_RETRIEVAL",
@@ -65,7 +66,7 @@ PAPER_RETRIEVAL = {"none": "no textbook", "documents": "one textbook", "expert":
 MAX_NEW_TOKENS = {"quick": 48, "full": 192}
 DEFAULT_COLLECTIONS = ("documents", "expert")
 #: Bumped when the prompt assembly or the cleaning of answers changes (part of the cache key).
-FORMAT_VERSION = 2
+FORMAT_VERSION = VERSIONS["cqa"]
 
 
 # ----------------------------------------------------------------------------- statements

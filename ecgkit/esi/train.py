@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import cache_dir
 from ..config import profile as active_profile
 from .encoder import ConvNeXt1D, ecg_encoder
+from ..versions import VERSIONS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSIONS["esi_train"]
 
 
 # ----------------------------------------------------------------------------- settings

@@ -1,9 +1,29 @@
-"""The knowledge base: a curated corpus, sentence-safe chunks and a FAISS index through llama-index."""
-from .catalog import CONDITIONS, FEATURES, GLOBAL_FEATURES, LEAD_FEATURES, condition, feature
-from .chunking import chunk_corpus, chunk_text
-from .corpus import corpus_stats, load_corpus
-from .index import Hit, KnowledgeIndex, card_hit_rate, recall_at_k
+"""The knowledge base: a curated corpus, sentence-safe chunks and a FAISS index through llama-index.
 
-__all__ = ["CONDITIONS", "FEATURES", "GLOBAL_FEATURES", "LEAD_FEATURES", "condition", "feature",
-           "chunk_corpus", "chunk_text", "corpus_stats", "load_corpus", "Hit", "KnowledgeIndex",
-           "card_hit_rate", "recall_at_k"]
+Names are imported on first use (PEP 562): llama-index and FAISS load only when an index is built.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "CONDITIONS": "catalog", "FEATURES": "catalog", "GLOBAL_FEATURES": "catalog",
+    "LEAD_FEATURES": "catalog", "condition": "catalog", "feature": "catalog",
+    "chunk_corpus": "chunking", "chunk_text": "chunking", "corpus_stats": "corpus",
+    "load_corpus": "corpus", "Hit": "index", "KnowledgeIndex": "index", "card_hit_rate": "index",
+    "recall_at_k": "index",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -49,6 +49,7 @@ from ..hashing import file_sha256
 from ..models import embed_texts, text_encoder_path
 from .chunking import MAX_CHARS, ChunkStats, chunk_corpus
 from .corpus import COLLECTIONS, MetadataFields, discover_files, load_corpus
+from ..versions import VERSIONS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -70,7 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bumped whenever chunking or the persisted layout changes (part of the cache key).
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSIONS["knowledge_index"]
 HNSW_M = 10
 HNSW_EF_CONSTRUCTION = 100
 DEFAULT_EF_SEARCH = 64

@@ -1,0 +1,17 @@
+"""One table of artefact versions: each is part of its artefact's cache key.
+
+Bump an entry when what that artefact holds changes (the generator's output, a model's training
+loop, a prompt's assembly, a file layout); the old cache entries are then never read again. This
+module imports nothing, so that a key can be computed without loading the code that builds it.
+"""
+
+VERSIONS = {
+    "synthetic": "1",      # ecgkit.synthetic: what the generator writes
+    "delineator": "1",     # ecgkit.alfred.delineation: U-Net, labels, training loop
+    "signal_cache": 1,     # ecgkit.data.cache: memmap layout
+    "knowledge_index": 1,  # ecgkit.knowledge.index: chunking and persisted layout
+    "cqa": 2,              # ecgkit.esi.cqa: prompt assembly and answer cleaning
+    "esi_train": 1,        # ecgkit.esi.train: checkpoints
+    "ecgllm_dataset": 1,   # ecgkit.ecgllm.dataset: instruction and MCQ items
+    "ecgllm_adapter": 1,   # ecgkit.ecgllm.finetune: LoRA adapters
+}
