@@ -168,8 +168,8 @@ def test_load_delineator_caches(tmp_cache, monkeypatch):
         return m
 
     monkeypatch.setattr(D, "train_delineator", fake_train)
-    a = D.load_delineator("quick", progress=False)
-    b = D.load_delineator("quick", progress=False)
+    a = D.load_delineator("quick", seed=2, progress=False)     # seed 0 ships: another seed trains
+    b = D.load_delineator("quick", seed=2, progress=False)
     assert len(calls) == 1
     folders = list((tmp_cache / "models").glob("delineator-*"))
     assert len(folders) == 1 and (folders[0] / "model.safetensors").is_file()
@@ -178,6 +178,50 @@ def test_load_delineator_caches(tmp_cache, monkeypatch):
         assert torch.equal(a(x), b(x))
     D.load_delineator("quick", seed=1, progress=False)
     assert len(calls) == 2 and len(list((tmp_cache / "models").glob("delineator-*"))) == 2
+
+
+def _shipped_meta():
+    import json
+
+    return json.loads((D.shipped_delineator_dir("quick") / "config.json").read_text())
+
+
+def test_quick_delineator_ships_and_nothing_trains_on_first_use(tmp_cache, monkeypatch):
+    def refuse(**kw):
+        raise AssertionError("the quick delineator must not train on first use")
+
+    monkeypatch.setattr(D, "train_delineator", refuse)
+    meta = _shipped_meta()
+    assert meta["key"] == D.delineator_key(D.delineator_config("quick"))   # retrain when a version is bumped
+    assert meta["train"] == D.delineator_config("quick")
+    model = D.load_delineator("quick", progress=False)
+    assert model.meta["key"] == meta["key"]
+    assert not (tmp_cache / "models").exists() or not list((tmp_cache / "models").glob("delineator-*"))
+    assert (D.shipped_delineator_dir("quick") / "model.safetensors").stat().st_size < 2_000_000
+
+
+def test_shipped_delineator_keeps_its_recorded_scores_on_held_out_records():
+    """The shipped model, scored again on the first held-out records, is as good as it says."""
+    model = D.load_delineator("quick", progress=False)
+    recorded = _shipped_meta()["held_out"]["scores"]
+    scores = D.held_out_scores(model, n_records=5)
+    for fid in ("qrs_on", "qrs_off", "r_peak", "t_off", "p_on"):
+        assert scores.loc[fid, "sensitivity"] >= recorded[fid]["sensitivity"] - 0.03, fid
+        assert scores.loc[fid, "ppv"] >= recorded[fid]["ppv"] - 0.05, fid
+        assert abs(scores.loc[fid, "mean_error_ms"]) <= 10, fid
+
+
+@pytest.mark.slow
+def test_retraining_from_scratch_reaches_the_shipped_scores(tmp_path):
+    """`python -m ecgkit.alfred.delineation train` reproduces the shipped model (about 3 min)."""
+    assert D.main(["train", "--profile", "quick", "--out", str(tmp_path / "retrained")]) == 0
+    again = D.read_delineator(tmp_path / "retrained")
+    assert again.meta["key"] == _shipped_meta()["key"]
+    recorded = _shipped_meta()["held_out"]["scores"]
+    for fid, row in again.meta["held_out"]["scores"].items():
+        assert row["sensitivity"] >= recorded[fid]["sensitivity"] - 0.01, fid
+        assert row["ppv"] >= recorded[fid]["ppv"] - 0.01, fid
+        assert abs(row["mean_error_ms"] - recorded[fid]["mean_error_ms"]) <= 2.0, fid
 
 
 def test_neurokit_fiducials():

@@ -1,7 +1,6 @@
 """The printed 12-lead page and the stacked view: layout, paper, scale and the data drawn."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib
 
@@ -13,7 +12,6 @@ import pytest
 from ecgkit.data.wfdb_io import LEADS
 from ecgkit.plots import LAYOUT, plot_ecg, plot_leads
 
-REAL = Path("/work/shared/data/ptbxl-500/records500/00000/00001_hr")
 
 
 def _record(fs: float, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -176,11 +174,10 @@ def test_draws_into_a_given_axes():
     assert len(_lines(fig, "lead:")) == 12
 
 
-@pytest.mark.skipif(not REAL.with_suffix(".hea").exists(), reason="PTB-XL sample is not here")
-def test_real_record(tmp_path):
+def test_real_record(tmp_path, shared_ptbxl):
     from ecgkit.data.wfdb_io import read_wfdb
 
-    x, fs, _ = read_wfdb(REAL)
+    x, fs, _ = read_wfdb(shared_ptbxl / "records500" / "00000" / "00001_hr")
     fig = plot_ecg(x, fs, title="PTB-XL 00001")
     assert len(_lines(fig, "rhythm:")["II"].get_xdata()) == x.shape[0] == 5000
     fig.savefig(tmp_path / "real.png", dpi=80)

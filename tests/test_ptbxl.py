@@ -8,7 +8,7 @@ import wfdb
 from ecgkit.data import LEADS, RecordError, load_ptbxl, label_counts, fold_table
 from ecgkit.data.ptbxl import parse_scp_codes
 
-from conftest import SHARED_PTBXL, write_record
+from conftest import write_record
 
 
 def test_signals_in_mv_standard_lead_order(tiny_ptbxl, tmp_cache):
@@ -141,9 +141,8 @@ def test_bad_arguments(tiny_ptbxl, tmp_cache):
     assert list(sub.meta.index) == [2, 4] and sub.signals.shape[0] == 2
 
 
-@pytest.mark.skipif(not SHARED_PTBXL.is_dir(), reason="real PTB-XL subset not present")
-def test_real_ptbxl_subset(tmp_cache):
-    ds = load_ptbxl(SHARED_PTBXL, 100, progress=False)
+def test_real_ptbxl_subset(tmp_cache, shared_ptbxl):
+    ds = load_ptbxl(shared_ptbxl, 100, progress=False)
     assert len(ds) == 500 and len(ds.skipped) == 0
     assert ds.meta["strat_fold"].value_counts().sort_index().tolist() == [58, 51, 34, 42, 47, 33, 44, 44, 81, 66]
     sup = ds.label_view("superdiagnostic")

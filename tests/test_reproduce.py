@@ -55,3 +55,14 @@ def test_only_selects(tmp_path):
     assert [p.name for p in notebooks(tmp_path, only=["01"])] == ["01_b.ipynb"]
     with pytest.raises(FileNotFoundError):
         notebooks(tmp_path, only=["07"])
+
+
+def test_notebooks_are_committed_clean():
+    """Every numbered notebook has a parameters cell and no outputs (they are executed by
+    `make reproduce`; `make check` asserts what they record)."""
+    found = notebooks("notebooks")
+    assert len(found) >= 10
+    for path in found:
+        nb = nbformat.read(path, as_version=4)
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} has outputs"

@@ -238,16 +238,9 @@ def test_scp_statements_table(noisy):
     assert used <= set(scp.index)
 
 
-def test_statements_agree_with_real_ptbxl():
-    """Codes and classes match PTB-XL's own table when one is available (ECGKIT_PTBXL)."""
-    from ecgkit.config import ptbxl_dir
-    from conftest import SHARED_PTBXL
-    try:
-        root = ptbxl_dir() or SHARED_PTBXL
-    except FileNotFoundError:
-        root = SHARED_PTBXL
-    if not (root / "scp_statements.csv").is_file():
-        pytest.skip("no PTB-XL folder (set ECGKIT_PTBXL or provide ../shared/data/ptbxl-500)")
+def test_statements_agree_with_real_ptbxl(shared_ptbxl):
+    """Codes and classes match PTB-XL's own table (the shared subset carries all of it)."""
+    root = shared_ptbxl
     real = pd.read_csv(root / "scp_statements.csv", index_col=0)
     ours = syn.scp_statements()
     for code in ours.index:
