@@ -1,7 +1,7 @@
 """Record results from a notebook, read them back for the book and the tests.
 
 A notebook makes one :class:`Recorder`, records named metrics and tables, and saves one JSON
-file per notebook (with dataset, profile, seed and package versions). The book's tables are
+file per notebook (with dataset, profile, seed, package versions and the git commit). The book's tables are
 rendered from these files, beside the paper's numbers from ``resources/paper_numbers.csv``.
 """
 from __future__ import annotations
@@ -32,6 +32,24 @@ def package_versions(names=VERSIONED) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def source_commit() -> str | None:
+    """The git commit of the code that ran (``+dirty`` when the work tree had changes), or None
+    outside a git checkout."""
+    import subprocess
+
+    from .config import project_root
+
+    root = project_root(Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
 
 
 def _plain(value):
@@ -91,7 +109,7 @@ class Recorder:
         directory.mkdir(parents=True, exist_ok=True)
         r = self.results
         doc = {
-            "info": {**_plain(r.info), "versions": package_versions(),
+            "info": {**_plain(r.info), "versions": package_versions(), "commit": source_commit(),
                      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             "metrics": r.metrics,
             "tables": {name: {"caption": r.captions.get(name, ""),

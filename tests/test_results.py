@@ -17,6 +17,8 @@ def test_round_trip_with_provenance(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["info"]["dataset"] == "ptbxl-500" and doc["info"]["seed"] == 3
     assert "numpy" in doc["info"]["versions"] and "python" in doc["info"]["versions"]
+    commit = doc["info"]["commit"]          # the code that ran (this checkout is a git repository)
+    assert len(commit.split("+")[0]) == 40
     back = load_results("00_data", tmp_path)
     assert back.metric("records") == 500 and back.metrics["records"]["note"] == "after skips"
     assert back.metric("missing") is None

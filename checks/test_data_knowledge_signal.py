@@ -1,0 +1,69 @@
+"""Chapters 00–02: data, knowledge base, delineation / features / rules."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import on_real_ptbxl
+
+
+def test_00_data(results):
+    r = results("00_data")
+    assert r.info["profile"] == "quick" and r.info["seed"] == 0 and "versions" in r.info
+    assert r.metric("skipped_synthetic") == 0
+    shares = r.table("superclass_shares")
+    assert list(shares.index) == ["NORM", "MI", "STTC", "CD", "HYP"]
+    synth = shares.filter(like="synthetic").iloc[:, 0]
+    if r.metric("records_synthetic") == 600:          # the seeded quick cohort (seed 0)
+        assert synth.round(3).tolist() == pytest.approx([0.363, 0.100, 0.207, 0.265, 0.085], abs=0.002)
+    assert (synth > 0.05).all()
+    folds = r.table("folds_synthetic")
+    assert folds["records"].sum() == r.metric("records_synthetic")
+    assert set(folds["part"]) == {"train", "val", "test"}
+    if on_real_ptbxl(r) and r.metric("records_real") == 500:   # the shared subset
+        assert r.metric("patients_real") == 466 and r.metric("skipped_real") == 0
+        real = shares.filter(like="real").iloc[:, 0]
+        assert real.tolist() == pytest.approx([0.594, 0.146, 0.192, 0.156, 0.080], abs=1e-3)
+        comparison = r.table("real_vs_synthetic")
+        assert comparison.loc["hr_bpm", "real_median"] == pytest.approx(68.8, abs=3)
+        assert comparison.loc["qrs_ms", "real_median"] == pytest.approx(94, abs=8)
+        assert comparison.loc["amp_V2", "verdict"] == "synthetic lower"   # the known gap (chapter 00)
+
+
+def test_01_knowledge(results):
+    r = results("01_knowledge")
+    assert r.metric("card_hit_rate") == 1.0               # 87/87 cards found by their own query at k=2
+    assert r.metric("corpus_recall_at_10") >= 0.99
+    assert r.metric("llm_errors") == 0
+    corpus = r.table("corpus")
+    assert corpus["max_chunk"].max() <= 1024 and corpus.loc[("all", ""), "files"] >= 98
+    hnsw = r.table("hnsw_vs_exact")
+    assert (hnsw["recall@10"] >= 0.99).all()
+    assert set(r.table("llm_answers")["retrieval"]) == {"none", "documents + expert"}
+
+
+def test_02_delineation_against_synthetic_truth(results):
+    r = results("02_delineation_features_rules")
+    scores = r.table("delineation_scores")["U-Net"]
+    for fid in ("qrs_on", "qrs_off", "r_peak"):
+        assert scores.loc[fid, "sensitivity"] >= 0.99 and scores.loc[fid, "ppv"] >= 0.97, fid
+        assert abs(scores.loc[fid, "mean_error_ms"]) <= 5 and scores.loc[fid, "sd_error_ms"] <= 10, fid
+    assert scores.loc["t_off", "sensitivity"] >= 0.98 and scores.loc["p_on", "sensitivity"] >= 0.98
+    nk = r.table("delineation_scores")["neurokit2 dwt"]
+    assert (scores["sensitivity"] >= nk["sensitivity"] - 0.005).all()   # U-Net at least as sensitive
+    assert r.metric("speedup") > 1
+    assert len(r.table("rules_documented")) == 45
+
+
+def test_02_measurements_on_real_ecgs(results):
+    r = results("02_delineation_features_rules")
+    if not on_real_ptbxl(r):
+        pytest.skip("ran on the synthetic cohort")
+    assert r.metric("records_measured") >= 200
+    groups = r.table("intervals_by_group")
+    # medians a cardiologist expects: normal QRS < 110 ms, CLBBB ≥ 120 ms, 1AVB PR > 200 ms, AF faster
+    assert groups.loc["NORM", "qrs_duration"] < 110 and groups.loc["CLBBB", "qrs_duration"] >= 120
+    assert groups.loc["CRBBB", "qrs_duration"] >= 120 and groups.loc["1AVB", "pr_interval"] > 200
+    assert 55 <= groups.loc["NORM", "heart_rate"] <= 85
+    prevalence = r.table("rule_prevalence")
+    assert np.isfinite(prevalence.iloc[:, :3].to_numpy(dtype=float)).all()
