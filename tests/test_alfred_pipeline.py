@@ -197,7 +197,7 @@ def test_cli_reports_bad_records_and_goes_on(tmp_path, capsys):
     code = diagnose_main([str(base), str(tmp_path / "missing.hea"), "--llm", "none",
                           "--out", str(tmp_path / "out"), "--no-figures"])
     out, err = capsys.readouterr()
-    assert code == 0
+    assert code == 1                     # one of two records failed: a non-zero status
     assert "ok:" in out and "record missing" in err and "1 of 2" in err
     assert diagnose_main([str(tmp_path / "missing.hea"), "--llm", "none",
                           "--out", str(tmp_path / "out")]) == 2

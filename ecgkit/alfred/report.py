@@ -4,12 +4,18 @@ For each record: the 12-lead ECG on grid paper, the 12 leads with the U-Net deli
 the features, the rule findings, the retrieved evidence with its sources, and the LLM's
 diagnosis and explanation, in ``<out>/<record>/report.md`` (+ ``report.json``, ``ecg.png``,
 ``delineation.png``). Formats: a WFDB record (``.hea``, with or without the extension; CinC
-``.mat`` + ``.hea`` included), a CPSC 2018 ``.mat`` (500 Hz), or a samples × 12 ``.npy`` / ``.csv``
-in mV with ``--fs``. A record that cannot be read is reported with what is wrong; the others go on.
+``.mat`` + ``.hea`` included), a CPSC 2018 ``.mat`` (500 Hz), or a samples × leads ``.npy`` /
+``.csv`` in mV with ``--fs`` (and ``--leads`` or a ``.csv`` header row when not the 12 standard
+leads in order). A WFDB/.npy/.csv record with fewer leads is diagnosed on the leads it has (the
+others are missing, and so are their features and the rules that need them). A record that
+cannot be diagnosed is reported with what is wrong; the others go on. Warnings (an implausible
+sampling rate or units, see :mod:`ecgkit.alfred.plausibility`; missing leads) and dubious LLM
+answers are written into the report and printed on stderr.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import math
 import sys
@@ -20,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import RecordError
-from ..data.wfdb_io import LEADS
+from ..data.wfdb_io import LEADS, standard_columns
 from .answer import SUPERCLASSES
+from .plausibility import answer_flags, check_record, measure
 from .prompt import CONFIGURATIONS
 
 __all__ = ["read_record", "diagnose_record", "main"]
@@ -44,17 +51,73 @@ def _age_sex(comments) -> tuple[float | None, float | None]:
     return age, sex
 
 
-def read_record(path, fs: float | None = None) -> tuple[np.ndarray, float, dict]:
-    """(samples × 12 float32 mV in standard lead order, sampling rate, info with name, age, sex).
+def _record_name(path) -> str:
+    path = Path(path)
+    return path.stem if path.suffix else path.name
 
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_table(path: Path, suffix: str, name: str) -> tuple[np.ndarray, list | None]:
+    """A .npy or .csv file as a float32 array, with the lead names of a .csv header row (else
+    None)."""
+    if not path.is_file():
+        raise RecordError(name, f"file {path} is missing")
+    try:
+        if suffix == ".npy":
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32), None
+        with path.open() as f:
+            first = [t.strip() for t in f.readline().split(",")]
+        names = None if all(_is_number(t) for t in first) else first
+        table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=int(names is not None))
+        return table.astype(np.float32), names
+    except Exception as exc:
+        raise RecordError(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _as_standard_leads(table: np.ndarray, names, name: str, suffix: str) -> tuple[np.ndarray, list]:
+    """(samples × 12 with all-NaN columns for missing leads, the table's lead names)."""
+    if table.ndim == 1:
+        table = table[:, None]
+    n = len(names) if names else len(LEADS)
+    if table.ndim != 2 or n not in table.shape:
+        if names is None and table.ndim == 2 and min(table.shape) < len(LEADS):
+            raise RecordError(name, f"has {min(table.shape)} lead(s) (shape {table.shape}) and a "
+                                    f"{suffix} carries no lead names: name them with --leads, "
+                                    "e.g. --leads II,V1")
+        raise RecordError(name, f"expected samples × {n} leads, got shape {table.shape}")
+    if table.shape[1] != n:
+        table = table.T
+    names = list(names or LEADS)
+    signal = np.full((table.shape[0], len(LEADS)), np.nan, dtype=np.float32)
+    for pos, col in standard_columns(names).items():
+        signal[:, pos] = table[:, col]
+    return signal, names
+
+
+def read_record(path, fs: float | None = None, leads=None) -> tuple[np.ndarray, float, dict]:
+    """(samples × 12 float32 mV in standard lead order, sampling rate, info).
+
+    A lead the record lacks (or that is all NaN) is an all-NaN column. ``leads``: names of the
+    columns of a .npy/.csv (default: its header row, else the 12 standard leads in order).
+    ``info``: name, age, sex, nan_filled, ``leads`` (those present), ``other_signals`` (names
+    that are not standard leads, left out), ``rate_from`` (header, --fs or CPSC default) and
+    ``warnings`` (missing leads, left-out signals).
     Raises :class:`~ecgkit.data.errors.RecordError` naming the record when it cannot be used.
     """
     from ..data.preprocess import ecg_fill_nan
 
     path = Path(path)
-    name = path.stem if path.suffix else path.name
+    name = _record_name(path)
     suffix = path.suffix.lower()
     base = path.with_suffix("") if suffix in (".hea", ".dat", ".mat") else path
+    rate_from = "--fs"
     if suffix in ("", ".hea", ".dat") or (suffix == ".mat" and base.with_suffix(".hea").is_file()):
         from ..data.cinc2021 import read_cinc_record
         from ..data.wfdb_io import read_header, read_wfdb
@@ -65,30 +128,24 @@ def read_record(path, fs: float | None = None) -> tuple[np.ndarray, float, dict]
         if all(str(f).lower().endswith(".mat") for f in header.file_name or ["?"]):
             signal, rate, _ = read_cinc_record(base, name, header=header)   # CinC challenge
         else:
-            signal, rate, _ = read_wfdb(base, None, 12, name, allow_nan=True)
+            signal, rate, _ = read_wfdb(base, None, None, name, allow_nan=True, partial=True)
+        names = list(header.sig_name or [])
         age, sex = _age_sex(header.comments)
+        rate_from = "header"
     elif suffix == ".mat":
         from ..data.cpsc2018 import read_cpsc_mat
 
         signal, info = read_cpsc_mat(path, name)
+        names = list(LEADS)
         rate = float(fs or CPSC_FS)
+        rate_from = "--fs" if fs else "CPSC default"
         age = None if info.get("age") is None or math.isnan(info["age"]) else float(info["age"])
         sex = {"Male": 0.0, "Female": 1.0}.get(info.get("sex"))
     elif suffix in (".npy", ".csv"):
         if fs is None:
             raise RecordError(name, f"a {suffix} file carries no sampling rate: pass --fs")
-        if not path.is_file():
-            raise RecordError(name, f"file {path} is missing")
-        try:
-            signal = (np.load(path, allow_pickle=False) if suffix == ".npy"
-                      else np.loadtxt(path, delimiter=",", ndmin=2))
-        except Exception as exc:
-            raise RecordError(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-        signal = np.asarray(signal, dtype=np.float32)
-        if signal.ndim != 2 or 12 not in signal.shape:
-            raise RecordError(name, f"expected samples × 12 leads, got shape {signal.shape}")
-        if signal.shape[1] != 12:
-            signal = signal.T
+        table, header_names = _read_table(path, suffix, name)
+        signal, names = _as_standard_leads(table, leads or header_names, name, suffix)
         rate, age, sex = float(fs), None, None
     else:
         raise RecordError(name, f"unsupported format {suffix!r}: use WFDB (.hea), .mat, .npy or .csv")
@@ -96,11 +153,35 @@ def read_record(path, fs: float | None = None) -> tuple[np.ndarray, float, dict]
         raise RecordError(name, f"sampling rate is {rate:g} Hz, --fs says {fs:g} Hz")
     if signal.shape[0] < 2 * rate:
         raise RecordError(name, f"only {signal.shape[0] / rate:.1f} s of signal; ALFRED needs ≥ 2 s")
-    signal, filled = ecg_fill_nan(signal)
-    if np.isnan(signal).any():
-        raise RecordError(name, "signal has gaps of NaN samples too long to fill")
-    return signal.astype(np.float32), rate, {"name": name, "age": age, "sex": sex,
-                                             "nan_filled": int(filled)}
+    signal = np.array(signal, dtype=np.float32)
+    in_file = sorted(standard_columns(names))
+    blank = [LEADS[i] for i in in_file if np.isnan(signal[:, i]).all()]
+    present = [i for i in in_file if LEADS[i] not in blank]
+    other = [str(n) for n in names if str(n).strip().upper() not in {l.upper() for l in LEADS}]
+    if not present:
+        has = (f"its leads {', '.join(blank)} are all NaN" if blank else
+               f"none of its signals ({', '.join(other) or 'none'}) is one of the 12 standard "
+               f"leads ({', '.join(LEADS)})")
+        raise RecordError(name, f"no usable lead: {has}")
+    try:
+        filled_part, filled = ecg_fill_nan(signal[:, present], leads=[LEADS[i] for i in present])
+    except ValueError as exc:
+        raise RecordError(name, str(exc)) from exc
+    signal[:, present] = filled_part
+    warnings = []
+    if blank:
+        warnings.append(f"lead(s) {', '.join(blank)} all NaN: treated as missing")
+    if len(present) < len(LEADS):
+        missing = [l for i, l in enumerate(LEADS) if i not in present]
+        warnings.append(f"only {len(present)} of the 12 leads ({', '.join(LEADS[i] for i in present)})"
+                        f"; missing {', '.join(missing)}: their features, and the rules that need "
+                        "them, are undetermined")
+    if other:
+        warnings.append(f"signal(s) {', '.join(other)} not among the 12 standard lead names: ignored")
+    return signal, rate, {"name": name, "age": age, "sex": sex, "nan_filled": int(filled),
+                          "leads": [LEADS[i] for i in present], "other_signals": other,
+                          "rate_from": rate_from,
+                          "warnings": warnings}
 
 
 def _fmt(v) -> str:
@@ -109,27 +190,51 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _md(text) -> str:
+    """Model or source text made safe for markdown/HTML (``<your reasoning>`` stays visible)."""
+    return html.escape(str(text), quote=False)
+
+
 def _markdown(report: dict) -> str:
-    lines = [f"# ALFRED report: {report['record']}", "",
-             f"Configuration **{report['configuration']}**, LLM `{report['llm']}`; "
+    asked = report["llm_asked"]
+    llm = f"LLM `{report['llm']}`" if asked else "LLM not asked (rules only)"
+    lines = [f"# ALFRED report: {_md(report['record'])}", "",
+             f"Configuration **{report['configuration']}**, {llm}; "
              f"{report['seconds']:.1f} s. Age "
              f"{'unknown' if report['age'] is None else format(report['age'], 'g')}, sex "
-             f"{ {0.0: 'male', 1.0: 'female'}.get(report['sex'], 'unknown') }.", "",
-             "![12-lead ECG](ecg.png)", "", "![Delineation](delineation.png)", "",
-             "## Diagnosis", "", "| superclass | LLM | rules only |", "|---|---|---|"]
-    for s in SUPERCLASSES:
-        lines.append(f"| {s} | {_fmt(report['diagnosis'][s])} | {report['rules_only'][s]} |")
-    lines += ["", f"**Explanation.** {report['explanation'] or '(none)'}", ""]
+             f"{ {0.0: 'male', 1.0: 'female'}.get(report['sex'], 'unknown') }. Leads: "
+             f"{', '.join(report['leads'])}.", ""]
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {_md(w)}" for w in report["warnings"]] + [""]
+    if report.get("figures"):
+        lines += ["![12-lead ECG](ecg.png)", "", "![Delineation](delineation.png)", ""]
+    lines += ["## Diagnosis", ""]
+    if asked:
+        lines += ["| superclass | LLM | rules only |", "|---|---|---|"]
+        lines += [f"| {s} | {_fmt(report['diagnosis'][s])} | {report['rules_only'][s]} |"
+                  for s in SUPERCLASSES]
+    else:
+        lines += ["The LLM was not asked: the diagnosis is the rule module's alone.", "",
+                  "| superclass | rules only |", "|---|---|"]
+        lines += [f"| {s} | {report['rules_only'][s]} |" for s in SUPERCLASSES]
+    lines.append("")
+    if report["answer_flags"]:
+        lines += ["**Answer flags:** " + "; ".join(_md(f) for f in report["answer_flags"]) + ".", ""]
+    if asked:
+        lines += [f"**Explanation.** {_md(report['explanation']) or '(none)'}", ""]
     if report["problem"]:
-        lines += [f"*The answer could not be read completely: {report['problem']}.*", ""]
+        lines += [f"*The answer could not be read completely: {_md(report['problem'])}.*", ""]
     lines += ["## Rule findings", ""]
-    lines += [f"- **{r['name']}**: {r['criterion']} ({r['evidence']})" for r in report["positive_rules"]]
+    lines += [f"- **{_md(r['name'])}**: {_md(r['criterion'])} ({_md(r['evidence'])})"
+              for r in report["positive_rules"]]
     if not report["positive_rules"]:
         lines.append("- no rule positive")
     if report["undetermined_rules"]:
-        lines += ["", "Undetermined (features missing): " + ", ".join(report["undetermined_rules"])]
-    lines += ["", "## Retrieved evidence", ""]
-    lines += [f"- *{src}*: {text}" for text, src in report["evidence"]] or ["- none"]
+        lines += ["", "Undetermined (features missing): "
+                  + ", ".join(_md(r) for r in report["undetermined_rules"])]
+    if asked:
+        lines += ["", "## Retrieved evidence", ""]
+        lines += [f"- *{_md(src)}*: {_md(text)}" for text, src in report["evidence"]] or ["- none"]
     lines += ["", "## Global features", "", "| feature | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["global_features"].items()]
     lines += ["", "## Lead features", ""]
@@ -158,21 +263,36 @@ def _figures(signal, fs, fiducials, folder: Path, title: str) -> None:
 
 def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_dir=None,
                     fs: float | None = None, age=None, sex=None, profile: str | None = None,
-                    delineator=None, figures: bool = True) -> dict:
+                    delineator=None, figures: bool = True, leads=None) -> dict:
     """ALFRED on one record; returns the report (dict) and writes it under ``out_dir/<record>``
-    when ``out_dir`` is given. ``llm``: an :class:`ecgkit.llm.LLM` (None: no LLM, rules only)."""
+    when ``out_dir`` is given. ``llm``: an :class:`ecgkit.llm.LLM` (None: no LLM, rules only).
+    ``leads``: lead names of a .npy/.csv (see :func:`read_record`)."""
     from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
     from .pipeline import diagnose, measure_ecgs
     from .rules import rules_to_superclasses
 
     start = time.perf_counter()
-    signal, rate, info = read_record(path, fs)
+    signal, rate, info = read_record(path, fs, leads)
+    name = info["name"]
     age = info["age"] if age is None else age
     sex = info["sex"] if sex is None else sex
-    measured = measure_ecgs(signal[None], rate, [age], [sex], [info["name"]], model=delineator,
+    measured = measure_ecgs(signal[None], rate, [age], [sex], [name], model=delineator,
                             progress=False)
     if measured.failed:
-        raise RecordError(info["name"], f"cannot be measured: {measured.failed[info['name']]}")
+        raise RecordError(name, f"cannot be measured: {measured.failed[name]}")
+    fiducials = measured.fiducials[0]
+    fix_rate = (f"correct the sampling rate in its header {name}.hea"
+                if info["rate_from"] == "header" else "pass --fs {fs:g}")
+    implausible = check_record(measure(signal, rate, fiducials), rate, fix_rate)
+    if not (fiducials["lead"].astype(str) == "all").any():
+        why = ["its 12 leads" if len(info["leads"]) == len(LEADS) else
+               f"its {len(info['leads'])} standard lead(s) {', '.join(info['leads'])}"]
+        if info["other_signals"]:
+            why.append(f"its other signal(s) {', '.join(info['other_signals'])} are not standard "
+                       "12-lead names")
+        if len(info["leads"]) < 2:
+            why.append("a beat is kept where at least 2 leads agree")
+        raise RecordError(name, f"no heartbeat could be delineated in {'; '.join(why + implausible)}")
     cfg = CONFIGURATIONS[config]
     use_llm = cfg.llm and llm is not None
     d = diagnose(measured, cfg if use_llm else "Rules only", llm if use_llm else None,
@@ -180,12 +300,16 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
     rules = measured.rules[0]
     feats = measured.features.iloc[0]
     prompt = d.prompts[0] if d.prompts else None
+    diagnosis = {s: d.predictions.iloc[0][s] for s in SUPERCLASSES}
+    explanation = d.answers.iloc[0]["explanation"]
     report = {
-        "record": info["name"], "source": str(path), "fs": rate, "age": age, "sex": sex,
-        "configuration": d.config, "llm": d.llm,
-        "diagnosis": {s: d.predictions.iloc[0][s] for s in SUPERCLASSES},
+        "record": name, "source": str(path), "fs": rate, "age": age, "sex": sex,
+        "leads": info["leads"], "configuration": d.config, "llm": d.llm, "llm_asked": bool(use_llm),
+        "warnings": info["warnings"] + implausible,
+        "diagnosis": diagnosis,
         "rules_only": rules_to_superclasses(rules),
-        "explanation": d.answers.iloc[0]["explanation"], "answer": d.answers.iloc[0]["text"],
+        "answer_flags": answer_flags(diagnosis, explanation) if use_llm else [],
+        "explanation": explanation, "answer": d.answers.iloc[0]["text"],
         "problem": d.answers.iloc[0]["problem"],
         "positive_rules": [{"key": k, "name": r["name"], "criterion": r["criterion"],
                             "evidence": r["evidence"]}
@@ -196,14 +320,14 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
         "global_features": {f.key: _num(feats.get(f.key)) for f in GLOBAL_FEATURES},
         "lead_features": {f.key: {l: _num(feats.get(f"{f.key}_{l}")) for l in LEADS}
                           for f in LEAD_FEATURES},
-        "nan_filled": info["nan_filled"],
+        "nan_filled": info["nan_filled"], "figures": bool(figures and out_dir is not None),
     }
     report["seconds"] = time.perf_counter() - start
     if out_dir is not None:
-        folder = Path(out_dir) / info["name"]
+        folder = Path(out_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
         if figures:
-            _figures(signal, rate, measured.fiducials[0], folder, info["name"])
+            _figures(signal, rate, fiducials, folder, name)
         report["seconds"] = time.perf_counter() - start
         (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
         (folder / "report.md").write_text(_markdown(report))
@@ -220,7 +344,12 @@ def _num(v):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="ecgkit diagnose", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ecgkit diagnose", description=__doc__.split("\n")[0],
+        epilog="Exit status: 0 when every record was diagnosed, 1 when some could not be, 2 when "
+               "none could; each failure is named on stderr with its reason, and a summary line "
+               "ends the run. Warnings (sampling rate or units that look wrong, missing leads) "
+               "are printed on stderr and written into the report; they are not failures.")
     parser.add_argument("records", nargs="+", help="WFDB record (.hea), .mat, .npy or .csv")
     parser.add_argument("--llm", default=None,
                         help="'local', 'local:<folder or hub id>', 'openai[:<model>]', or 'none' "
@@ -228,6 +357,9 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="Proposed", choices=list(CONFIGURATIONS))
     parser.add_argument("--out", default="alfred-reports", help="folder for the reports")
     parser.add_argument("--fs", type=float, default=None, help="sampling rate of .npy/.csv input")
+    parser.add_argument("--leads", default=None,
+                        help="comma-separated lead names of the .npy/.csv columns, e.g. II,V1 "
+                             "(default: the .csv header row, else the 12 standard leads in order)")
     parser.add_argument("--age", type=float, default=None)
     parser.add_argument("--sex", choices=["male", "female"], default=None)
     parser.add_argument("--profile", choices=["quick", "full"], default=None,
@@ -249,19 +381,29 @@ def main(argv=None) -> int:
         index = KnowledgeIndex.build()
     delineator = load_delineator(args.profile, progress=False)
     sex = None if args.sex is None else float(args.sex == "female")
-    failed = 0
+    leads = [l.strip() for l in args.leads.split(",")] if args.leads else None
+    failed = []
     for record in args.records:
         try:
             report = diagnose_record(record, llm, index, args.config, args.out, args.fs, args.age,
-                                     sex, args.profile, delineator, not args.no_figures)
-        except RecordError as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
+                                     sex, args.profile, delineator, not args.no_figures, leads)
+        except Exception as exc:    # a record that fails is named and skipped; the others go on
+            name, why = ((exc.record, exc.problem) if isinstance(exc, RecordError) else
+                         (_record_name(record), f"unexpected {type(exc).__name__}: {exc}"))
+            failed.append((name, why))
+            print(f"error: record {name}: {why}", file=sys.stderr)
             continue
+        for warning in report["warnings"]:
+            print(f"warning: record {report['record']}: {warning}", file=sys.stderr)
         found = [s for s in SUPERCLASSES if report["diagnosis"][s] is True] or ["none"]
-        note = f" ({report['problem']})" if report["problem"] else ""
-        print(f"{report['record']}: {', '.join(found)}{note}; {report['seconds']:.1f} s -> "
-              f"{report['folder']}/report.md")
+        notes = [] if report["llm_asked"] else ["rules only"]
+        notes += [report["problem"]] if report["problem"] else []
+        notes += [f"answer flagged: {f}" for f in report["answer_flags"]]
+        notes += [f"{len(report['warnings'])} warning(s)"] if report["warnings"] else []
+        print(f"{report['record']}: {', '.join(found)}"
+              + (f" ({'; '.join(notes)})" if notes else "")
+              + f"; {report['seconds']:.1f} s -> {report['folder']}/report.md")
     if failed:
-        print(f"{failed} of {len(args.records)} record(s) could not be diagnosed", file=sys.stderr)
-    return 0 if failed < len(args.records) else 2
+        print(f"{len(failed)} of {len(args.records)} records could not be diagnosed: "
+              + ", ".join(f"{name} ({why})" for name, why in failed), file=sys.stderr)
+    return 0 if not failed else 1 if len(failed) < len(args.records) else 2

@@ -23,6 +23,14 @@ def lead_order(names) -> list[int]:
     return [upper.index(lead.upper()) for lead in LEADS]
 
 
+def standard_columns(names) -> dict[int, int]:
+    """{position in :data:`LEADS`: column} for those of ``names`` that are standard leads (any
+    case); other names (e.g. MIT-BIH's ``MLII``) are left out."""
+    upper = [str(n).strip().upper() for n in names]
+    return {pos: upper.index(lead.upper()) for pos, lead in enumerate(LEADS)
+            if lead.upper() in upper}
+
+
 def read_header(path: str | os.PathLike, record: str | None = None) -> wfdb.Record:
     """The parsed ``.hea`` header of ``path`` (given without extension)."""
     path = Path(path)
@@ -42,11 +50,14 @@ def read_wfdb(
     n_leads: int = 12,
     record: str | None = None,
     allow_nan: bool = False,
+    partial: bool = False,
 ) -> tuple[np.ndarray, float, wfdb.Record]:
     """Read ``path`` (without extension) as (samples × 12 float32 mV, sampling rate, header).
 
     Raises :class:`RecordError` naming the record for a missing or truncated signal file, a
     header whose rate or lead count disagrees with what is expected, or NaN samples.
+    ``partial``: accept any of the 12 standard leads (pass ``n_leads=None``); the missing ones
+    are all-NaN columns, signals with other names are left out.
     """
     path = Path(path)
     name = record or path.name
@@ -68,15 +79,22 @@ def read_wfdb(
         got = None if sig is None else sig.shape
         raise RecordError(name, f"signal is truncated: {got} samples×leads, header says "
                                 f"{(header.sig_len, header.n_sig)}")
-    try:
-        order = lead_order(rec.sig_name)
-    except ValueError as exc:
-        raise RecordError(name, str(exc)) from exc
     scale = np.array([_UNIT_TO_MV.get(str(u).strip().lower(), 1.0) for u in rec.units])
-    out = (sig * scale)[:, order].astype(np.float32)
-    if not allow_nan and np.isnan(out).any():
-        bad = [LEADS[i] for i in np.where(np.isnan(out).any(axis=0))[0]]
-        raise RecordError(name, f"{int(np.isnan(out).sum())} NaN samples in leads {bad}")
+    if partial:
+        columns = standard_columns(rec.sig_name)
+        out = np.full((sig.shape[0], len(LEADS)), np.nan, dtype=np.float32)
+        for pos, col in columns.items():
+            out[:, pos] = sig[:, col] * scale[col]
+    else:
+        try:
+            columns = dict(enumerate(lead_order(rec.sig_name)))
+        except ValueError as exc:
+            raise RecordError(name, str(exc)) from exc
+        out = (sig * scale)[:, list(columns.values())].astype(np.float32)
+    nan = np.isnan(out[:, list(columns)])
+    if not allow_nan and nan.any():
+        bad = [LEADS[i] for i in columns if np.isnan(out[:, i]).any()]
+        raise RecordError(name, f"{int(nan.sum())} NaN samples in leads {bad}")
     return out, float(header.fs), header
 
 

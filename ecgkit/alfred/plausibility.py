@@ -1,0 +1,137 @@
+"""Plausibility of a diagnosed record (sampling rate, units) and of the LLM's answer.
+
+:func:`check_record` compares a few measurements with the range a human ECG has; one outside
+it is a warning that names the setting it suspects. The checks (:data:`CHECKS`, plus
+:data:`HALVED_RATE`):
+
+==============  ===========================================  ============  ==========================
+check           measured                                     plausible     outside
+==============  ===========================================  ============  ==========================
+heart rate      median heart rate over the consensus beats   20–250 bpm    below: sampling rate too
+                                                                           low; above: too high
+QRS width       median global QRS duration                   40–200 ms     above: sampling rate too
+                                                                           low; below: too high
+halved rate     QRS duration and heart rate together         not both      sampling rate too low
+                                                             ≥ 160 ms and  (half the real one)
+                                                             < 45 bpm
+amplitude       peak-to-peak amplitude of the median lead    0.05–20 mV    above: values in µV;
+                                                                           below: values in V
+==============  ===========================================  ============  ==========================
+
+:func:`answer_flags` flags an answer that contradicts itself (NORM with another superclass, all
+five "yes") or whose explanation is empty or a template placeholder (``<your reasoning>``).
+A warning or a flag never stops a report.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .answer import SUPERCLASSES
+
+__all__ = ["Check", "CHECKS", "HALVED_RATE", "measure", "check_record", "answer_flags"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """``key`` (in ``unit``) should lie in [``low``, ``high``]; below it suggests ``if_low``,
+    above it ``if_high``: ``"rate too low"``, ``"rate too high"``, ``"µV"`` or ``"V"``."""
+
+    name: str
+    key: str
+    unit: str
+    low: float
+    high: float
+    if_low: str
+    if_high: str
+
+
+CHECKS = (
+    Check("rate", "heart_rate", "bpm", 20.0, 250.0, "rate too low", "rate too high"),
+    Check("QRS", "qrs_duration", "ms", 40.0, 200.0, "rate too high", "rate too low"),
+    Check("peak-to-peak amplitude of the median lead", "amplitude", "mV", 0.05, 20.0, "V", "µV"),
+)
+#: a QRS at least this wide with a rate below this: the sampling rate is probably half the real one
+HALVED_RATE = {"qrs_duration": 160.0, "heart_rate": 45.0}
+
+
+def measure(signal: np.ndarray, fs: float, fiducials: pd.DataFrame) -> dict:
+    """The values :func:`check_record` checks: median heart rate (bpm) and median QRS duration
+    (ms) over the consensus beats (``lead == "all"``), peak-to-peak amplitude of the median
+    lead (mV; all-NaN leads left out). NaN when not measurable."""
+    beats = fiducials[fiducials["lead"].astype(str) == "all"]
+    r = np.sort(beats["r_peak"].to_numpy()[beats["r_peak"].to_numpy() >= 0])
+    rr = np.diff(r) / fs
+    ok = (beats["qrs_on"] >= 0) & (beats["qrs_off"] >= 0)
+    qrs = (beats["qrs_off"][ok] - beats["qrs_on"][ok]).to_numpy() / fs * 1000
+    leads = [j for j in range(signal.shape[1]) if not np.isnan(signal[:, j]).all()]
+    ptp = [float(np.nanmax(signal[:, j]) - np.nanmin(signal[:, j])) for j in leads]
+    return {"heart_rate": 60.0 / float(np.median(rr)) if rr.size and np.median(rr) > 0 else math.nan,
+            "qrs_duration": float(np.median(qrs)) if qrs.size else math.nan,
+            "amplitude": float(np.median(ptp)) if ptp else math.nan}
+
+
+def _value(v: float, unit: str) -> str:
+    if v is None or math.isnan(v):
+        return "not measurable"
+    return f"{v:.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}"
+
+
+def check_record(values: dict, fs: float, fix_rate: str = "pass --fs {fs:g}") -> list[str]:
+    """Warnings for the ``values`` of :func:`measure` that are implausible for a record read at
+    ``fs`` Hz; ``fix_rate`` says how to give another rate (formatted with ``fs``)."""
+    suspects: dict[str, list[str]] = {}
+    for c in CHECKS:
+        v = values.get(c.key, math.nan)
+        if v is None or math.isnan(v) or c.low <= v <= c.high:
+            continue
+        side = c.if_low if v < c.low else c.if_high
+        suspects.setdefault(side, []).append(
+            f"{c.name} {_value(v, c.unit)} outside {c.low:g}–{c.high:g} {c.unit}")
+    qrs, hr = values.get("qrs_duration", math.nan), values.get("heart_rate", math.nan)
+    if qrs >= HALVED_RATE["qrs_duration"] and hr < HALVED_RATE["heart_rate"]:
+        suspects.setdefault("rate too low", []).append(
+            f"QRS ≥ {HALVED_RATE['qrs_duration']:g} ms with a rate < {HALVED_RATE['heart_rate']:g} "
+            "bpm suggests a halved sampling rate")
+    warnings = []
+    measured = f"the QRS measures {_value(qrs, 'ms')} and the rate {_value(hr, 'bpm')}"
+    low, high = suspects.get("rate too low"), suspects.get("rate too high")
+    if low and high:
+        warnings.append(f"sampling rate {fs:g} Hz looks wrong: {measured} "
+                        f"({'; '.join(low + high)}); check the record's sampling rate")
+    elif low or high:
+        other = fs * 2 if low else fs / 2
+        warnings.append(f"sampling rate {fs:g} Hz looks too {'low' if low else 'high'}: {measured} "
+                        f"({'; '.join(low or high)}); if the record is {other:g} Hz, "
+                        + fix_rate.format(fs=other))
+    for units, how in (("µV", "divide by 1000"), ("V", "multiply by 1000")):
+        if units in suspects:
+            warnings.append(f"{suspects[units][0]}: values look like {units}: {how}")
+    return warnings
+
+
+_PLACEHOLDER = re.compile(r"<\s*[A-Za-z][A-Za-z _./-]{0,60}>|\byour\s+(?:reasoning|explanation)\b",
+                          re.IGNORECASE)
+
+
+def answer_flags(labels: dict, explanation) -> list[str]:
+    """What makes an answer dubious: NORM with another superclass, all five "yes", or an
+    explanation that is empty or a template placeholder. Empty list when nothing is wrong."""
+    yes = [s for s in SUPERCLASSES if labels.get(s) is True]
+    flags = []
+    if len(yes) == len(SUPERCLASSES):
+        flags.append("all five superclasses answered yes")
+    elif labels.get("NORM") is True and len(yes) > 1:
+        flags.append(f"NORM together with {', '.join(s for s in yes if s != 'NORM')}: "
+                     "a normal ECG cannot also be abnormal")
+    text = explanation if isinstance(explanation, str) else ""
+    placeholder = _PLACEHOLDER.search(text)
+    if not text.strip(" \t\n.…-*_`'\""):
+        flags.append("the explanation is empty")
+    elif placeholder:
+        flags.append(f"the explanation is a template placeholder ({placeholder.group(0)!r})")
+    return flags
