@@ -82,8 +82,23 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
         start = time.time()
         print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
         done.append(run_notebook(nb, out_dir, {"profile": profile, **(parameters or {})}))
-        print(f"[reproduce] {nb.name} done in {time.time() - start:.0f} s", flush=True)
+        seconds = time.time() - start
+        print(f"[reproduce] {nb.name} done in {seconds:.0f} s", flush=True)
+        record_time(nb.stem, seconds, profile)
     return done
+
+
+def record_time(notebook: str, seconds: float, profile: str) -> None:
+    """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map)."""
+    import json
+
+    from .config import results_dir
+
+    path = results_dir() / "reproduce_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[notebook] = {"seconds": round(float(seconds), 1), "profile": profile,
+                       "cpus": os.cpu_count()}
+    path.write_text(json.dumps(times, indent=1))
 
 
 def main(argv=None) -> int:

@@ -183,10 +183,53 @@ def results_overview(directory: str | Path | None = None):
     """One row per recorded notebook: dataset, profile, seed, when, with which ecgkit."""
     directory = Path(directory) if directory else results_dir()
     rows = []
-    for path in sorted(directory.glob("*.json")):
+    for path in sorted(directory.glob("[0-9][0-9]_*.json")):
         info = json.loads(path.read_text())["info"]
         rows.append({"notebook": info.get("notebook", path.stem), "data": info.get("dataset"),
                      "profile": info.get("profile"), "seed": info.get("seed"),
                      "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
     frame = pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
     return frame.style.hide(axis="index")
+
+
+def _chapter_title(md: Path) -> str:
+    for line in md.read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return md.stem
+
+
+def chapter_map(root: str | Path | None = None, directory: str | Path | None = None) -> pd.DataFrame:
+    """The book's chapters in ``_toc.yml`` order: part, title, the data its notebook ran on and
+    its wall time in the last ``make reproduce`` (``–`` where it has not run yet)."""
+    import yaml
+
+    from .config import project_root
+
+    root = Path(root) if root else project_root()
+    directory = Path(directory) if directory else results_dir()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    times_path = directory / "reproduce_times.json"
+    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    rows = []
+    for part in toc.get("parts", []):
+        for chapter in part.get("chapters", []):
+            executed = [s["file"] for s in chapter.get("sections", []) if "executed/" in s["file"]]
+            notebook = Path(executed[0]).name if executed else None
+            result = directory / f"{notebook}.json" if notebook else None
+            info = json.loads(result.read_text())["info"] if result and result.is_file() else {}
+            seconds = times.get(notebook, {}).get("seconds") if notebook else None
+            rows.append({"part": part.get("caption", ""),
+                         "chapter": _chapter_title(root / f"{chapter['file']}.md"),
+                         "data": info.get("dataset") or "–",
+                         "minutes": "–" if seconds is None else f"{seconds / 60:.1f}"})
+    return pd.DataFrame(rows, columns=["part", "chapter", "data", "minutes"])
+
+
+def total_minutes(directory: str | Path | None = None) -> float | None:
+    """Minutes the last ``make reproduce`` spent in the notebooks (None before it ran)."""
+    directory = Path(directory) if directory else results_dir()
+    path = directory / "reproduce_times.json"
+    if not path.is_file():
+        return None
+    return sum(t["seconds"] for t in json.loads(path.read_text()).values()) / 60
