@@ -56,3 +56,29 @@ def test_paper_numbers_name_their_source():
     assert set(table["configuration"]) >= {"NORM", "MI", "STTC", "CD", "HYP"}
     assert table["source"].str.contains("Table").all()
     assert table.set_index("configuration").loc["all", "value"] == 21837
+
+
+def test_chapter_map_follows_the_toc_and_the_recorded_times(tmp_path):
+    import json
+
+    from ecgkit.reproduce import record_time
+    from ecgkit.results import Recorder, chapter_map, total_minutes
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: B part\n    chapters:\n      - file: book/01_b\n        sections:\n"
+        "          - file: book/executed/01_b\n"
+        "  - caption: A part\n    chapters:\n      - file: book/00_a\n        sections:\n"
+        "          - file: book/executed/00_a\n")
+    (tmp_path / "book" / "01_b.md").write_text("---\nx: 1\n---\n# 01 · Bee\ntext\n")
+    (tmp_path / "book" / "00_a.md").write_text("# 00 · Ay\n")
+    results = tmp_path / "results"
+    Recorder("01_b", dataset="PTB-XL (real) ptbxl", profile="quick", seed=0).save(results)
+    record_time("01_b", 90.0, "quick")          # ECGKIT_RESULTS is tmp/results (conftest)
+    table = chapter_map(tmp_path, results)
+    assert table["chapter"].tolist() == ["01 · Bee", "00 · Ay"]          # the toc's order
+    assert table["data"].tolist() == ["PTB-XL (real) ptbxl", "–"]
+    assert table["minutes"].tolist() == ["1.5", "–"]
+    assert total_minutes(results) == 1.5
+    assert json.loads((results / "reproduce_times.json").read_text())["01_b"]["profile"] == "quick"
