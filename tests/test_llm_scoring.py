@@ -68,13 +68,18 @@ def test_five_questions_share_one_prefill(tiny):
     shapes = []
     hook = decoder.register_forward_hook(lambda m, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
                                          with_kwargs=True)
+    items = label_items([PROMPT])
     try:
-        tiny.option_logprobs(label_items([PROMPT]), system=SYSTEM_PROMPT)
+        scored = tiny.option_logprobs(items, system=SYSTEM_PROMPT)
     finally:
         hook.remove()
-    # the prompt once (batch 1); then the five prefix rests ("NORM:", "MI:"...) as one short batch
-    assert len(shapes) == 2 and shapes[0][0] == 1 and shapes[0][1] > 40
-    assert shapes[1][0] == 5 and shapes[1][1] <= 6
+    # the prompt once; then only the five prefix rests ("NORM:", "MI:"...), a few tokens each, on its cache
+    assert shapes[0][0] == 1 and shapes[0][1] > 40
+    assert len(shapes) == 6 and all(n == 1 and width <= 3 for n, width in shapes[1:])
+    flat = [(k, o) for k, (_, _, opts) in enumerate(items) for o in opts]
+    plain = tiny.loglikelihood([_as_messages(items[k][0], items[k][1]) for k, _ in flat], [o for _, o in flat],
+                               system=SYSTEM_PROMPT)
+    assert np.allclose([scored[k].logprobs[o] for k, o in flat], plain, atol=1e-4)
 
 
 def test_over_context_is_an_error_item(tiny):
