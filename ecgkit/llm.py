@@ -28,9 +28,23 @@ Pieces:
   time-outs and retries (exponential backoff; ``Retry-After`` honoured) on connection errors,
   time-outs, 429 and 5xx. Configured by ``ECGKIT_LLM_BASE_URL``, ``ECGKIT_LLM_MODEL`` and
   ``ECGKIT_LLM_API_KEY``; the key is sent as a Bearer header and never logged or shown.
+- **One option scorer** (multiple choice, the LLM judge, ALFRED label probabilities):
+  :meth:`LLM.option_logprobs` takes items ``(prompt, answer prefix, options)`` and returns one
+  :class:`OptionScores` per item (log-probability of each option as the continuation of the
+  prefilled answer); :meth:`LLM.score_options` for one item. :class:`LocalLLM` runs each prompt
+  once for all its items (shared prefill: the key/value cache of the prompt, then the short
+  continuations), exact for every token of an option; :class:`OpenAIChat` asks for
+  ``logprobs``/``top_logprobs`` of the first answer token (vLLM ``continue_final_message`` for
+  the prefix, or a request in the user message), flagging options scored only by their first
+  token or missing from the top list (an upper bound). :attr:`LLM.option_scoring` says which.
 - :class:`GenerationCache` (SQLite under ``cache_dir("generations")``) and :class:`CachedLLM`: a rerun
   returns stored answers (``cached=True``) and only sends the misses to the backend. Errors are not
-  stored.
+  stored. Option scores are cached per item in a second table (``scores``), keyed by
+  :func:`cache_key` of the model, prompt, prefix, options and system.
+- Loops: ``repetition_penalty`` / ``no_repeat_ngram_size`` (local) and ``frequency_penalty`` /
+  ``presence_penalty`` (endpoint) as backend defaults or per call; :meth:`LLM.settings` reports
+  them for a results record, :class:`CachedLLM` keys on them; :attr:`Generation.cut` and
+  :func:`count_cut` count answers cut at the token limit.
 - :func:`get_llm`: ``None`` / ``"local"`` / ``"local:<folder or hub id>"`` / ``"openai"`` /
   ``"openai:<model>"``.
 
@@ -88,6 +102,10 @@ ENV_API_KEY = "ECGKIT_LLM_API_KEY"
 
 Message = dict
 Prompt = Union[str, Sequence[Message]]
+
+#: :meth:`LocalLLM.option_logprobs` with one prompt in a batch runs its continuations one by one on
+#: the prompt's cache (True) rather than as one batch on a copy of the cache per continuation.
+SEQUENTIAL_CONTINUATIONS = True
 
 #: ``progress=None`` shows a progress bar from this many batches (local) / requests (endpoint) on.
 PROGRESS_MIN_BATCHES = 4
@@ -996,7 +1014,8 @@ class LocalLLM(LLM):
             split = decoder is not None and head is not None and not getattr(model.config, "final_logit_softcapping", None)
             argument = _cache_argument(decoder if split else model)
             seqs = [plan[b][0][r] for b, r in flat_rows]
-            if len(batch) == 1 and len(seqs) > 1 and callable(getattr(cache, "crop", None)):
+            if (SEQUENTIAL_CONTINUATIONS and len(batch) == 1 and len(seqs) > 1
+                    and callable(getattr(cache, "crop", None))):
                 # one prompt (no padding): the rows one after the other on the same cache, cut back
                 # after each; measured faster on a CPU than copying a long cache once per row
                 start = len(batch[0][0])

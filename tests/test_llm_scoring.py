@@ -389,3 +389,18 @@ def test_endpoint_sends_frequency_penalty():
 def test_cut_answers_are_counted():
     gens = [Generation(text="a", finish_reason="length"), Generation(text="b"), Generation.failed("x")]
     assert [g.cut for g in gens] == [True, False, False] and count_cut(gens) == 1
+
+
+def test_diagnose_probabilities_on_measured_records(tiny):
+    from ecgkit.alfred.pipeline import measure_ecgs
+    from ecgkit.alfred.probabilities import diagnose_probabilities
+    from ecgkit.synthetic import simulate_ecg
+
+    sigs = [simulate_ecg(c, noise=0.0, seed=i)[0] for i, c in enumerate((("NORM",), ("CLBBB",)))]
+    measured = measure_ecgs(np.stack(sigs), 500, ages=[50, 60], sexes=[0, 1], ids=["n", "l"], progress=False)
+    short = {"max_chars": 3000, "lead_features": ("st_j60",)}     # within the tiny model's 1024 positions
+    probs = diagnose_probabilities(measured, "LLM without retrieval", tiny, profile="quick", options=short)
+    assert list(probs.index) == ["n", "l"] and list(probs.columns) == list(SUPERCLASSES)
+    assert ((probs >= 0) & (probs <= 1)).all().all()
+    with pytest.raises(ValueError):
+        diagnose_probabilities(measured, "Rules only", tiny)
