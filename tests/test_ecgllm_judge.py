@@ -149,3 +149,17 @@ def test_judge_scores_are_cached_per_answer(tmp_cache):
     assert len(calls) == 15 and frame["score"].tolist() == [3.0, 3.0, 3.0]
     judge_answers(judge, rows, cache=False)
     assert len(calls) == 30
+
+
+def test_a_judge_without_probabilities_writes_its_reply(tmp_cache):
+    from ecgkit.llm import OptionScores
+
+    class NoLogprobs(ScriptedLLM):
+        option_scoring = "first_token"
+
+        def option_logprobs(self, items, system=None, progress=None, batch_size=None):
+            return [OptionScores.failed(options, "response has no logprobs") for _, _, options in items]
+
+    frame = judge_answers(NoLogprobs(lambda p: "Score: 2", name="nolp"), [{"question": "q", "reference": "r",
+                                                                          "answer": "a"}])
+    assert frame["score"][0] == 2 and np.isnan(frame["expected"][0]) and frame["reply"][0] == "Score: 2"

@@ -404,3 +404,18 @@ def test_diagnose_probabilities_on_measured_records(tiny):
     assert ((probs >= 0) & (probs <= 1)).all().all()
     with pytest.raises(ValueError):
         diagnose_probabilities(measured, "Rules only", tiny)
+
+
+def test_an_endpoint_judge_gives_an_expected_rating(tmp_cache):
+    from ecgkit.ecgllm.judge import judge_answers
+
+    server = LogprobServer({"Question: q": [("4", -0.3), ("5", -1.5), ("3", -2.0), ("The", -2.5)]})
+    try:
+        frame = judge_answers(_endpoint(server), [{"question": "q", "reference": "r", "answer": "a"}])
+        w = {3: math.exp(-2.0), 4: math.exp(-0.3), 5: math.exp(-1.5)}     # 1 and 2 not returned: 0
+        assert frame["score"][0] == 4
+        assert frame["expected"][0] == pytest.approx(sum(d * p for d, p in w.items()) / sum(w.values()))
+        assert frame["p1"][0] == 0 and frame["p4"][0] == pytest.approx(w[4] / sum(w.values()))
+        assert server.requests[0]["logprobs"] is True and server.requests[0]["max_tokens"] == 1
+    finally:
+        server.close()

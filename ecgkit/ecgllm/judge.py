@@ -20,6 +20,7 @@ False when that test is not significant, and then the results table must not ran
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ __all__ = ["RUBRIC", "JUDGE_SYSTEM", "DIGITS", "judge_prompt", "parse_score", "j
 DIGITS = ("1", "2", "3", "4", "5")
 #: Two expected ratings closer than this count as a tie.
 TIE_TOLERANCE = 1e-6
+
+log = logging.getLogger(__name__)
 
 JUDGE_SYSTEM = "You are an expert cardiologist grading answers to questions about electrocardiography."
 
@@ -89,11 +92,13 @@ def judge_answers(llm, rows: Sequence[dict], max_new_tokens: int = 4, use_contex
     (:meth:`ecgkit.llm.LLM.option_logprobs`; cached per answer when ``cache``); ``score`` is the
     most likely digit and ``expected`` the expected rating. ``by="generate"``: the judge writes a
     reply and its first digit 1-5 is the score. ``"auto"``: the former when the backend can
-    score options (a local model, an endpoint with log-probabilities), else the latter.
+    score options (a local model, an endpoint with log-probabilities), else the latter; and
+    the latter too when no answer got probabilities (an endpoint without ``logprobs``).
     """
     prompts = [judge_prompt(r["question"], r["reference"], r["answer"], r.get("context", "") if use_context else "")
                for r in rows]
-    if by == "auto":
+    auto = by == "auto"
+    if auto:
         by = "probabilities" if getattr(llm, "option_scoring", None) else "generate"
     probs = np.full((len(prompts), len(DIGITS)), np.nan)
     expected = [float("nan")] * len(prompts)
@@ -102,6 +107,11 @@ def judge_answers(llm, rows: Sequence[dict], max_new_tokens: int = 4, use_contex
 
         scored = _scorer(llm, cache).option_logprobs([(p, None, list(DIGITS)) for p in prompts],
                                                      system=JUDGE_SYSTEM) if prompts else []
+        if auto and scored and not any(s.ok for s in scored):
+            log.warning("the judge gave no digit probabilities (%s); it writes its replies instead",
+                        scored[0].error)
+            return judge_answers(llm, rows, max_new_tokens=max_new_tokens, use_context=use_context,
+                                 by="generate", cache=cache)
         scores, replies, errors = [], [], []
         for k, s in enumerate(scored):
             expected[k] = expected_rating(s.logprobs, s.status) if s.ok else float("nan")

@@ -52,7 +52,7 @@ def shared_prefix_loglikelihoods(local, prompts: Sequence[str], options: Sequenc
     """
     scored = local.option_logprobs([(p, None, list(opts)) for p, opts in zip(prompts, options)],
                                    system=system, batch_size=batch_size)
-    return [[s.logprobs[o] if o or not s.ok else 0.0 for o in opts] for s, opts in zip(scored, options)]
+    return [[s.logprobs[o] if o else 0.0 for o in opts] for s, opts in zip(scored, options)]
 
 
 def option_loglikelihoods(llm, prompts: Sequence[str], options: Sequence[Sequence[str]], system: str = SYSTEM,
