@@ -28,9 +28,23 @@ Pieces:
   time-outs and retries (exponential backoff; ``Retry-After`` honoured) on connection errors,
   time-outs, 429 and 5xx. Configured by ``ECGKIT_LLM_BASE_URL``, ``ECGKIT_LLM_MODEL`` and
   ``ECGKIT_LLM_API_KEY``; the key is sent as a Bearer header and never logged or shown.
+- **One option scorer** (multiple choice, the LLM judge, ALFRED label probabilities):
+  :meth:`LLM.option_logprobs` takes items ``(prompt, answer prefix, options)`` and returns one
+  :class:`OptionScores` per item (log-probability of each option as the continuation of the
+  prefilled answer); :meth:`LLM.score_options` for one item. :class:`LocalLLM` runs each prompt
+  once for all its items (shared prefill: the key/value cache of the prompt, then the short
+  continuations), exact for every token of an option; :class:`OpenAIChat` asks for
+  ``logprobs``/``top_logprobs`` of the first answer token (vLLM ``continue_final_message`` for
+  the prefix, or a request in the user message), flagging options scored only by their first
+  token or missing from the top list (an upper bound). :attr:`LLM.option_scoring` says which.
 - :class:`GenerationCache` (SQLite under ``cache_dir("generations")``) and :class:`CachedLLM`: a rerun
   returns stored answers (``cached=True``) and only sends the misses to the backend. Errors are not
-  stored.
+  stored. Option scores are cached per item in a second table (``scores``), keyed by
+  :func:`cache_key` of the model, prompt, prefix, options and system.
+- Loops: ``repetition_penalty`` / ``no_repeat_ngram_size`` (local) and ``frequency_penalty`` /
+  ``presence_penalty`` (endpoint) as backend defaults or per call; :meth:`LLM.settings` reports
+  them for a results record, :class:`CachedLLM` keys on them; :attr:`Generation.cut` and
+  :func:`count_cut` count answers cut at the token limit.
 - :func:`get_llm`: ``None`` / ``"local"`` / ``"local:<folder or hub id>"`` / ``"openai"`` /
   ``"openai:<model>"``.
 
@@ -71,7 +85,10 @@ __all__ = [
     "CachedLLM",
     "get_llm",
     "usage",
+    "count_cut",
     "to_messages",
+    "OptionScores",
+    "cache_key",
     "ENV_BASE_URL",
     "ENV_MODEL",
     "ENV_API_KEY",
@@ -85,6 +102,10 @@ ENV_API_KEY = "ECGKIT_LLM_API_KEY"
 
 Message = dict
 Prompt = Union[str, Sequence[Message]]
+
+#: :meth:`LocalLLM.option_logprobs` with one prompt in a batch runs its continuations one by one on
+#: the prompt's cache (True) rather than as one batch on a copy of the cache per continuation.
+SEQUENTIAL_CONTINUATIONS = True
 
 #: ``progress=None`` shows a progress bar from this many batches (local) / requests (endpoint) on.
 PROGRESS_MIN_BATCHES = 4
@@ -101,7 +122,8 @@ class Generation:
     ``finish_reason`` is ``"stop"`` (end of turn or a stop string), ``"length"``
     (``max_new_tokens`` reached) or ``"error"`` (then ``error`` says why and ``text`` is empty).
     Token counts are None when the backend did not report them. ``truncated`` is True when the
-    prompt was shortened from the middle to fit (``truncate=True``).
+    prompt was shortened from the middle to fit (``truncate=True``); :attr:`cut` when the *answer*
+    was cut at ``max_new_tokens`` (``finish_reason == "length"``, see :func:`count_cut`).
     """
 
     text: str = ""
@@ -115,6 +137,11 @@ class Generation:
     @property
     def ok(self) -> bool:
         return self.finish_reason != "error"
+
+    @property
+    def cut(self) -> bool:
+        """The answer was cut at the token limit (``finish_reason == "length"``), e.g. a loop."""
+        return self.finish_reason == "length"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -137,6 +164,87 @@ def usage(generations: Iterable[Generation]) -> dict:
         "prompt_tokens": sum(g.prompt_tokens or 0 for g in gens),
         "completion_tokens": sum(g.completion_tokens or 0 for g in gens),
     }
+
+
+def count_cut(generations: Iterable[Generation]) -> int:
+    """How many answers were cut at the token limit (:attr:`Generation.cut`)."""
+    return sum(g.cut for g in generations)
+
+
+@dataclass
+class OptionScores:
+    """The log-probabilities of the options of one scoring item (prompt, answer prefix, options).
+
+    ``logprobs[option]``: the log-probability that the answer (after the prefix) continues with
+    ``option``. ``status[option]``: ``"full"`` (every token of the option scored: a local model,
+    or an endpoint whose top list had the option as one token), ``"first_token"`` (an endpoint:
+    only the option's first token was found, an upper bound), ``"bound"`` (an endpoint: the
+    option was not in the top list; the lowest returned log-probability, an upper bound) or
+    ``"nan"`` (not scored: over the context or an error). ``tokens[option]``: the number of
+    tokens scored (None when unknown). ``error``: why the item failed (then ``logprobs`` are NaN).
+    """
+
+    logprobs: dict
+    status: dict
+    tokens: dict
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def probabilities(self) -> dict:
+        """``exp(logprob)`` per option (NaN stays NaN)."""
+        import math
+
+        return {o: math.exp(v) if v == v else float("nan") for o, v in self.logprobs.items()}
+
+    def best(self) -> str | None:
+        """The most likely option (None when nothing was scored)."""
+        valid = {o: v for o, v in self.logprobs.items() if v == v}
+        return max(valid, key=valid.get) if valid else None
+
+    def to_dict(self) -> dict:
+        return {"logprobs": self.logprobs, "status": self.status, "tokens": self.tokens, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: dict, cached: bool = False) -> "OptionScores":
+        return cls(dict(data["logprobs"]), dict(data["status"]), dict(data["tokens"]), data.get("error"), cached)
+
+    @classmethod
+    def failed(cls, options: Sequence[str], message: str) -> "OptionScores":
+        options = list(dict.fromkeys(options))
+        return cls({o: float("nan") for o in options}, {o: "nan" for o in options},
+                   {o: None for o in options}, message)
+
+
+ScoreItem = tuple  # (prompt, answer prefix or None, options)
+
+
+def _check_items(items) -> list[tuple]:
+    """Scoring items as ``(prompt, prefix, options)`` tuples (a 2-tuple has no prefix)."""
+    if isinstance(items, (str, dict)):
+        raise TypeError("items must be a list of (prompt, prefix, options) tuples")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise TypeError(f"item {i} must be (prompt, prefix, options) or (prompt, options)")
+        prompt, prefix, options = (item[0], None, item[1]) if len(item) == 2 else item
+        _check_prompts([prompt])
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"item {i}: the answer prefix must be a string or None")
+        if isinstance(options, str) or not all(isinstance(o, str) for o in options):
+            raise TypeError(f"item {i}: options must be a list of strings")
+        out.append((prompt, prefix or None, list(options)))
+    return out
+
+
+def _with_prefix(prompt: Prompt, prefix: str | None):
+    """The prompt with the answer prefix as a final assistant message (to be continued)."""
+    if not prefix:
+        return prompt
+    return to_messages(prompt) + [{"role": "assistant", "content": prefix}]
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -218,6 +326,55 @@ class LLM(abc.ABC):
     def generate_one(self, prompt: Prompt, **kwargs) -> Generation:
         """:meth:`generate` for a single prompt."""
         return self.generate([prompt], **kwargs)[0]
+
+    # -- settings
+
+    def generation_defaults(self) -> dict:
+        """Backend defaults that change the answers (e.g. a repetition penalty); None = unset.
+
+        :class:`CachedLLM` keys its entries on them, and :meth:`settings` reports them."""
+        return {}
+
+    def settings(self) -> dict:
+        """What identifies this backend and its generation defaults, for a results record."""
+        return {"llm": self.name, **{k: v for k, v in self.generation_defaults().items() if v is not None}}
+
+    # -- option scoring: one scorer for multiple choice, judges and label probabilities
+
+    @property
+    def option_scoring(self) -> str | None:
+        """``"full"`` (every token of an option is scored), ``"first_token"`` (an endpoint's top
+        log-probabilities: the first answer token only) or None (this backend cannot score)."""
+        return "full" if callable(getattr(self, "loglikelihood", None)) else None
+
+    def option_logprobs(self, items: Sequence[ScoreItem], system: str | None = None,
+                        progress: bool | None = None, batch_size: int | None = None) -> list[OptionScores]:
+        """The log-probability of each option of each item ``(prompt, answer prefix, options)``.
+
+        The answer is made to start with the prefix (None: nothing), and each option is scored
+        as its continuation. The base class scores through ``self.loglikelihood`` (one call for
+        all options); :class:`LocalLLM` runs each prompt once for all its items and options;
+        :class:`OpenAIChat` reads the first answer token's top log-probabilities.
+        """
+        items = _check_items(items)
+        if not callable(getattr(self, "loglikelihood", None)):
+            raise NotImplementedError(f"{type(self).__name__} cannot score options")
+        flat = [(k, o) for k, (_, _, options) in enumerate(items) for o in dict.fromkeys(options)]
+        scores = self.loglikelihood([_with_prefix(items[k][0], items[k][1]) for k, _ in flat],
+                                    [o for _, o in flat], system=system, batch_size=batch_size) if flat else []
+        counter = getattr(self, "count_tokens", None)
+        counts = counter([o for _, o in flat]) if callable(counter) and flat else [None] * len(flat)
+        out = [OptionScores({}, {}, {}) for _ in items]
+        for (k, o), s, n in zip(flat, scores, counts):
+            out[k].logprobs[o] = float(s)
+            out[k].status[o] = "full" if s == s else "nan"
+            out[k].tokens[o] = n
+        return out
+
+    def score_options(self, prompt: Prompt, prefix: str | None, options: Sequence[str],
+                      system: str | None = None) -> dict:
+        """``{option: log-probability}`` for one item (see :meth:`option_logprobs`)."""
+        return self.option_logprobs([(prompt, prefix, list(options))], system=system)[0].logprobs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -307,6 +464,64 @@ def _middle_truncate(ids: list[int], limit: int) -> list[int]:
     return ids[:head] + (ids[-tail:] if tail else [])
 
 
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """The length of the longest common prefix of token lists."""
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows)
+    first = rows[0]
+    for j in range(n):
+        t = first[j]
+        if any(r[j] != t for r in rows[1:]):
+            return j
+    return n
+
+
+def _cache_argument(module) -> str:
+    """The name of a model's key/value cache argument (``cache`` in recent transformers)."""
+    import inspect
+
+    with contextlib.suppress(TypeError, ValueError):
+        if "cache" in inspect.signature(module.forward).parameters:
+            return "cache"
+    return "past_key_values"
+
+
+def _continuation_rows(members):
+    """The distinct sequences to run after a shared context, and how to score every option.
+
+    ``members``: ``[(item, tail ids, {option: option ids})]`` where ``tail`` continues the shared
+    context (the rest of the answer prefix). The token at index ``t`` of ``tail + option`` is
+    predicted at position ``t - 1`` of a row that starts with ``(tail + option)[:t]`` (or, for
+    ``t == 0``, at the context's last position: row None). Rows that are prefixes of others are
+    merged. Returns ``(rows, needs)``, ``needs`` = ``[(item, option, [(row, position, target)])]``.
+    """
+    inputs = []
+    for k, tail, opt_ids in members:
+        for option, ids in opt_ids.items():
+            if ids:
+                inputs.append((tail + ids)[:-1])
+    rows: list[list[int]] = []
+    for seq in sorted({tuple(q) for q in inputs if q}, key=len, reverse=True):
+        if not any(list(seq) == r[:len(seq)] for r in rows):
+            rows.append(list(seq))
+    needs = []
+    for k, tail, opt_ids in members:
+        for option, ids in opt_ids.items():
+            if not ids:
+                continue
+            seq = tail + ids
+            steps = []
+            for t in range(len(tail), len(seq)):
+                if t == 0:
+                    steps.append((None, 0, seq[0]))
+                else:
+                    row = next(r for r, q in enumerate(rows) if len(q) >= t and q[:t] == seq[:t])
+                    steps.append((row, t - 1, seq[t]))
+            needs.append((k, option, steps))
+    return rows, needs
+
+
 class LocalLLM(LLM):
     """A transformers causal LM run in-process (default: SmolLM2-135M-Instruct, see :mod:`ecgkit.models`).
 
@@ -316,6 +531,8 @@ class LocalLLM(LLM):
     :meth:`generate`'s ``truncate``. ``threads`` sets torch's CPU threads while this model runs
     (None: ``$ECGKIT_LLM_THREADS``, else torch's default, one per core); 1 is much faster on a CPU
     shared with other busy processes, where several threads wait on each other.
+    ``repetition_penalty`` (e.g. 1.15) and ``no_repeat_ngram_size`` (e.g. 4) are defaults of
+    :meth:`generate` against answers that loop (None: off); :meth:`settings` reports them.
     """
 
     def __init__(
@@ -327,6 +544,8 @@ class LocalLLM(LLM):
         dtype=None,
         truncate: bool = False,
         threads: int | None = None,
+        repetition_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
     ):
         from .models import llm_path
 
@@ -337,6 +556,8 @@ class LocalLLM(LLM):
         self.dtype = dtype
         self.truncate = truncate
         self.threads = threads if threads is not None else _env_threads()
+        self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.name = f"local:{_folder_label(self.path)}@{_folder_identity(self.path, dtype)}"
         self._model = None
         self._tokenizer = None
@@ -345,7 +566,8 @@ class LocalLLM(LLM):
     @classmethod
     def from_model(cls, model, tokenizer, name: str, batch_size: int = 8,
                    max_input_tokens: int | None = None, truncate: bool = False,
-                   threads: int | None = None) -> "LocalLLM":
+                   threads: int | None = None, repetition_penalty: float | None = None,
+                   no_repeat_ngram_size: int | None = None) -> "LocalLLM":
         """Wrap an already loaded model (e.g. a fine-tuned one); ``name`` must identify it for caching.
 
         The tokenizer should pad on the left and have a pad token (as :func:`load_llm` sets).
@@ -358,12 +580,18 @@ class LocalLLM(LLM):
         self.dtype = None
         self.truncate = truncate
         self.threads = threads if threads is not None else _env_threads()
+        self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.name = name if name.startswith("local:") else f"local:{name}"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         self._model, self._tokenizer = model, tokenizer
         self._lock = threading.RLock()
         return self
+
+    def generation_defaults(self) -> dict:
+        return {"repetition_penalty": self.repetition_penalty,
+                "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
     # -- lazily loaded pieces
 
@@ -445,6 +673,8 @@ class LocalLLM(LLM):
         progress: bool | None = None,
         batch_size: int | None = None,
         choices: Sequence[str] | None = None,
+        repetition_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
     ) -> list[Generation]:
         """Batched generation; greedy when ``temperature == 0``, else sampling seeded by ``seed``.
 
@@ -454,6 +684,9 @@ class LocalLLM(LLM):
         depend on how prompts are batched; greedy ones do not (up to float rounding).
         ``choices``: constrained decoding; every answer starts with one of these texts (the model
         picks among them token by token) and continues freely after it.
+        ``repetition_penalty`` / ``no_repeat_ngram_size``: against loops (None: the backend's
+        default, see the constructor); an answer that still runs to ``max_new_tokens`` has
+        ``finish_reason == "length"`` (:attr:`Generation.cut`).
         """
         import torch
         from tqdm import tqdm
@@ -492,6 +725,13 @@ class LocalLLM(LLM):
         size = max(1, int(batch_size or self.batch_size))
         batches = [todo[k:k + size] for k in range(0, len(todo), size)]
         show = progress if progress is not None else len(batches) >= PROGRESS_MIN_BATCHES
+        repetition_penalty = self.repetition_penalty if repetition_penalty is None else repetition_penalty
+        no_repeat_ngram_size = self.no_repeat_ngram_size if no_repeat_ngram_size is None else no_repeat_ngram_size
+        extra = {}
+        if repetition_penalty is not None and float(repetition_penalty) != 1.0:
+            extra["repetition_penalty"] = float(repetition_penalty)
+        if no_repeat_ngram_size:
+            extra["no_repeat_ngram_size"] = int(no_repeat_ngram_size)
         model = self._load()[0]
         with self._lock, contextlib.ExitStack() as stack:
             stack.enter_context(_flush_denormals(model))
@@ -504,19 +744,20 @@ class LocalLLM(LLM):
                 torch.manual_seed(int(seed))
             for batch in tqdm(batches, desc="generate", unit="batch", disable=not show):
                 for (i, _, _), gen in zip(batch, self._generate_batch(batch, max_new_tokens,
-                                                                      temperature, stop, choices)):
+                                                                      temperature, stop, choices, extra)):
                     results[i] = gen
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch, max_new_tokens, temperature, stop, choices=None) -> list[Generation]:
+    def _generate_batch(self, batch, max_new_tokens, temperature, stop, choices=None,
+                        extra=None) -> list[Generation]:
         try:
-            return self._run_batch(batch, max_new_tokens, temperature, stop, choices)
+            return self._run_batch(batch, max_new_tokens, temperature, stop, choices, extra)
         except Exception as exc:
             if len(batch) > 1:  # find the culprit: one by one
                 log.warning("batch of %d failed (%s: %s); retrying one by one",
                             len(batch), type(exc).__name__, exc)
                 self._free_memory()
-                return [self._generate_batch([item], max_new_tokens, temperature, stop, choices)[0]
+                return [self._generate_batch([item], max_new_tokens, temperature, stop, choices, extra)[0]
                         for item in batch]
             self._free_memory()
             return [Generation.failed(f"generation failed: {type(exc).__name__}: {exc}",
@@ -551,13 +792,13 @@ class LocalLLM(LLM):
 
         return allowed
 
-    def _run_batch(self, batch, max_new_tokens, temperature, stop, choices=None) -> list[Generation]:
+    def _run_batch(self, batch, max_new_tokens, temperature, stop, choices=None, extra=None) -> list[Generation]:
         import torch
 
         model, tok = self._load()
         input_ids, mask = self._pad([ids for _, ids, _ in batch])
         kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens),
-                                  "pad_token_id": tok.pad_token_id}
+                                  "pad_token_id": tok.pad_token_id, **(extra or {})}
         if choices:
             kwargs["prefix_allowed_tokens_fn"] = self._choice_constraint(choices, input_ids.shape[1])
         if temperature > 0:
@@ -664,6 +905,168 @@ class LocalLLM(LLM):
                     scores[i] = float(lp.sum().item())
         return scores
 
+    def option_logprobs(self, items: Sequence[ScoreItem], system: str | None = None,
+                        progress: bool | None = None, batch_size: int | None = None) -> list[OptionScores]:
+        """Summed log-probabilities of each item's options, each prompt run once (shared prefill).
+
+        Items with the same prompt (and ``system``) share one forward pass over their common
+        tokens (the chat-formatted prompt, up to where their answer prefixes differ); the distinct
+        continuations (prefix rest + option tokens but the last) then run on the key/value cache
+        of that pass: one after the other (the cache cut back after each) when the batch holds
+        one prompt, else as one short batch on the cache repeated per continuation. An option is scored from the output
+        at the position before each of its tokens, so single-token options after the same prefix
+        (" yes", " no"...) need no extra pass. The numbers equal :meth:`loglikelihood` of
+        prompt + prefix (as a prefilled assistant message) + option (to float rounding). An item
+        over the context scores NaN (``status "nan"``); an empty option scores 0.
+        """
+        import torch
+        from tqdm import tqdm
+
+        items = _check_items(items)
+        model, tok = self._load()
+        limit = self.context_length
+        results: list[OptionScores | None] = [None] * len(items)
+        groups: dict[str, list] = {}
+        for k, (prompt, prefix, options) in enumerate(items):
+            options = list(dict.fromkeys(options))
+            try:
+                ids = self._encode(_with_prefix(prompt, prefix), system)
+            except Exception as exc:  # e.g. a chat template refusing the roles
+                results[k] = OptionScores.failed(options, f"could not format the prompt: {type(exc).__name__}: {exc}")
+                continue
+            opt_ids = {o: (tok(o, add_special_tokens=False)["input_ids"] if o else []) for o in options}
+            if len(ids) + max((len(v) for v in opt_ids.values()), default=0) > limit:
+                results[k] = OptionScores.failed(options, f"prompt and option have over {limit} tokens (the context)")
+                continue
+            key = json.dumps([prompt if isinstance(prompt, str) else [dict(m) for m in prompt], system],
+                             sort_keys=True, ensure_ascii=False, default=str)
+            groups.setdefault(key, []).append((k, ids, opt_ids))
+        todo = []
+        for members in groups.values():
+            common = _common_prefix_length([ids for _, ids, _ in members])
+            if common == 0:   # nothing shared (no chat header): one group per item
+                todo.extend((ids, [(k, [], opt_ids)]) for k, ids, opt_ids in members)
+                continue
+            todo.append((members[0][1][:common], [(k, ids[common:], opt_ids) for k, ids, opt_ids in members]))
+        todo.sort(key=lambda g: -len(g[0]))
+        size = max(1, int(batch_size or self.batch_size))
+        budget = size * 1024     # repeated key/value cache, in tokens x rows, per batch
+        batches, current, used = [], [], 0
+        for group in todo:
+            cost = len(group[0]) * max(1, len(_continuation_rows(group[1])[0]))
+            if current and (len(current) >= size or used + cost > budget):
+                batches.append(current)
+                current, used = [], 0
+            current.append(group)
+            used += cost
+        if current:
+            batches.append(current)
+        show = progress if progress is not None else len(batches) >= PROGRESS_MIN_BATCHES
+        with self._lock, _flush_denormals(model), _torch_threads(self.threads), torch.inference_mode():
+            for batch in tqdm(batches, desc="score", unit="batch", disable=not show):
+                for k, scores in self._score_groups(batch):
+                    results[k] = scores
+        return results  # type: ignore[return-value]
+
+    def _score_groups(self, batch):
+        """One batch of groups ``(context ids, [(item, tail ids, {option: ids})])``: the contexts
+        left-padded and run once, then the distinct continuations on their repeated cache."""
+        import torch
+
+        model, tok = self._load()
+        device = next(model.parameters()).device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        length = max(len(ctx) for ctx, _ in batch)
+        ids = torch.tensor([[pad] * (length - len(ctx)) + ctx for ctx, _ in batch], device=device)
+        mask = torch.tensor([[0] * (length - len(ctx)) + [1] * len(ctx) for ctx, _ in batch], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        plan = [_continuation_rows(members) for _, members in batch]
+        need_rows = any(rows for rows, _ in plan)
+        try:
+            first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=need_rows,
+                          logits_to_keep=1)
+        except TypeError:  # a model without logits_to_keep
+            first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=need_rows)
+        first_lp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)
+        # (batch row, row index in that group) of every continuation row
+        flat_rows = [(b, r) for b, (rows, _) in enumerate(plan) for r in range(len(rows))]
+        row_of = {(b, r): n for n, (b, r) in enumerate(flat_rows)}
+        picks: dict[tuple[int, int], int] = {}   # (flat row, position) -> index into picked logits
+        wanted = []   # per group: (item, option, [(source, index, target)])
+        for b, (rows, needs) in enumerate(plan):
+            for k, option, steps in needs:
+                refs = []
+                for row, pos, target in steps:
+                    if row is None:
+                        refs.append(("first", b, target))
+                    else:
+                        key = (row_of[(b, row)], pos)
+                        picks.setdefault(key, len(picks))
+                        refs.append(("pick", picks[key], target))
+                wanted.append((k, option, refs))
+        picked = None
+        if flat_rows:
+            cache = getattr(first, "cache", None)   # "past_key_values" before transformers 5.2x
+            if cache is None:
+                cache = first.past_key_values
+            order = sorted(picks, key=picks.get)
+            decoder, head = model.get_decoder(), model.get_output_embeddings()
+            split = decoder is not None and head is not None and not getattr(model.config, "final_logit_softcapping", None)
+            argument = _cache_argument(decoder if split else model)
+            seqs = [plan[b][0][r] for b, r in flat_rows]
+            if (SEQUENTIAL_CONTINUATIONS and len(batch) == 1 and len(seqs) > 1
+                    and callable(getattr(cache, "crop", None))):
+                # one prompt (no padding): the rows one after the other on the same cache, cut back
+                # after each; measured faster on a CPU than copying a long cache once per row
+                start = len(batch[0][0])
+                by_row: dict[int, Any] = {}
+                for n, q in enumerate(seqs):
+                    kwargs = {"position_ids": torch.arange(start, start + len(q), device=device)[None],
+                              argument: cache}
+                    q_ids = torch.tensor([q], device=device)
+                    if split:
+                        by_row[n] = decoder(input_ids=q_ids, **kwargs).last_hidden_state[0]
+                    else:
+                        by_row[n] = model(input_ids=q_ids, **kwargs).logits[0]
+                    cache.crop(-len(q))
+                chosen = torch.stack([by_row[r][j] for r, j in order])
+                logits = head(chosen) if split else chosen
+            else:
+                cache.batch_select_indices(torch.tensor([b for b, _ in flat_rows], device=device))
+                width = max(len(q) for q in seqs)
+                row_ids = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=device)
+                row_mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in seqs], device=device)
+                sel = [b for b, _ in flat_rows]
+                full_mask = torch.cat([mask[sel], row_mask], dim=1)
+                start = mask.sum(-1)[sel]
+                row_pos = start[:, None] + torch.arange(width, device=device)[None, :]
+                rr = torch.tensor([r for r, _ in order], device=device)
+                jj = torch.tensor([j for _, j in order], device=device)
+                kwargs = {"attention_mask": full_mask, "position_ids": row_pos, argument: cache}
+                if split:
+                    hidden = decoder(input_ids=row_ids, **kwargs).last_hidden_state
+                    logits = head(hidden[rr, jj])
+                else:
+                    logits = model(input_ids=row_ids, **kwargs).logits[rr, jj]
+            picked = torch.log_softmax(logits.float(), dim=-1)
+        out: dict[int, OptionScores] = {}
+        for k, option, refs in wanted:
+            scores = out.setdefault(k, OptionScores({}, {}, {}))
+            total = 0.0
+            for source, index, target in refs:
+                table = first_lp if source == "first" else picked
+                total += float(table[index, target])
+            scores.logprobs[option] = total
+            scores.status[option] = "full"
+            scores.tokens[option] = len(refs)
+        for _, members in batch:   # items whose options are all empty
+            for k, _, opt_ids in members:
+                scores = out.setdefault(k, OptionScores({}, {}, {}))
+                for option in opt_ids:
+                    if option not in scores.logprobs:
+                        scores.logprobs[option], scores.status[option], scores.tokens[option] = 0.0, "full", 0
+        return list(out.items())
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of plain texts (no chat template, no special tokens)."""
         if isinstance(texts, str):
@@ -727,6 +1130,13 @@ class OpenAIChat(LLM):
     ``retries`` times with exponential backoff (``backoff * 2**attempt`` s, or the server's
     ``Retry-After``, at most ``max_retry_after`` s); other 4xx fail at once with the server's
     message. ``max_workers`` requests run concurrently.
+
+    ``frequency_penalty`` / ``presence_penalty``: defaults of :meth:`generate` against answers
+    that loop (None: not sent). Option scoring (:meth:`option_logprobs`) asks for
+    ``top_logprobs`` log-probabilities of the first answer token; ``prefill`` says how an answer
+    prefix is given: ``"continue"`` as a final assistant message continued by the server (vLLM:
+    ``continue_final_message``), ``"user"`` as a request in the user message (any server), and
+    ``"auto"`` tries the former and falls back to the latter when the server refuses it (HTTP 400).
     """
 
     def __init__(
@@ -739,7 +1149,13 @@ class OpenAIChat(LLM):
         backoff: float = 1.0,
         max_workers: int = 4,
         max_retry_after: float = 120.0,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        top_logprobs: int = 20,
+        prefill: str = "auto",
     ):
+        if prefill not in ("auto", "continue", "user"):
+            raise ValueError(f"prefill must be 'auto', 'continue' or 'user', not {prefill!r}")
         base_url = base_url or os.environ.get(ENV_BASE_URL) or ""
         if not base_url.strip():
             raise ValueError(
@@ -755,6 +1171,11 @@ class OpenAIChat(LLM):
         self.backoff = float(backoff)
         self.max_workers = max(1, int(max_workers))
         self.max_retry_after = float(max_retry_after)
+        self.frequency_penalty = frequency_penalty
+        self.presence_penalty = presence_penalty
+        self.top_logprobs = max(1, int(top_logprobs))
+        self.prefill = prefill
+        self._prefill_mode = None if prefill == "auto" else prefill   # "auto" settles on first use
         self._local = threading.local()
         self._model_lock = threading.Lock()
 
@@ -802,6 +1223,12 @@ class OpenAIChat(LLM):
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
+    def generation_defaults(self) -> dict:
+        return {"frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty}
+
+    def settings(self) -> dict:
+        return {**super().settings(), "top_logprobs": self.top_logprobs, "prefill": self.prefill}
+
     def _discover_model(self) -> str:
         url = f"{self.base_url}/models"
         try:
@@ -827,9 +1254,12 @@ class OpenAIChat(LLM):
         seed: int = 0,
         truncate: bool | None = None,
         progress: bool | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
     ) -> list[Generation]:
         """Concurrent requests, answers in order. ``truncate`` is ignored: the server has the
-        tokenizer, and an over-long prompt comes back as its 400 error (an error item)."""
+        tokenizer, and an over-long prompt comes back as its 400 error (an error item).
+        ``frequency_penalty`` / ``presence_penalty``: None = the client's default (not sent if unset)."""
         from tqdm import tqdm
 
         prompts = _check_prompts(prompts)
@@ -843,6 +1273,10 @@ class OpenAIChat(LLM):
             payload["stop"] = stop
         if temperature > 0:
             payload["seed"] = int(seed)
+        for key, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
+            value = getattr(self, key) if value is None else value
+            if value is not None:
+                payload[key] = float(value)
         show = progress if progress is not None else len(prompts) >= PROGRESS_MIN_REQUESTS
 
         def one(msgs):
@@ -858,9 +1292,13 @@ class OpenAIChat(LLM):
             return list(tqdm(pool.map(one, messages), total=len(messages), desc="generate",
                              unit="req", disable=not show))
 
-    def _request(self, payload: dict) -> Generation:
+    def _request(self, payload: dict, parse=None, fail=None):
+        """POST with retries; ``parse(resp)`` reads a 2xx answer (default: a :class:`Generation`),
+        ``fail(message)`` makes the error result (default: :meth:`Generation.failed`)."""
         import requests
 
+        parse = parse or self._parse
+        fail = fail or Generation.failed
         url = f"{self.base_url}/chat/completions"
         attempts = self.retries + 1
         last = ""
@@ -877,7 +1315,7 @@ class OpenAIChat(LLM):
                 if detail:
                     last += f" ({detail})"
             except requests.RequestException as exc:
-                return Generation.failed(self._scrub(f"request failed: {type(exc).__name__}: {exc}"))
+                return fail(self._scrub(f"request failed: {type(exc).__name__}: {exc}"))
             else:
                 status = resp.status_code
                 if status == 429 or status >= 500:
@@ -886,15 +1324,15 @@ class OpenAIChat(LLM):
                     if after is not None:
                         delay = min(after, self.max_retry_after)
                 elif status >= 400:
-                    return Generation.failed(self._scrub(f"HTTP {status}: {_server_message(resp)}"))
+                    return fail(self._scrub(f"HTTP {status}: {_server_message(resp)}"))
                 else:
-                    return self._parse(resp)
+                    return parse(resp)
             last = self._scrub(last)
             if attempt + 1 < attempts:
                 log.warning("%s: %s; retry %d/%d in %.2g s", _public_url(url), last,
                             attempt + 1, self.retries, delay)
                 time.sleep(delay * (1 + 0.1 * random.random()))
-        return Generation.failed(f"failed after {attempts} attempts: {last}")
+        return fail(f"failed after {attempts} attempts: {last}")
 
     def _parse(self, resp) -> Generation:
         try:
@@ -923,6 +1361,124 @@ class OpenAIChat(LLM):
 
         return Generation(text=content, finish_reason=reason, prompt_tokens=count("prompt_tokens"),
                           completion_tokens=count("completion_tokens"))
+
+    # -- option scoring
+
+    @property
+    def option_scoring(self) -> str | None:  # type: ignore[override]
+        return "first_token"
+
+    def option_logprobs(self, items: Sequence[ScoreItem], system: str | None = None,
+                        progress: bool | None = None, batch_size: int | None = None) -> list[OptionScores]:
+        """Options scored by the first answer token's ``top_logprobs`` (one request per item,
+        ``max_tokens=1``, greedy).
+
+        An option equal to a returned token gets its log-probability (``status "full"``); an
+        option that only starts with a returned token gets that token's (``"first_token"``, an
+        upper bound); an option missing from the list gets the lowest returned log-probability
+        (``"bound"``, an upper bound). Several returned tokens with the same text are summed.
+        The answer prefix is given as :attr:`prefill` says. A failed request is an error item.
+        """
+        from tqdm import tqdm
+
+        items = _check_items(items)
+        if not items:
+            return []
+        show = progress if progress is not None else len(items) >= PROGRESS_MIN_REQUESTS
+
+        def one(item):
+            try:
+                return self._score_item(*item, system=system)
+            except Exception as exc:  # never crash the batch
+                return OptionScores.failed(item[2], self._scrub(f"{type(exc).__name__}: {exc}"))
+
+        workers = min(self.max_workers, len(items))
+        if workers == 1:
+            return [one(i) for i in tqdm(items, desc="score", unit="req", disable=not show)]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgkit-llm") as pool:
+            return list(tqdm(pool.map(one, items), total=len(items), desc="score", unit="req",
+                             disable=not show))
+
+    def _score_payload(self, prompt, prefix, options, system, mode) -> dict:
+        messages = to_messages(prompt, system)
+        payload = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+                   "top_logprobs": self.top_logprobs}
+        if prefix and mode == "continue":
+            messages.append({"role": "assistant", "content": prefix})
+            payload.update(continue_final_message=True, add_generation_prompt=False)
+        elif prefix:
+            shown = ", ".join(dict.fromkeys(o.strip() for o in options if o.strip()))
+            ask = (f"\n\nYour answer starts with \"{prefix}\". Reply only with the word that comes "
+                   f"next ({shown}).")
+            last = next(i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "user")
+            messages[last] = {**messages[last], "content": str(messages[last]["content"]) + ask}
+        payload["messages"] = messages
+        return payload
+
+    def _score_item(self, prompt, prefix, options, system=None) -> OptionScores:
+        mode = self._prefill_mode or "continue"
+        result = self._request(self._score_payload(prompt, prefix, options, system, mode),
+                               parse=lambda resp: self._parse_logprobs(resp, options),
+                               fail=lambda message: OptionScores.failed(options, message))
+        if (prefix and self.prefill == "auto" and self._prefill_mode is None and not result.ok
+                and (result.error or "").startswith("HTTP 400")):
+            log.warning("%s refused to continue an assistant message (%s); asking in the user "
+                        "message instead", _public_url(self.base_url), result.error)
+            self._prefill_mode = "user"
+            return self._score_item(prompt, prefix, options, system)
+        if prefix and self.prefill == "auto" and self._prefill_mode is None and result.ok:
+            self._prefill_mode = "continue"
+        return result
+
+    def _parse_logprobs(self, resp, options: Sequence[str]) -> OptionScores:
+        import math
+
+        options = list(dict.fromkeys(options))
+        try:
+            body = resp.json()
+            entry = body["choices"][0]["logprobs"]["content"][0]
+        except Exception:
+            return OptionScores.failed(options, "response has no logprobs (does the server support logprobs?)")
+        found: dict[str, list[float]] = {}
+        seen = set()
+        for cand in [entry] + list(entry.get("top_logprobs") or []):
+            token, value = cand.get("token"), cand.get("logprob")
+            if not isinstance(token, str) or not isinstance(value, (int, float)):
+                continue
+            ident = (token, tuple(cand.get("bytes") or ()), float(value))
+            if ident in seen:   # the chosen token is usually also in the top list
+                continue
+            seen.add(ident)
+            found.setdefault(token, []).append(float(value))
+        if not found:
+            return OptionScores.failed(options, "response has no top_logprobs")
+        merged = {t: _logsumexp(v) for t, v in found.items()}
+        lowest = min(v for vs in found.values() for v in vs)
+        scores = OptionScores({}, {}, {})
+        for option in options:
+            if option in merged:
+                scores.logprobs[option], scores.status[option], scores.tokens[option] = merged[option], "full", 1
+                continue
+            starts = [t for t in merged if t and option.startswith(t)]
+            if option and starts:
+                t = max(starts, key=len)
+                scores.logprobs[option], scores.status[option], scores.tokens[option] = merged[t], "first_token", 1
+            elif not option:
+                scores.logprobs[option], scores.status[option], scores.tokens[option] = 0.0, "full", 0
+            else:
+                scores.logprobs[option], scores.status[option], scores.tokens[option] = lowest, "bound", None
+        if not all(math.isfinite(v) or v == -math.inf for v in scores.logprobs.values()):
+            return OptionScores.failed(options, "invalid log-probabilities in the response")
+        return scores
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    import math
+
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 # ----------------------------------------------------------------------------- cache
@@ -981,6 +1537,11 @@ class GenerationCache:
                 " finish_reason TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER,"
                 " truncated INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL)"
             )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS scores ("
+                " key TEXT PRIMARY KEY, llm TEXT NOT NULL, request TEXT NOT NULL, result TEXT NOT NULL,"
+                " created REAL NOT NULL)"
+            )
 
     def __repr__(self) -> str:
         return f"GenerationCache({str(self.path)!r})"
@@ -1021,14 +1582,53 @@ class GenerationCache:
                     "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
+    def get_scores(self, keys: Sequence[str]) -> dict[str, OptionScores]:
+        """Stored option scores (table ``scores``) by key; absent keys are left out."""
+        found: dict[str, OptionScores] = {}
+        keys = list(dict.fromkeys(keys))
+        with self._lock:
+            for k in range(0, len(keys), 500):
+                chunk = keys[k:k + 500]
+                rows = self._conn.execute(
+                    f"SELECT key, result FROM scores WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                for key, result in rows:
+                    data = json.loads(result)
+                    data["logprobs"] = {o: (float("nan") if v is None else float(v))
+                                        for o, v in data["logprobs"].items()}
+                    found[key] = OptionScores.from_dict(data, cached=True)
+        return found
+
+    def put_scores(self, items: Iterable[tuple[str, dict, OptionScores]]) -> int:
+        """Store ``(key, request, scores)`` items; failed items are skipped. Returns how many."""
+        def clean(scores: OptionScores) -> str:
+            data = scores.to_dict()
+            data["logprobs"] = {o: (None if v != v else v) for o, v in data["logprobs"].items()}
+            return json.dumps(data, ensure_ascii=False)
+
+        rows = [(key, request["llm"], json.dumps(request, sort_keys=True, ensure_ascii=False, default=str),
+                 clean(scores), time.time()) for key, request, scores in items if scores.ok]
+        if rows:
+            with self._lock, self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def n_scores(self) -> int:
+        """How many option-score items are stored."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
     def clear(self, llm_name: str | None = None) -> int:
-        """Delete all entries (or those of one LLM name); returns how many."""
+        """Delete all entries, generations and scores (or those of one LLM name); returns how many."""
+        n = 0
         with self._lock, self._conn:
-            if llm_name is None:
-                cur = self._conn.execute("DELETE FROM generations")
-            else:
-                cur = self._conn.execute("DELETE FROM generations WHERE llm = ?", (llm_name,))
-        return cur.rowcount
+            for table in ("generations", "scores"):
+                if llm_name is None:
+                    cur = self._conn.execute(f"DELETE FROM {table}")
+                else:
+                    cur = self._conn.execute(f"DELETE FROM {table} WHERE llm = ?", (llm_name,))
+                n += cur.rowcount
+        return n
 
     def close(self) -> None:
         with self._lock:
@@ -1064,6 +1664,51 @@ class CachedLLM(LLM):
     def __repr__(self) -> str:
         return f"CachedLLM({self.llm!r}, {self.cache!r})"
 
+    def generation_defaults(self) -> dict:
+        return self.llm.generation_defaults()
+
+    def settings(self) -> dict:
+        return self.llm.settings()
+
+    @property
+    def option_scoring(self) -> str | None:  # type: ignore[override]
+        return self.llm.option_scoring
+
+    def _score_request(self, prompt, prefix, options, system) -> dict:
+        settings = self.llm.settings()
+        request = {"llm": self.llm.name, "kind": "option_logprobs",
+                   "prompt": prompt if isinstance(prompt, str) else [dict(m) for m in prompt],
+                   "prefix": prefix, "options": list(dict.fromkeys(options)), "system": system}
+        for key in ("top_logprobs", "prefill"):   # how an endpoint scores
+            if key in settings:
+                request[key] = settings[key]
+        return request
+
+    def option_logprobs(self, items: Sequence[ScoreItem], system: str | None = None,
+                        progress: bool | None = None, batch_size: int | None = None) -> list[OptionScores]:
+        """:meth:`LLM.option_logprobs` with a per-item cache (table ``scores``): the key is the
+        model, prompt, answer prefix, options and system, so only new items are scored."""
+        items = _check_items(items)
+        requests_ = [self._score_request(p, prefix, opts, system) for p, prefix, opts in items]
+        keys = [cache_key(r) for r in requests_]
+        found = self.cache.get_scores(keys)
+        missing: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in found and key not in missing:
+                missing[key] = i
+        self.hits += sum(k in found for k in keys)
+        self.misses += len(missing)
+        fresh: dict[str, OptionScores] = {}
+        if missing:
+            order = list(missing.values())
+            outs = self.llm.option_logprobs([items[i] for i in order], system=system, progress=progress,
+                                            batch_size=batch_size)
+            if len(outs) != len(order):
+                raise RuntimeError(f"{self.name} returned {len(outs)} scores for {len(order)} items")
+            fresh = {keys[i]: out for i, out in zip(order, outs)}
+            self.cache.put_scores((keys[i], requests_[i], fresh[keys[i]]) for i in order)
+        return [dataclasses.replace(found[k]) if k in found else dataclasses.replace(fresh[k]) for k in keys]
+
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -1084,6 +1729,10 @@ class CachedLLM(LLM):
             truncate = getattr(self.llm, "truncate", None)
         if truncate:
             key_options["truncate"] = True
+        # the backend's defaults that change answers (repetition penalties...), unless overridden
+        for key, value in self.llm.generation_defaults().items():
+            if key_options.get(key) is None and value is not None:
+                key_options[key] = value
         name = self.llm.name
         requests_ = [_cache_request(name, p, max_new_tokens, temperature, system, stop, seed, key_options)
                      for p in prompts]

@@ -10,6 +10,10 @@
 * :func:`bootstrap_ci`: percentile bootstrap confidence intervals, resampling records (or
   patients, when ``groups`` is given: all records of a drawn patient come along), deterministic
   for a seed.
+* :func:`auroc` / :func:`auroc_ci`: AUROC per class (and the macro mean) of continuous scores
+  (e.g. LLM label probabilities), with bootstrap intervals; :func:`paired_auroc_difference`: the
+  difference of two configurations' AUROC on the same records, the same bootstrap draws for both
+  (paired), with an interval and a two-sided bootstrap p-value.
 
 Missing predictions (NaN/None, e.g. an unparseable LLM answer) are an error by default;
 ``missing="negative"`` counts them as negative predictions, ``missing="drop"`` leaves the
@@ -24,7 +28,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-__all__ = ["RATES", "binary_metrics", "multilabel_report", "bootstrap_ci"]
+__all__ = ["RATES", "binary_metrics", "multilabel_report", "bootstrap_ci", "auroc", "auroc_ci",
+           "paired_auroc_difference"]
 
 RATES = ("PPV", "NPV", "Sens", "Spec")
 
@@ -147,6 +152,24 @@ def _take(y, idx):
     return np.asarray(y, dtype=object)[idx]
 
 
+def _draws(n: int, n_boot: int, seed: int, groups=None):
+    """The bootstrap replicates' record indices: records (or, with ``groups``, patients) drawn
+    with replacement, ``numpy`` generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise ValueError("groups must have one id per record")
+        _, inverse = np.unique(groups, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    for _ in range(n_boot):
+        if groups is None:
+            yield rng.integers(0, n, size=n)
+        else:
+            drawn = rng.integers(0, len(members), size=len(members))
+            yield np.concatenate([members[g] for g in drawn])
+
+
 def bootstrap_ci(y_true, y_pred, metric_fn: Optional[Callable] = None, n_boot: int = 1000,
                  seed: int = 0, alpha: float = 0.05, groups=None) -> pd.DataFrame:
     """Percentile bootstrap intervals of ``metric_fn(y_true, y_pred)``.
@@ -174,20 +197,8 @@ def bootstrap_ci(y_true, y_pred, metric_fn: Optional[Callable] = None, n_boot: i
         y_true = y_true.apply(lambda c: pd.Series(_as_float(c), index=c.index))
         y_pred = y_pred.apply(lambda c: pd.Series(_as_float(c), index=c.index))
     estimate = _flatten(metric_fn(y_true, y_pred)).astype(float)
-    rng = np.random.default_rng(seed)
-    if groups is not None:
-        groups = np.asarray(groups)
-        if len(groups) != n:
-            raise ValueError("groups must have one id per record")
-        _, inverse = np.unique(groups, return_inverse=True)
-        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
     reps = np.full((n_boot, len(estimate)), np.nan)
-    for b in range(n_boot):
-        if groups is None:
-            idx = rng.integers(0, n, size=n)
-        else:
-            drawn = rng.integers(0, len(members), size=len(members))
-            idx = np.concatenate([members[g] for g in drawn])
+    for b, idx in enumerate(_draws(n, n_boot, seed, groups)):
         value = _flatten(metric_fn(_take(y_true, idx), _take(y_pred, idx))).astype(float)
         reps[b] = value.reindex(estimate.index).to_numpy()
     valid = ~np.isnan(reps)
@@ -199,3 +210,106 @@ def bootstrap_ci(y_true, y_pred, metric_fn: Optional[Callable] = None, n_boot: i
             low[j], high[j] = np.quantile(col, [alpha / 2, 1 - alpha / 2])
     return pd.DataFrame({"estimate": estimate.to_numpy(), "low": low, "high": high,
                          "n_valid": valid.sum(axis=0)}, index=estimate.index)
+
+
+# ----------------------------------------------------------------------------- AUROC
+
+
+def _score_frame(y, classes) -> pd.DataFrame:
+    """Records × classes: a DataFrame's ``classes`` columns, or an array (one column per class)."""
+    if isinstance(y, pd.DataFrame):
+        return y[list(classes)] if classes is not None else y
+    if isinstance(y, pd.Series):
+        return y.to_frame(name=classes[0] if classes else (y.name if y.name is not None else "score"))
+    arr = np.asarray(y, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    names = list(classes) if classes is not None else [f"class{j}" for j in range(arr.shape[1])]
+    if len(names) != arr.shape[1]:
+        raise ValueError(f"{arr.shape[1]} columns of scores for {len(names)} classes")
+    return pd.DataFrame(arr, columns=names)
+
+
+def _auroc_one(t: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    keep = ~(np.isnan(t) | np.isnan(s))
+    t, s = t[keep], s[keep]
+    if t.size == 0 or t.min() == t.max():
+        return math.nan
+    return float(roc_auc_score(t.astype(bool), s))
+
+
+def auroc(y_true, scores, classes: Optional[Sequence[str]] = None) -> pd.Series:
+    """AUROC per class of continuous ``scores`` against binary ``y_true`` (records × classes,
+    DataFrames or arrays; a single column also works), plus ``macro`` (mean over the classes
+    where it is defined). A class with one label value only (or no scored record) is NaN;
+    records with a missing score are left out of that class."""
+    yt = _score_frame(y_true, classes)
+    classes = list(yt.columns) if classes is None else list(classes)
+    ys = _score_frame(scores, classes)
+    if len(yt) != len(ys):
+        raise ValueError(f"y_true has {len(yt)} records but scores {len(ys)}")
+    values = {c: _auroc_one(_as_float(yt[c]), _as_float(ys[c])) for c in classes}
+    defined = [v for v in values.values() if not math.isnan(v)]
+    values["macro"] = float(np.mean(defined)) if defined else math.nan
+    return pd.Series(values, name="AUROC", dtype=float)
+
+
+def auroc_ci(y_true, scores, classes: Optional[Sequence[str]] = None, n_boot: int = 1000, seed: int = 0,
+             alpha: float = 0.05, groups=None) -> pd.DataFrame:
+    """:func:`auroc` with percentile bootstrap intervals (:func:`bootstrap_ci`): rows are the
+    classes and ``macro``; columns ``estimate``, ``low``, ``high``, ``n_valid``."""
+    yt = _score_frame(y_true, classes)
+    classes = list(yt.columns) if classes is None else list(classes)
+    ys = _score_frame(scores, classes)
+    yt, ys = yt.reset_index(drop=True), ys.reset_index(drop=True)
+    table = bootstrap_ci(yt, ys, metric_fn=lambda t, s: auroc(t, s, classes), n_boot=n_boot, seed=seed,
+                         alpha=alpha, groups=groups)
+    table.index.name = "class"
+    return table
+
+
+def paired_auroc_difference(y_true, scores_a, scores_b, classes: Optional[Sequence[str]] = None,
+                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, groups=None) -> pd.DataFrame:
+    """AUROC of configuration A minus that of B on the same records, per class and ``macro``.
+
+    Paired bootstrap: each replicate draws the records once (patients with ``groups``) and
+    computes both AUROCs on them. Columns: ``auroc_a``, ``auroc_b``, ``difference`` (on all
+    records), ``low``, ``high`` (percentile interval of the difference), ``p_value`` (two-sided:
+    twice the smaller share of replicates on either side of 0, as ``(k + 1) / (n_valid + 1)``,
+    at most 1) and ``n_valid``.
+    """
+    yt = _score_frame(y_true, classes)
+    classes = list(yt.columns) if classes is None else list(classes)
+    sa, sb = _score_frame(scores_a, classes), _score_frame(scores_b, classes)
+    if not (len(yt) == len(sa) == len(sb)):
+        raise ValueError(f"y_true has {len(yt)} records, scores_a {len(sa)}, scores_b {len(sb)}")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    t = np.column_stack([_as_float(yt[c]) for c in classes])
+    a = np.column_stack([_as_float(sa[c]) for c in classes])
+    b = np.column_stack([_as_float(sb[c]) for c in classes])
+
+    def both(idx):
+        ra = auroc(t[idx], a[idx], classes)
+        rb = auroc(t[idx], b[idx], classes)
+        return ra.to_numpy(), rb.to_numpy()
+
+    everything = np.arange(len(t))
+    est_a, est_b = both(everything)
+    reps = np.full((n_boot, len(est_a)), np.nan)
+    for r, idx in enumerate(_draws(len(t), n_boot, seed, groups)):
+        ra, rb = both(idx)
+        reps[r] = ra - rb
+    rows = []
+    for j, name in enumerate(classes + ["macro"]):
+        col = reps[~np.isnan(reps[:, j]), j]
+        low = high = p = math.nan
+        if col.size:
+            low, high = np.quantile(col, [alpha / 2, 1 - alpha / 2])
+            # (k + 1) / (n + 1): never 0 from a finite number of replicates
+            p = min(1.0, 2 * min((np.sum(col <= 0) + 1), (np.sum(col >= 0) + 1)) / (col.size + 1))
+        rows.append({"class": name, "auroc_a": est_a[j], "auroc_b": est_b[j], "difference": est_a[j] - est_b[j],
+                     "low": float(low), "high": float(high), "p_value": float(p), "n_valid": int(col.size)})
+    return pd.DataFrame(rows).set_index("class")

@@ -92,3 +92,74 @@ def test_a_local_judge_scores_by_the_most_likely_digit(tmp_cache):
     assert judge_answers(reader, rows, by="generate")["score"].isna().all()
     with pytest.raises(ValueError):
         judge_answers(reader, rows, by="vote")
+
+
+def test_expected_rating_from_digit_probabilities():
+    from ecgkit.ecgllm.judge import expected_rating
+
+    probs = {"1": 0.1, "2": 0.2, "3": 0.3, "4": 0.2, "5": 0.2}
+    logprobs = {d: float(np.log(p)) for d, p in probs.items()}
+    assert expected_rating(logprobs) == pytest.approx(3.2)
+    # normalised over the five digits: the rest of the vocabulary does not matter
+    assert expected_rating({d: v - 2.0 for d, v in logprobs.items()}) == pytest.approx(3.2)
+    # an endpoint digit missing from the top list (an upper bound) counts as 0
+    status = {d: "full" for d in probs} | {"1": "bound"}
+    assert expected_rating(logprobs, status) == pytest.approx((3.2 - 0.1) / 0.9)
+    assert np.isnan(expected_rating({d: float("nan") for d in probs}))
+
+
+def test_the_expected_rating_separates_what_the_top_digit_ties(tmp_cache):
+    def score(prompt, digit):
+        reference, answer = _graded(prompt)
+        if digit == "4":
+            return 0.0                       # the top digit is always 4
+        if digit == "5":
+            return -0.5 if reference == answer else -3.0
+        return -3.0
+
+    judge = ScriptedLLM(lambda p: "unused", score=score, name="local-4")
+    frame = judge_answers(judge, [{"question": "q", "reference": "r", "answer": "r"}])
+    assert frame["score"][0] == 4 and 4 < frame["expected"][0] < 5
+    assert frame[[f"p{d}" for d in "12345"]].sum(axis=1)[0] == pytest.approx(1.0)
+    assert frame["p4"][0] > frame["p5"][0] > frame["p1"][0]
+    summary, pairs = control_check(judge, control_pairs(ITEMS, n=8))
+    assert summary["compared_on"] == "expected"
+    assert summary["top_ties"] == 8 and summary["top_right_preferred"] == 0
+    assert summary["right_preferred"] == 8 and summary["ties"] == 0 and summary["better_than_chance"]
+    assert (pairs["right_expected"] > pairs["wrong_expected"]).all() and (pairs["right_score"] == 4).all()
+    # a judge that writes its reply is compared on its digits; it has no expected rating
+    writer = ScriptedLLM(lambda p: "4")
+    summary, pairs = control_check(writer, control_pairs(ITEMS, n=4))
+    assert summary["compared_on"] == "score" and summary["ties"] == 4 and pairs["right_expected"].isna().all()
+    assert to_four_levels(4.6) == 4 and to_four_levels(2.4) == 2 and to_four_levels(2.5) == 3
+
+
+def test_judge_scores_are_cached_per_answer(tmp_cache):
+    calls = []
+
+    def score(prompt, digit):
+        calls.append(prompt)
+        return 0.0 if digit == "3" else -1.0
+
+    judge = ScriptedLLM(lambda p: "unused", score=score, name="local-cache")
+    rows = [{"question": f"q{k}", "reference": "r", "answer": "a"} for k in range(3)]
+    judge_answers(judge, rows[:2])
+    assert len(calls) == 10
+    frame = judge_answers(judge, rows)              # one more answer: only it is scored
+    assert len(calls) == 15 and frame["score"].tolist() == [3.0, 3.0, 3.0]
+    judge_answers(judge, rows, cache=False)
+    assert len(calls) == 30
+
+
+def test_a_judge_without_probabilities_writes_its_reply(tmp_cache):
+    from ecgkit.llm import OptionScores
+
+    class NoLogprobs(ScriptedLLM):
+        option_scoring = "first_token"
+
+        def option_logprobs(self, items, system=None, progress=None, batch_size=None):
+            return [OptionScores.failed(options, "response has no logprobs") for _, _, options in items]
+
+    frame = judge_answers(NoLogprobs(lambda p: "Score: 2", name="nolp"), [{"question": "q", "reference": "r",
+                                                                          "answer": "a"}])
+    assert frame["score"][0] == 2 and np.isnan(frame["expected"][0]) and frame["reply"][0] == "Score: 2"

@@ -98,3 +98,21 @@ def test_mcnemar_exact():
     assert mcnemar([1, np.nan], [0, 1])["n"] == 1
     with pytest.raises(ValueError):
         mcnemar([1, 0], [1])
+
+
+def test_scores_are_cached_per_question(tmp_cache):
+    asked = []
+
+    def score(prompt, continuation):
+        asked.append(prompt)
+        return -float(len(continuation))
+
+    llm = ScriptedLLM(lambda p: "", score=score, name="counting")
+    prompts = [open_prompt(i["question"]) for i in ITEMS]
+    options = [i["options"] for i in ITEMS]
+    first = option_loglikelihoods(llm, prompts[:2], options[:2])
+    assert len(asked) == 8
+    both = option_loglikelihoods(llm, prompts, options)       # one more question: only its options
+    assert len(asked) == 12 and both[:2] == first
+    assert option_loglikelihoods(llm, prompts, options, normalize=False)[2] == [-2.0, -7.0, -3.0, -2.0]
+    assert len(asked) == 12                                    # normalising does not score again

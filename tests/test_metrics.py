@@ -103,3 +103,53 @@ def test_bootstrap_nan_class_does_not_crash():
     ci = bootstrap_ci(yt, yp, n_boot=30)
     assert ci.loc[("B", "Sens"), "n_valid"] == 0 and math.isnan(ci.loc[("B", "Sens"), "low"])
     assert ci.loc[("macro", "Sens"), "n_valid"] == 30
+
+
+# ----------------------------------------------------------------------------- AUROC
+
+
+def test_auroc_hand_computed_and_undefined():
+    from ecgkit.metrics import auroc
+
+    y = pd.DataFrame({"A": [1, 1, 0, 0], "B": [0, 0, 0, 0]})
+    s = pd.DataFrame({"A": [0.9, 0.4, 0.5, 0.1], "B": [0.1, 0.2, 0.3, 0.4]})
+    result = auroc(y, s)
+    assert result["A"] == pytest.approx(0.75)           # 3 of the 4 positive-negative pairs in order
+    assert math.isnan(result["B"]) and result["macro"] == pytest.approx(0.75)
+    s.loc[0, "A"] = np.nan                                # a missing score leaves the record out
+    assert auroc(y, s)["A"] == pytest.approx(0.5)
+    assert auroc(np.array([[1], [0]]), np.array([[0.2], [0.1]]), ["X"])["X"] == 1.0
+
+
+def test_auroc_ci_contains_estimate_and_is_deterministic():
+    from ecgkit.metrics import auroc, auroc_ci
+
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame(rng.integers(0, 2, (80, 2)).astype(bool), columns=["A", "B"])
+    s = y.astype(float) + rng.normal(0, 0.8, (80, 2))
+    ci = auroc_ci(y, s, n_boot=200, seed=1)
+    assert list(ci.index) == ["A", "B", "macro"]
+    assert np.allclose(ci["estimate"], auroc(y, s).to_numpy())
+    assert (ci["low"] <= ci["estimate"]).all() and (ci["estimate"] <= ci["high"]).all()
+    assert ci.equals(auroc_ci(y, s, n_boot=200, seed=1))
+
+
+def test_paired_auroc_difference():
+    from ecgkit.metrics import auroc, paired_auroc_difference
+
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame(rng.integers(0, 2, (100, 2)).astype(bool), columns=["A", "B"])
+    good = y.astype(float) + rng.normal(0, 0.5, (100, 2))
+    noise = pd.DataFrame(rng.normal(0, 1, (100, 2)), columns=["A", "B"])
+    diff = paired_auroc_difference(y, good, noise, n_boot=300)
+    assert np.allclose(diff["auroc_a"], auroc(y, good)) and np.allclose(diff["auroc_b"], auroc(y, noise))
+    assert np.allclose(diff["difference"], diff["auroc_a"] - diff["auroc_b"])
+    assert (diff["low"] > 0).all() and (diff["p_value"] < 0.01).all() and (diff["p_value"] > 0).all()
+    # a configuration against itself: difference 0 in every replicate, p = 1
+    same = paired_auroc_difference(y, good, good, n_boot=100)
+    assert (same["difference"] == 0).all() and (same["p_value"] == 1.0).all()
+    # paired: the same draws for both; patients drawn whole with groups
+    grouped = paired_auroc_difference(y, good, noise, n_boot=100, groups=np.arange(100) // 2)
+    assert (grouped["n_valid"] == 100).all()
+    with pytest.raises(ValueError):
+        paired_auroc_difference(y, good, noise.iloc[:50])

@@ -1,9 +1,14 @@
 """LLM as a judge: a written 1-5 rubric, checked on control pairs before its scores are used.
 
 The judge sees the question, the reference answer, the source passage (context) and the answer
-to grade, and replies with one digit (:data:`RUBRIC`). An endpoint writes its reply, and a reply
-without a digit 1-5 is counted (``unparsed``) and left out, never guessed; a local model's score is
-the digit it finds most likely as its reply (:func:`judge_answers`, ``by``).
+to grade, and replies with one digit (:data:`RUBRIC`). A backend that can score options (a local
+model; an endpoint with ``top_logprobs``) gives the probabilities of the replies 1..5 (the one
+scorer, :meth:`ecgkit.llm.LLM.option_logprobs`, cached per answer): ``expected`` is the expected
+rating (sum of digit × probability, normalised over the five digits) and ``score`` the most likely
+digit. A backend that cannot writes its reply, and a reply without a digit 1-5 is counted
+(``unparsed``) and left out, never guessed (:func:`judge_answers`, ``by``). Compare answers, and
+agree with experts (Spearman), on ``expected``: a continuous rating that ties far less often than
+the top digit.
 
 **Control pairs.** Before the judge's scores rank anything, it grades, for each of some
 evaluation questions, the reference answer and a deliberately wrong answer to the same question
@@ -15,6 +20,7 @@ False when that test is not significant, and then the results table must not ran
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Sequence
@@ -22,8 +28,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["RUBRIC", "JUDGE_SYSTEM", "judge_prompt", "parse_score", "judge_answers", "control_pairs",
-           "control_check", "to_four_levels"]
+__all__ = ["RUBRIC", "JUDGE_SYSTEM", "DIGITS", "judge_prompt", "parse_score", "judge_answers", "control_pairs",
+           "control_check", "to_four_levels", "expected_rating"]
+
+#: The judge's possible replies, scored as options.
+DIGITS = ("1", "2", "3", "4", "5")
+#: Two expected ratings closer than this count as a tie.
+TIE_TOLERANCE = 1e-6
+
+log = logging.getLogger(__name__)
 
 JUDGE_SYSTEM = "You are an expert cardiologist grading answers to questions about electrocardiography."
 
@@ -51,41 +64,82 @@ def parse_score(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def expected_rating(logprobs: dict, status: dict | None = None) -> float:
+    """The expected 1-5 rating from the log-probabilities of the replies ``"1"``..``"5"``,
+    normalised over the five digits. A digit an endpoint did not return in its top list
+    (``status "bound"``) counts as probability 0. NaN when no digit was scored."""
+    weights = []
+    for d in DIGITS:
+        value = logprobs.get(d, float("nan"))
+        if value != value or (status is not None and status.get(d) in ("bound", "nan")):
+            weights.append(0.0)
+        else:
+            weights.append(float(np.exp(value)))
+    total = sum(weights)
+    if not total > 0:
+        return float("nan")
+    return float(sum(int(d) * w for d, w in zip(DIGITS, weights)) / total)
+
+
 def judge_answers(llm, rows: Sequence[dict], max_new_tokens: int = 4, use_context: bool = True,
-                  by: str = "auto") -> pd.DataFrame:
+                  by: str = "auto", cache: bool = True) -> pd.DataFrame:
     """Scores of answers: ``rows`` hold ``question``, ``reference``, ``answer`` and optionally
-    ``context``. Returns ``score`` (1-5, or NaN when the reply had none), ``reply`` and ``error``.
+    ``context``. Returns ``score`` (the top digit 1-5, or NaN when the reply had none),
+    ``expected`` (the expected rating, NaN when the judge wrote its reply), ``p1``..``p5`` (the
+    digits' probabilities, normalised), ``reply`` and ``error``.
 
-    ``by="generate"``: the judge writes a reply and its first digit 1-5 is the score.
-    ``by="loglikelihood"``: the score is the digit 1-5 the judge finds most likely as its reply
-    (decoding constrained to the five valid answers; a local model only). ``"auto"``: the latter
-    when the backend gives log-likelihoods, else the former.
+    ``by="probabilities"`` (alias ``"loglikelihood"``): the five replies are scored as options
+    (:meth:`ecgkit.llm.LLM.option_logprobs`; cached per answer when ``cache``); ``score`` is the
+    most likely digit and ``expected`` the expected rating. ``by="generate"``: the judge writes a
+    reply and its first digit 1-5 is the score. ``"auto"``: the former when the backend can
+    score options (a local model, an endpoint with log-probabilities), else the latter; and
+    the latter too when no answer got probabilities (an endpoint without ``logprobs``).
     """
-    from .mcq import has_loglikelihood, option_loglikelihoods
-
     prompts = [judge_prompt(r["question"], r["reference"], r["answer"], r.get("context", "") if use_context else "")
                for r in rows]
-    if by == "auto":
-        by = "loglikelihood" if has_loglikelihood(llm) else "generate"
-    if by == "loglikelihood":
-        digits = ["1", "2", "3", "4", "5"]
-        scored = option_loglikelihoods(llm, prompts, [digits] * len(prompts), system=JUDGE_SYSTEM,
-                                       normalize=False) if prompts else []
-        scores = [None if np.all(np.isnan(row)) else int(np.nanargmax(row)) + 1 for row in scored]
-        replies = [f"most likely digit: {s}" for s in scores]
-        errors = ["" for _ in scores]
+    auto = by == "auto"
+    if auto:
+        by = "probabilities" if getattr(llm, "option_scoring", None) else "generate"
+    probs = np.full((len(prompts), len(DIGITS)), np.nan)
+    expected = [float("nan")] * len(prompts)
+    if by in ("probabilities", "loglikelihood"):
+        from .mcq import _scorer
+
+        scored = _scorer(llm, cache).option_logprobs([(p, None, list(DIGITS)) for p in prompts],
+                                                     system=JUDGE_SYSTEM) if prompts else []
+        if auto and scored and not any(s.ok for s in scored):
+            log.warning("the judge gave no digit probabilities (%s); it writes its replies instead",
+                        scored[0].error)
+            return judge_answers(llm, rows, max_new_tokens=max_new_tokens, use_context=use_context,
+                                 by="generate", cache=cache)
+        scores, replies, errors = [], [], []
+        for k, s in enumerate(scored):
+            expected[k] = expected_rating(s.logprobs, s.status) if s.ok else float("nan")
+            valid = {d: s.logprobs[d] for d in DIGITS
+                     if s.ok and s.logprobs.get(d) == s.logprobs.get(d) and s.status.get(d) not in ("bound", "nan")}
+            top = int(max(valid, key=valid.get)) if valid else None
+            if valid:
+                w = np.array([np.exp(valid[d]) if d in valid else 0.0 for d in DIGITS])
+                probs[k] = w / w.sum()
+            scores.append(top)
+            replies.append(f"most likely digit: {top}")
+            errors.append(s.error or "")
     elif by == "generate":
         generations = llm.generate(prompts, max_new_tokens=max_new_tokens, system=JUDGE_SYSTEM) if prompts else []
         scores = [parse_score(g.text) if g.ok else None for g in generations]
         replies = [g.text for g in generations]
         errors = [g.error or "" for g in generations]
     else:
-        raise ValueError(f"by must be 'auto', 'generate' or 'loglikelihood', not {by!r}")
-    return pd.DataFrame({
+        raise ValueError(f"by must be 'auto', 'generate' or 'probabilities', not {by!r}")
+    frame = pd.DataFrame({
         "score": pd.array([np.nan if s is None else float(s) for s in scores], dtype=float),
-        "reply": replies,
-        "error": errors,
+        "expected": pd.array(expected, dtype=float),
     })
+    for j, d in enumerate(DIGITS):
+        frame[f"p{d}"] = probs[:, j]
+    frame["reply"] = replies
+    frame["error"] = errors
+    return frame
 
 
 def control_pairs(items: Sequence[dict], n: int | None = None, seed: int = 0) -> list[dict]:
@@ -111,6 +165,14 @@ def control_pairs(items: Sequence[dict], n: int | None = None, seed: int = 0) ->
     return pairs
 
 
+def _preferences(right: pd.Series, wrong: pd.Series, tolerance: float = 0.0) -> tuple[int, int, int, pd.Series]:
+    valid = right.notna() & wrong.notna()
+    diff = (right - wrong)[valid]
+    better = int((diff > tolerance).sum())
+    worse = int((diff < -tolerance).sum())
+    return better, int(valid.sum()) - better - worse, worse, valid
+
+
 def control_check(llm, pairs: Sequence[dict], alpha: float = 0.05, max_new_tokens: int = 4,
                   use_context: bool = True, by: str = "auto") -> tuple[dict, pd.DataFrame]:
     """How well the judge separates right from deliberately wrong answers.
@@ -118,7 +180,10 @@ def control_check(llm, pairs: Sequence[dict], alpha: float = 0.05, max_new_token
     Returns ``(summary, frame)``: ``summary`` has ``n``, ``right_preferred``, ``ties``,
     ``wrong_preferred``, ``unparsed`` (a pair with an unscored side), ``preference_rate``
     (right preferred / n), ``p_value`` (one-sided exact sign test, ties and unparsed pairs left
-    out) and ``better_than_chance``; ``frame`` one row per pair with both scores.
+    out), ``better_than_chance`` and ``compared_on`` (``"expected"``: the expected ratings, when
+    the judge gave probabilities, two ratings within 1e-6 being a tie; else ``"score"``, the
+    digits); ``top_right_preferred``, ``top_ties``, ``top_wrong_preferred`` count the same on the
+    top digits. ``frame``: one row per pair with both sides' digits and expected ratings.
     """
     from scipy.stats import binomtest
 
@@ -127,22 +192,27 @@ def control_check(llm, pairs: Sequence[dict], alpha: float = 0.05, max_new_token
     n = len(pairs)
     frame = pd.DataFrame({"id": [p["id"] for p in pairs], "question": [p["question"] for p in pairs],
                           "right_score": scored["score"].to_numpy()[:n], "wrong_score": scored["score"].to_numpy()[n:],
+                          "right_expected": scored["expected"].to_numpy()[:n],
+                          "wrong_expected": scored["expected"].to_numpy()[n:],
                           "right_reply": scored["reply"].to_numpy()[:n], "wrong_reply": scored["reply"].to_numpy()[n:]})
-    valid = frame[["right_score", "wrong_score"]].notna().all(axis=1)
-    right = int((frame["right_score"] > frame["wrong_score"])[valid].sum())
-    wrong = int((frame["right_score"] < frame["wrong_score"])[valid].sum())
-    ties = int(valid.sum()) - right - wrong
+    on = "expected" if frame[["right_expected", "wrong_expected"]].notna().any().any() else "score"
+    tolerance = TIE_TOLERANCE if on == "expected" else 0.0
+    right, ties, wrong, valid = _preferences(frame[f"right_{on}"], frame[f"wrong_{on}"], tolerance)
+    top_right, top_ties, top_wrong, _ = _preferences(frame["right_score"], frame["wrong_score"])
     decided = right + wrong
     p_value = float(binomtest(right, decided, 0.5, alternative="greater").pvalue) if decided else 1.0
     summary = {"n": n, "right_preferred": right, "ties": ties, "wrong_preferred": wrong,
                "unparsed": int((~valid).sum()), "preference_rate": right / n if n else float("nan"),
-               "p_value": p_value, "better_than_chance": bool(decided and p_value < alpha), "alpha": alpha}
+               "p_value": p_value, "better_than_chance": bool(decided and p_value < alpha), "alpha": alpha,
+               "compared_on": on, "top_right_preferred": top_right, "top_ties": top_ties,
+               "top_wrong_preferred": top_wrong}
     return summary, frame
 
 
 def to_four_levels(score) -> float:
     """A 1-5 judge score on the experts' four-level scale (1 incorrect, 2 partially incorrect,
-    3 correct but incomplete, 4 correct): 4 and 5 both mean correct. NaN stays NaN."""
+    3 correct but incomplete, 4 correct): 4 and 5 both mean correct. An expected rating is
+    rounded first (for kappa; use it unrounded for Spearman). NaN stays NaN."""
     if score is None or (isinstance(score, float) and np.isnan(score)):
         return float("nan")
-    return float(min(int(score), 4))
+    return float(min(int(np.floor(float(score) + 0.5)), 4))
