@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..metrics import RATES, bootstrap_ci, multilabel_report
+
+from ..metrics import RATES, auroc_ci, bootstrap_ci, multilabel_report, paired_auroc_difference
 from ..results import paper_numbers
 from .answer import SUPERCLASSES
 from .pipeline import Diagnoses
+from .probabilities import apply_thresholds
 
-__all__ = ["score_diagnoses", "ablation_table", "per_class_table"]
+__all__ = ["score_diagnoses", "ablation_table", "per_class_table", "score_probabilities",
+           "probability_table", "probability_per_class", "paired_comparisons"]
 
 
 def score_diagnoses(truth: pd.DataFrame, diagnoses: Diagnoses, n_boot: int = 1000,
@@ -29,8 +32,12 @@ def score_diagnoses(truth: pd.DataFrame, diagnoses: Diagnoses, n_boot: int = 100
 
 
 def _cell(row) -> str:
+    """``estimate [low, high]``; "–" when undefined; an interval of zero width (a constant
+    answer, too few records) is said to be not estimable instead of printed as [x, x]."""
     if pd.isna(row["estimate"]):
         return "–"
+    if pd.isna(row["low"]) or pd.isna(row["high"]) or row["high"] - row["low"] < 1e-9:
+        return f"{row['estimate']:.3f} (no interval: constant)"
     return f"{row['estimate']:.3f} [{row['low']:.2f}, {row['high']:.2f}]"
 
 
@@ -67,3 +74,74 @@ def per_class_table(scores: dict) -> pd.DataFrame:
         est = table["estimate"].unstack()[list(RATES)]
         parts[name] = est.reindex(list(SUPERCLASSES) + ["macro"])
     return pd.concat(parts, names=["configuration", "class"]).round(3)
+
+
+def score_probabilities(truth: pd.DataFrame, probs: pd.DataFrame, thresholds: pd.Series,
+                        n_boot: int = 1000, seed: int = 0) -> dict:
+    """The LLM's label probabilities (records × superclasses) against ``truth``: AUROC per class
+    and macro with bootstrap intervals, and PPV/NPV/Sens/Spec of the labels at ``thresholds``
+    (chosen on the validation fold, :func:`~ecgkit.alfred.probabilities.threshold_from_validation`).
+    Records without a probability are left out of that class's AUROC and count as negative."""
+    classes = list(SUPERCLASSES)
+    y = truth.loc[probs.index, classes].astype(float)
+    labels = apply_thresholds(probs[classes], thresholds[classes])
+    metric = lambda t, p: multilabel_report(t, p, missing="negative")[list(RATES)]  # noqa: E731
+    return {"auroc": auroc_ci(y, probs[classes], n_boot=n_boot, seed=seed),
+            "rates": bootstrap_ci(y, labels, metric, n_boot=n_boot, seed=seed),
+            "thresholds": thresholds[classes], "n": len(probs),
+            "yes_share": float(labels.eq(True).to_numpy().mean()),
+            "spread": float(probs[classes].std().mean())}
+
+
+def probability_table(scored: dict, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per configuration: macro AUROC and macro PPV/NPV/Sens/Spec at the fold-9
+    thresholds (estimate [95% CI]), the paper's rates beside them, the records, the share of
+    "yes" labels and the spread (mean standard deviation over records) of the probabilities."""
+    paper = paper_numbers("alfred", "ablation") if paper is None else paper
+    reported = paper.pivot(index="configuration", columns="metric", values="value")
+    rows = {}
+    for name, s in scored.items():
+        row = {("ours", "AUROC"): _cell(s["auroc"].loc["macro"])}
+        for m in RATES:
+            row[("ours", m)] = _cell(s["rates"].loc[("macro", m)])
+        for m in RATES:
+            row[("paper", m)] = reported.loc[name, m] if name in reported.index else float("nan")
+        row[("run", "records")] = s["n"]
+        row[("run", "yes share")] = round(s["yes_share"], 3)
+        row[("run", "P(yes) sd")] = round(s["spread"], 3)
+        rows[name] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    frame.index.name = "configuration"
+    return frame
+
+
+def probability_per_class(scored: dict) -> pd.DataFrame:
+    """Configuration × class: AUROC with its interval, the fold-9 threshold, Sens and Spec."""
+    parts = {}
+    for name, s in scored.items():
+        auc = s["auroc"][["estimate", "low", "high"]].rename(
+            columns={"estimate": "AUROC", "low": "AUROC low", "high": "AUROC high"})
+        rates = s["rates"]["estimate"].unstack()[["Sens", "Spec"]]
+        frame = auc.join(rates, how="left").join(s["thresholds"].rename("threshold"), how="left")
+        parts[name] = frame.reindex(list(SUPERCLASSES) + ["macro"])
+    return pd.concat(parts, names=["configuration", "class"]).round(3)
+
+
+def paired_comparisons(truth: pd.DataFrame, probs: dict, pairs, n_boot: int = 1000,
+                       seed: int = 0) -> pd.DataFrame:
+    """Macro AUROC of configuration A minus B on the same records (paired bootstrap), for each
+    ``(A, B)`` of ``pairs``: does adding rules, retrieval or expert knowledge change anything?"""
+    rows = []
+    for a, b in pairs:
+        common = probs[a].index.intersection(probs[b].index)
+        y = truth.loc[common, list(SUPERCLASSES)].astype(float)
+        d = paired_auroc_difference(y, probs[a].loc[common, list(SUPERCLASSES)],
+                                    probs[b].loc[common, list(SUPERCLASSES)], n_boot=n_boot,
+                                    seed=seed).loc["macro"]
+        rows.append({"comparison": f"{a} − {b}", "records": len(common),
+                     "AUROC A": d["auroc_a"], "AUROC B": d["auroc_b"], "difference": d["difference"],
+                     "low": d["low"], "high": d["high"], "p": d["p_value"],
+                     "verdict": ("A higher" if d["low"] > 0 else "B higher" if d["high"] < 0
+                                 else "no difference shown")})
+    return pd.DataFrame(rows).set_index("comparison").round(4)
