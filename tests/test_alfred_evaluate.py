@@ -4,6 +4,7 @@ import pandas as pd
 
 from ecgkit.alfred.answer import SUPERCLASSES
 from ecgkit.alfred.evaluate import (paired_comparisons, probability_per_class, probability_table,
+                                    probability_verdicts,
                                     score_probabilities)
 from ecgkit.alfred.probabilities import threshold_from_validation
 
@@ -38,6 +39,9 @@ def test_informative_probabilities_beat_a_constant_answer():
                                [("Proposed", "Base")], n_boot=200)
     row = pairs.loc["Proposed − Base"]
     assert row["difference"] > 0.2 and row["low"] > 0 and row["verdict"] == "A higher" and row["p"] < 0.05
+    verdicts = probability_verdicts(scored, pairs)
+    assert verdicts["informative"] == ["Proposed"] and verdicts["uninformative"] == ["Base"]
+    assert len(verdicts["differences"]) == 1 and verdicts["differences"][0].startswith("Proposed − Base: +")
 
 
 def test_equal_configurations_show_no_difference():

@@ -17,7 +17,7 @@ from .pipeline import Diagnoses
 from .probabilities import apply_thresholds
 
 __all__ = ["score_diagnoses", "ablation_table", "per_class_table", "score_probabilities",
-           "probability_table", "probability_per_class", "paired_comparisons"]
+           "probability_table", "probability_per_class", "paired_comparisons", "probability_verdicts"]
 
 
 def score_diagnoses(truth: pd.DataFrame, diagnoses: Diagnoses, n_boot: int = 1000,
@@ -145,3 +145,17 @@ def paired_comparisons(truth: pd.DataFrame, probs: dict, pairs, n_boot: int = 10
                      "verdict": ("A higher" if d["low"] > 0 else "B higher" if d["high"] < 0
                                  else "no difference shown")})
     return pd.DataFrame(rows).set_index("comparison").round(4)
+
+
+def probability_verdicts(scored: dict, comparisons: pd.DataFrame) -> dict:
+    """What the probability tables say, for the chapter's prose: the configurations whose macro
+    AUROC interval lies above 0.5 (``informative``), those whose interval includes 0.5
+    (``uninformative``), and the comparisons whose interval excludes 0 (``differences``, as
+    ``"A − B: +0.071"``)."""
+    informative, uninformative = [], []
+    for name, s in scored.items():
+        macro = s["auroc"].loc["macro"]
+        (informative if macro["low"] > 0.5 else uninformative).append(name)
+    differences = [f"{name}: {row['difference']:+.3f}" for name, row in comparisons.iterrows()
+                   if row["verdict"] != "no difference shown"]
+    return {"informative": informative, "uninformative": uninformative, "differences": differences}
