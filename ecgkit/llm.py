@@ -77,6 +77,8 @@ from urllib.parse import urlsplit, urlunsplit
 from .config import cache_dir
 
 __all__ = [
+    "ANTI_LOOP",
+    "anti_loop_options",
     "Generation",
     "LLM",
     "LocalLLM",
@@ -164,6 +166,21 @@ def usage(generations: Iterable[Generation]) -> dict:
         "prompt_tokens": sum(g.prompt_tokens or 0 for g in gens),
         "completion_tokens": sum(g.completion_tokens or 0 for g in gens),
     }
+
+
+#: generate() options against looping answers, per backend kind (recorded with the results)
+ANTI_LOOP = {"local": {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4},
+             "endpoint": {"frequency_penalty": 0.5}}
+
+
+def anti_loop_options(llm) -> dict:
+    """The :data:`ANTI_LOOP` options that ``llm``'s backend understands (``{}`` for others)."""
+    inner = getattr(llm, "llm", llm)          # a CachedLLM wraps its backend
+    if isinstance(inner, LocalLLM):
+        return dict(ANTI_LOOP["local"])
+    if isinstance(inner, OpenAIChat):
+        return dict(ANTI_LOOP["endpoint"])
+    return {}
 
 
 def count_cut(generations: Iterable[Generation]) -> int:

@@ -10,7 +10,7 @@ VERSIONS = {
     "delineator": "1",     # ecgkit.alfred.delineation: U-Net, labels, training loop
     "signal_cache": 1,     # ecgkit.data.cache: memmap layout
     "knowledge_index": 1,  # ecgkit.knowledge.index: chunking and persisted layout
-    "cqa": 2,              # ecgkit.esi.cqa: prompt assembly and answer cleaning
+    "cqa": 3,              # ecgkit.esi.cqa: prompt assembly, answer cleaning, repetition control
     "esi_train": 1,        # ecgkit.esi.train: checkpoints
     "ecgllm_dataset": 1,   # ecgkit.ecgllm.dataset: instruction and MCQ items
     "ecgllm_adapter": 1,   # ecgkit.ecgllm.finetune: LoRA adapters

@@ -419,3 +419,14 @@ def test_an_endpoint_judge_gives_an_expected_rating(tmp_cache):
         assert server.requests[0]["logprobs"] is True and server.requests[0]["max_tokens"] == 1
     finally:
         server.close()
+
+
+def test_anti_loop_options_follow_the_backend(tmp_path, llm_dir):
+    from ecgkit.llm import ANTI_LOOP, CachedLLM, LocalLLM, OpenAIChat, anti_loop_options
+
+    local = LocalLLM(str(llm_dir))                    # nothing is loaded until it generates
+    assert anti_loop_options(local) == ANTI_LOOP["local"]
+    assert anti_loop_options(CachedLLM(local, tmp_path / "c.sqlite")) == ANTI_LOOP["local"]
+    endpoint = OpenAIChat(model="m", base_url="http://127.0.0.1:9/v1")
+    assert anti_loop_options(endpoint) == {"frequency_penalty": 0.5}
+    assert anti_loop_options(object()) == {}

@@ -63,7 +63,7 @@ RETRIEVAL_SETTINGS = {"none": (), "documents": ("documents",), "expert": ("exper
 PAPER_RETRIEVAL = {"none": "no textbook", "documents": "one textbook", "expert": "one textbook",
                    "documents + expert": "both textbooks"}
 #: max_new_tokens per profile: short answers on a CPU, a paragraph with a GPU or an endpoint.
-MAX_NEW_TOKENS = {"quick": 48, "full": 192}
+MAX_NEW_TOKENS = {"quick": 80, "full": 192}
 DEFAULT_COLLECTIONS = ("documents", "expert")
 #: Bumped when the prompt assembly or the cleaning of answers changes (part of the cache key).
 FORMAT_VERSION = VERSIONS["cqa"]
@@ -409,7 +409,9 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
         prompts = [cqa_prompt(r.question, h) for (_, r), h in zip(pending, hits)]
         if progress is None:  # generation takes minutes on a CPU: show a bar unless told not to
             progress = len(prompts) > 1
-        options = {"progress": progress}
+        from ..llm import anti_loop_options
+
+        options = {"progress": progress, **anti_loop_options(llm)}   # no looping descriptions
         generations = llm.generate(prompts, max_new_tokens=max_new_tokens, system=system, **options)
         if len(generations) != len(prompts):
             raise RuntimeError(f"{llm.name} returned {len(generations)} answers for {len(prompts)} prompts")
