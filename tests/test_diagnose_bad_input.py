@@ -244,5 +244,26 @@ def test_flagged_answer_in_report_and_summary(tmp_path, capsys, norm, monkeypatc
     assert any("NORM together with MI" in f for f in saved["answer_flags"])
     assert any("placeholder" in f for f in saved["answer_flags"])
     assert "answer flagged: NORM together with MI" in out
-    assert "| superclass | LLM | rules only |" in md and "**Answer flags:**" in md
+    assert "| superclass | LLM answer | LLM P(yes) | rules only |" in md and "**Answer flags:**" in md
+    assert saved["probabilities"] == {}                 # a backend that cannot score: none, no crash
     assert "&lt;your reasoning&gt;" in md and "<your reasoning>" not in md
+
+
+class _Scoring(_Placeholder):
+    """Answers as the placeholder, and scores " yes" at log 0.8 against " no" at log 0.2."""
+
+    def loglikelihood(self, prompts, continuations, system=None, batch_size=None):
+        return [np.log(0.8) if c.strip().lower() == "yes" else np.log(0.2) for c in continuations]
+
+    def count_tokens(self, texts):
+        return [1 for _ in texts]                       # every variant one token
+
+
+def test_probabilities_beside_the_text_answer(tmp_path, capsys, norm, monkeypatch):
+    monkeypatch.setattr(ecgkit.llm, "get_llm", lambda *a, **k: _Scoring())
+    np.save(tmp_path / "rec.npy", norm)
+    assert main([str(tmp_path / "rec.npy"), "--fs", "500", "--llm", "fake", "--no-figures",
+                 "--config", "LLM without retrieval", "--out", str(tmp_path / "out")]) == 0
+    saved, md = _saved(tmp_path, "rec")
+    assert saved["probabilities"]["MI"] == pytest.approx(0.8)
+    assert "| MI | yes | 0.80 |" in md

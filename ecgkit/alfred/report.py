@@ -187,6 +187,8 @@ def read_record(path, fs: float | None = None, leads=None) -> tuple[np.ndarray, 
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "not measurable"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
@@ -210,13 +212,18 @@ def _markdown(report: dict) -> str:
         lines += ["![12-lead ECG](ecg.png)", "", "![Delineation](delineation.png)", ""]
     lines += ["## Diagnosis", ""]
     if asked:
-        lines += ["| superclass | LLM | rules only |", "|---|---|---|"]
-        lines += [f"| {s} | {_fmt(report['diagnosis'][s])} | {report['rules_only'][s]} |"
+        probs = report.get("probabilities") or {}
+        lines += ["| superclass | LLM answer | LLM P(yes) | rules only |", "|---|---|---|---|"]
+        lines += [f"| {s} | {_fmt(report['diagnosis'][s])} | "
+                  f"{'–' if probs.get(s) is None else format(probs[s], '.2f')} | {_fmt(report['rules_only'][s])} |"
                   for s in SUPERCLASSES]
+        if probs:
+            lines += ["", "*P(yes)*: the probability the model gives to \"yes\" over \"no\" after the "
+                      "class's answer line; a small model's text answer can say yes while this stays near 0.5."]
     else:
         lines += ["The LLM was not asked: the diagnosis is the rule module's alone.", "",
                   "| superclass | rules only |", "|---|---|"]
-        lines += [f"| {s} | {report['rules_only'][s]} |" for s in SUPERCLASSES]
+        lines += [f"| {s} | {_fmt(report['rules_only'][s])} |" for s in SUPERCLASSES]
     lines.append("")
     if report["answer_flags"]:
         lines += ["**Answer flags:** " + "; ".join(_md(f) for f in report["answer_flags"]) + ".", ""]
@@ -302,11 +309,20 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
     prompt = d.prompts[0] if d.prompts else None
     diagnosis = {s: d.predictions.iloc[0][s] for s in SUPERCLASSES}
     explanation = d.answers.iloc[0]["explanation"]
+    probabilities = {}
+    if use_llm and prompt is not None and getattr(llm, "option_scoring", None):
+        from .probabilities import label_probabilities   # P(yes) per class: one more prefill
+
+        try:
+            row = label_probabilities(llm, [prompt], ids=[name]).iloc[0]
+            probabilities = {s: _num(row.get(s)) for s in SUPERCLASSES}
+        except Exception as exc:   # the text answer stands; say why the probabilities are missing
+            info["warnings"].append(f"label probabilities not available ({type(exc).__name__}: {exc})")
     report = {
         "record": name, "source": str(path), "fs": rate, "age": age, "sex": sex,
         "leads": info["leads"], "configuration": d.config, "llm": d.llm, "llm_asked": bool(use_llm),
         "warnings": info["warnings"] + implausible,
-        "diagnosis": diagnosis,
+        "diagnosis": diagnosis, "probabilities": probabilities,
         "rules_only": rules_to_superclasses(rules),
         "answer_flags": answer_flags(diagnosis, explanation) if use_llm else [],
         "explanation": explanation, "answer": d.answers.iloc[0]["text"],
