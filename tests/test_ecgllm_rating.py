@@ -48,7 +48,7 @@ def test_round_trip_with_two_raters_and_bad_rows(tmp_path):
     second.to_csv(tmp_path / "two.csv", index=False)
 
     ratings, report = import_ratings([tmp_path / "dr_one.csv", tmp_path / "two.csv"], key_path)
-    assert report["dr_one.csv"] == {"used": 6, "skipped": 0, "problems": {}}
+    assert report["dr_one.csv"] == {"used": 6, "skipped": 0, "problems": {}, "duplicates": 0}
     problems = report["two.csv"]["problems"]
     assert report["two.csv"]["used"] == 3 and problems[sheet["row"][0]] == "not rated"
     assert "not on the scale" in problems[sheet["row"][1]] and "differs" in problems[sheet["row"][2]]
@@ -61,6 +61,29 @@ def test_round_trip_with_two_raters_and_bad_rows(tmp_path):
     assert scores.loc["fine-tuned", "mean"] == pytest.approx(ratings.loc[ratings.configuration == "fine-tuned", "rating"].mean())
     assert scores.loc["base", "incorrect"] > 0 and scores.loc["fine-tuned", "correct"] > 0
     assert expert_scores(one).loc["base", "mean"] == pytest.approx(4 / 3)
+
+
+def test_sheet_with_one_column_per_level_and_duplicates(tmp_path):
+    """An outside rater's file: an "x" under the chosen level; a row rated twice is reported."""
+    sheet_path, key_path = export_sheet(ANSWERS, tmp_path, seed=0)
+    key = pd.read_csv(key_path).set_index("row")
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False).drop(columns="rating")
+    truth = {("a", "base"): 1, ("a", "fine-tuned"): 4, ("b", "base"): 2, ("b", "fine-tuned"): 3,
+             ("c", "base"): 1, ("c", "fine-tuned"): 3}
+    for k, level in enumerate(SCALE, start=1):
+        sheet[level.title().replace(" ", "_")] = ["x" if truth[(key.loc[r, "id"], key.loc[r, "configuration"])] == k
+                                                  else "" for r in sheet["row"]]
+    marked = sheet.copy()
+    marked.loc[1, "Correct"] = "X"                      # a second level marked: skipped, named
+    doubled = pd.concat([marked, marked.iloc[[0]]], ignore_index=True)   # row 0 rated twice
+    doubled.to_csv(tmp_path / "outside.csv", index=False)
+    ratings, report = import_ratings([tmp_path / "outside.csv"], key_path)
+    rep = report["outside.csv"]
+    assert "marked under 2 levels" in rep["problems"][sheet["row"][1]]
+    assert rep["duplicates"] == 1 and "duplicate of row" in rep["problems"][sheet["row"][0]]
+    assert rep["used"] == 5 and len(ratings) == 5          # 6 rows, one with two levels; the repeat not counted
+    for _, r in ratings.iterrows():
+        assert r["rating"] == truth[(r["id"], r["configuration"])]
 
 
 def test_parse_rating():

@@ -82,18 +82,39 @@ def parse_rating(value) -> int | None:
     raise ValueError(f"{value!r} is not on the scale ({' / '.join(SCALE)}, or 1-4)")
 
 
+def _level_columns(columns) -> dict[str, int]:
+    """Columns named after a level of :data:`SCALE` (any case, spacing, ``_``/``-``) → 1-4."""
+    norm = {" ".join(str(c).strip().lower().replace("_", " ").replace("-", " ").split()): c for c in columns}
+    return {norm[level]: k for k, level in enumerate(SCALE, start=1) if level in norm}
+
+
+def _marked_rating(row, levels: dict[str, int]) -> int | None:
+    """The level whose column is marked ("x", "1", "yes", ...) in a one-column-per-level sheet;
+    None when none is marked; ValueError when several are."""
+    marked = [k for col, k in levels.items() if str(row[col]).strip().lower() not in ("", "0", "no", "false", "nan")]
+    if len(marked) > 1:
+        raise ValueError(f"marked under {len(marked)} levels ({', '.join(SCALE[k - 1] for k in marked)})")
+    return marked[0] if marked else None
+
+
 def read_sheet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, str]]:
     """The rated rows of one filled sheet (``row``, ``answer``, ``rating`` 1-4, ``rater``) and
-    ``{row: problem}`` for rows skipped (empty or off-scale rating)."""
+    ``{row: problem}`` for rows skipped (empty or off-scale rating, several levels marked).
+
+    Two layouts are read: the project's own (a ``rating`` column holding a level's words or
+    1-4) and a sheet with one column per level of :data:`SCALE`, the chosen one marked ("x")."""
     path = Path(path)
     sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"row", "answer", "rating"} - set(sheet.columns)
+    levels = {} if "rating" in sheet.columns else _level_columns(sheet.columns)
+    missing = {"row", "answer"} - set(sheet.columns) | ({"rating"} if "rating" not in sheet.columns
+                                                       and len(levels) < len(SCALE) else set())
     if missing:
-        raise ValueError(f"{path.name} is not a rating sheet: no column(s) {sorted(missing)}")
+        raise ValueError(f"{path.name} is not a rating sheet: no column(s) {sorted(missing)} "
+                         f"(a 'rating' column, or one column per level: {', '.join(SCALE)})")
     rows, problems = [], {}
     for _, r in sheet.iterrows():
         try:
-            rating = parse_rating(r["rating"])
+            rating = _marked_rating(r, levels) if levels else parse_rating(r["rating"])
         except ValueError as exc:
             problems[r["row"]] = str(exc)
             continue
@@ -115,8 +136,16 @@ def import_ratings(sheets: Iterable[str | os.PathLike], key_path: str | os.PathL
     parts, report = [], {}
     for path in sheets:
         rated, problems = read_sheet(path)
-        used = []
+        used, seen = [], {}
         for _, r in rated.iterrows():
+            pair = (r["rater"], key.loc[r["row"], "id"], key.loc[r["row"], "configuration"]) \
+                if r["row"] in key.index else None
+            if pair is not None and pair in seen:   # reported, never averaged: the first rating stays
+                problems[r["row"]] = (f"duplicate of row {seen[pair]} (same rater, question and "
+                                      "configuration): the first rating is used")
+                continue
+            if pair is not None:
+                seen[pair] = r["row"]
             if r["row"] not in key.index:
                 problems[r["row"]] = "row not in the key"
             elif _answer_hash(r["answer"]) != key.loc[r["row"], "answer_sha1"]:
@@ -125,7 +154,8 @@ def import_ratings(sheets: Iterable[str | os.PathLike], key_path: str | os.PathL
                 used.append({"rater": r["rater"], "row": r["row"], "id": key.loc[r["row"], "id"],
                              "configuration": key.loc[r["row"], "configuration"], "rating": int(r["rating"])})
         parts.append(pd.DataFrame(used, columns=["rater", "row", "id", "configuration", "rating"]))
-        report[Path(path).name] = {"used": len(used), "skipped": len(problems), "problems": problems}
+        report[Path(path).name] = {"used": len(used), "skipped": len(problems), "problems": problems,
+                                   "duplicates": sum(p.startswith("duplicate") for p in problems.values())}
     ratings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["rater", "row", "id", "configuration", "rating"])
     return ratings, report
