@@ -629,6 +629,8 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     return out[0] if single else out
 
 
+#: The global ("all") P wave of a beat needs a P wave in at least this share of its leads.
+P_SHARE = 0.5
 #: Anchored beats: a beat the U-Net sees in fewer than this share of the leads is "weak".
 WEAK_SHARE = 0.75
 #: A weak beat that splits one RR interval into two short ones (each under this share of the
@@ -716,7 +718,7 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
 
     The ``all`` row takes the second-earliest QRS onset and second-latest offset (robust to one
     outlying lead) and the median of the other fiducials over the leads that have them (P only
-    when at least half of the matched leads show one).
+    when at least :data:`P_SHARE` of the matched leads show one).
     """
     cols = list(OUTPUT_COLUMNS)
     if fiducials.empty:
@@ -798,7 +800,7 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
                 continue
             vals = v[:, j]
             vals = vals[vals >= 0]
-            enough = len(vals) >= (len(hit) / 2 if col.startswith("p_") else 1)
+            enough = len(vals) >= (P_SHARE * len(hit) if col.startswith("p_") else 1)
             glob[col] = int(np.median(vals)) if enough and len(vals) else -1
         if r >= 0:
             glob["r_peak"] = r
