@@ -61,8 +61,9 @@ def combination_signal(x: np.ndarray, fs: float) -> np.ndarray:
     padlen = min(n - 1, 3 * (2 * len(sos) + 1))
     y = sps.sosfiltfilt(sos, x, axis=0, padlen=padlen)
     g = np.abs(np.gradient(y, axis=0))
-    p99 = np.maximum(np.percentile(g, 99, axis=0), 1e-9)
-    weight = p99 / np.maximum(np.median(g, axis=0), 1e-9)
+    med, p99 = np.percentile(g, [50, 99], axis=0)
+    p99 = np.maximum(p99, 1e-9)
+    weight = p99 / np.maximum(med, 1e-9)
     weight = weight / weight.max()
     # each lead in units of its typical QRS amplitude (98th percentile of |y|), clipped at 1.5 so
     # that an artefact in one lead (a step, an electrode pop) cannot drown the others' QRS

@@ -151,7 +151,7 @@ def _extremum(sig: np.ndarray | None, a: int, b: int) -> int:
     if sig is None or b <= a:
         return (a + b) // 2
     seg = np.asarray(sig[a:b + 1], dtype=float)
-    base = np.linspace(seg[0], seg[-1], seg.size)
+    base = seg[0] + (seg[-1] - seg[0]) * (np.arange(seg.size) / (seg.size - 1))
     return a + int(np.argmax(np.abs(seg - base)))
 
 
@@ -182,28 +182,40 @@ def mask_to_fiducials(mask: np.ndarray, fs: float = FS, signal: np.ndarray | Non
         lab = _clean(mask[i], fs)
         sig = None if signal is None else signal[i]
         vals, starts, stops = _runs(lab)
-        segs = {c: [(int(a), int(b) - 1) for v, a, b in zip(vals, starts, stops) if v == c]
-                for c in (1, 2, 3)}
-        qrs = segs[2]
-        for k, (q_on, q_off) in enumerate(qrs):
-            prev_end = qrs[k - 1][1] if k else -1
-            next_start = qrs[k + 1][0] if k + 1 < len(qrs) else lab.size
-            ps = [s for s in segs[1] if s[0] > prev_end and s[1] < q_on]
-            ts = [s for s in segs[3] if s[0] > q_off and s[1] < next_start]
-            p = ps[-1] if ps else None
-            t = ts[0] if ts else None
+        seg = {c: (starts[vals == c].astype(np.int64), (stops[vals == c] - 1).astype(np.int64))
+               for c in (1, 2, 3)}
+        q_ons, q_offs = seg[2]
+        p_on, p_off = seg[1]
+        t_on, t_off = seg[3]
+        nq = q_ons.size
+        if nq == 0:
+            continue
+        prev_end = np.concatenate([[-1], q_offs[:-1]])
+        next_start = np.concatenate([q_ons[1:], [lab.size]])
+        # P: the last P segment ending before the QRS, if it starts after the previous QRS
+        pi = np.searchsorted(p_off, q_ons, side="left") - 1
+        has_p = (pi >= 0) & (p_on[np.maximum(pi, 0)] > prev_end) if p_on.size else np.zeros(nq, bool)
+        # T: the first T segment starting after the QRS, if it ends before the next QRS
+        ti = np.searchsorted(t_on, q_offs, side="right")
+        has_t = (ti < t_on.size) & (t_off[np.minimum(ti, max(t_on.size - 1, 0))] < next_start) \
+            if t_on.size else np.zeros(nq, bool)
+        for k in range(nq):
+            q_on, q_off = int(q_ons[k]), int(q_offs[k])
             if sig is not None:
                 r = q_on + int(np.argmax(np.abs(sig[q_on:q_off + 1])))
             else:
                 r = (q_on + q_off) // 2
-            rows.append({
-                "lead": lead, "beat": k,
-                "p_on": p[0] if p else -1, "p_peak": _extremum(sig, *p) if p else -1,
-                "p_off": p[1] if p else -1,
-                "qrs_on": q_on, "r_peak": r, "qrs_off": q_off,
-                "t_on": t[0] if t else -1, "t_peak": _extremum(sig, *t) if t else -1,
-                "t_off": t[1] if t else -1,
-            })
+            if has_p[k]:
+                pa, pb = int(p_on[pi[k]]), int(p_off[pi[k]])
+                pp = (pa, _extremum(sig, pa, pb), pb)
+            else:
+                pp = (-1, -1, -1)
+            if has_t[k]:
+                ta, tb = int(t_on[ti[k]]), int(t_off[ti[k]])
+                tt = (ta, _extremum(sig, ta, tb), tb)
+            else:
+                tt = (-1, -1, -1)
+            rows.append((lead, k, *pp, q_on, r, q_off, *tt))
     out = pd.DataFrame(rows, columns=["lead", "beat", *OUTPUT_COLUMNS])
     for c in ("beat", *OUTPUT_COLUMNS):
         out[c] = out[c].astype(np.int64)
@@ -785,12 +797,13 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
             _, first = np.unique(code[order], return_index=True)
             beats.append((np.sort(order[first]), -1))
     values = qrs[cols].to_numpy(np.int64)
+    names = qrs["lead"].to_numpy(object)
     rows_lead, rows_all = [], []
     for beat, (hit, r) in enumerate(beats):
         hit = hit[np.argsort(code[hit], kind="stable")]
         v = values[hit]
         for h in hit:
-            rows_lead.append((qrs["lead"].iat[h], beat, *values[h]))
+            rows_lead.append((names[h], beat, *values[h].tolist()))
         glob = {}
         ons, offs = np.sort(v[:, cols.index("qrs_on")]), np.sort(v[:, cols.index("qrs_off")])
         glob["qrs_on"] = int(ons[min(1, len(ons) - 1)])
@@ -798,10 +811,13 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
         for j, col in enumerate(cols):
             if col in ("qrs_on", "qrs_off"):
                 continue
-            vals = v[:, j]
+            vals = np.sort(v[:, j])
             vals = vals[vals >= 0]
-            enough = len(vals) >= (P_SHARE * len(hit) if col.startswith("p_") else 1)
-            glob[col] = int(np.median(vals)) if enough and len(vals) else -1
+            k = len(vals)
+            enough = k >= (P_SHARE * len(hit) if col.startswith("p_") else 1)
+            # int(median): the middle value, or the mean of the two middle values, truncated
+            glob[col] = (int(vals[k // 2]) if k % 2 else int((vals[k // 2 - 1] + vals[k // 2]) / 2)) \
+                if enough and k else -1
         if r >= 0:
             glob["r_peak"] = r
         rows_all.append(("all", beat, *[glob[c] for c in cols]))
