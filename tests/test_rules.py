@@ -83,8 +83,8 @@ CASES: dict[str, dict] = {
         pos={"heart_rate": 101}, neg=[{"heart_rate": 100}, {"p_axis": 120}], drop=["heart_rate"]),
     "sinus_arrhythmia": dict(
         pos={"rr_sd": 60, "rr_irregularity": 0.05},
-        neg=[{"rr_sd": 39}, {"rr_irregularity": 0.12}, {"p_wave_ratio": 0.8}],
-        also_pos=[{"rr_sd": 40}], drop=["rr_sd"]),
+        neg=[{"rr_sd": 52.9}, {"rr_irregularity": 0.12}, {"p_wave_ratio": 0.8}],
+        also_pos=[{"rr_sd": 53}], drop=["rr_sd"]),
     "atrial_fibrillation": dict(
         pos={"p_wave_ratio": 0.1, "rr_irregularity": 0.2},
         neg=[{"p_wave_ratio": 0.8}, {"rr_irregularity": 0.099}, {"p_wave_ratio": 1.0}],
