@@ -72,12 +72,13 @@ def combination_signal(x: np.ndarray, fs: float) -> np.ndarray:
     return np.sqrt((z ** 2).sum(1))
 
 
-def qrs_anchors(x: np.ndarray, fs: float) -> np.ndarray:
+def qrs_anchors(x: np.ndarray, fs: float, energy: np.ndarray | None = None) -> np.ndarray:
     """R-peak samples of a record (samples × leads, or samples) at ``fs``: NeuroKit2's
-    ``ecg_peaks`` on :func:`combination_signal`. Empty when nothing is found (or NeuroKit2 fails)."""
+    ``ecg_peaks`` on :func:`combination_signal` (or the given ``energy``, that signal already
+    computed). Empty when nothing is found (or NeuroKit2 fails)."""
     import neurokit2 as nk
 
-    c = combination_signal(x, fs)
+    c = combination_signal(x, fs) if energy is None else np.asarray(energy, dtype=float)
     if c.size < fs or not np.any(c > 0):
         return np.zeros(0, dtype=np.int64)
     # NeuroKit2's method takes no peak in its first 300 ms (it starts from a virtual peak at 0):

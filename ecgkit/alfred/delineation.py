@@ -620,12 +620,14 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
             fid = _empty("no usable lead (all leads missing)")
         else:
             anchor = None
+            energy = None
             if anchors:
-                from .beats import qrs_anchors
-                anchor = qrs_anchors(p.T, FS)
+                from .beats import combination_signal, qrs_anchors
+                energy = combination_signal(p.T, FS)
+                anchor = qrs_anchors(p.T, FS, energy=energy)
                 anchor = anchor if len(anchor) else None   # nothing found: the U-Net's vote
             per_lead = mask_to_fiducials(m, FS, signal=p, leads=names)
-            fid = align_beats(per_lead, p.shape[1], FS, anchors=anchor)
+            fid = align_beats(per_lead, p.shape[1], FS, anchors=anchor, energy=energy)
             if fid.empty:
                 fid = _empty("no QRS complex found" if per_lead.empty else
                              "no beat confirmed across leads")
@@ -648,6 +650,8 @@ WEAK_SHARE = 0.75
 #: A weak beat that splits one RR interval into two short ones (each under this share of the
 #: median RR, together within ±30 % of it) is noise, not a beat.
 SPLIT_RR = 0.8
+#: ... as is one whose QRS energy is under this share of the median beat's.
+WEAK_ENERGY = 0.5
 
 
 def _rescue_beats(beats, on, off, centre, code, n_leads, n_samples, fs, refractory_ms):
@@ -684,17 +688,23 @@ def _rescue_beats(beats, on, off, centre, code, n_leads, n_samples, fs, refracto
     return [out[i] for i in np.argsort(key, kind="stable")]
 
 
-def _drop_split_beats(beats, n_leads):
-    """Drop weak beats (U-Net QRS in under :data:`WEAK_SHARE` of the leads) that split an RR
-    interval in two (:data:`SPLIT_RR`), or that start or end the record at a short RR."""
-    if n_leads < 3 or len(beats) < 3:
+def _drop_split_beats(beats, n_leads, centre=None, energy=None, fs=FS):
+    """Drop weak beats that split an RR interval in two (:data:`SPLIT_RR`), or that start or end
+    the record at a short RR. Weak: U-Net QRS in under :data:`WEAK_SHARE` of the leads, or (given
+    ``energy``, the QRS-energy signal of :func:`ecgkit.alfred.beats.combination_signal`) a peak
+    energy under :data:`WEAK_ENERGY` of the median beat's, which also works with one or two
+    leads."""
+    if len(beats) < 3:
         return beats
-    pos = np.array([a for _, a in beats], dtype=float)
-    if (pos < 0).any():
-        return beats
+    pos = np.array([a if a >= 0 else float(np.median(centre[h])) for h, a in beats], dtype=float)
     rr = np.diff(pos)
     med = float(np.median(rr))
-    weak = [h.size < WEAK_SHARE * n_leads for h, _ in beats]
+    weak = np.array([h.size < WEAK_SHARE * n_leads for h, _ in beats]) if n_leads >= 3 \
+        else np.zeros(len(beats), bool)
+    if energy is not None and energy.size:
+        w = int(round(0.05 * fs))
+        peak = np.array([energy[max(0, int(p) - w):int(p) + w + 1].max(initial=0.0) for p in pos])
+        weak |= peak < WEAK_ENERGY * np.median(peak)
     drop = set()
     for i in range(len(beats)):
         if not weak[i]:
@@ -711,7 +721,7 @@ def _drop_split_beats(beats, n_leads):
 
 def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_leads: int | None = None,
                 merge_ms: float = 40.0, refractory_ms: float = 250.0, anchors=None,
-                anchor_ms: float = 60.0) -> pd.DataFrame:
+                anchor_ms: float = 60.0, energy=None) -> pd.DataFrame:
     """Number beats consistently across leads and add one ``lead="all"`` row per beat.
 
     Each lead is delineated on its own, so its beat numbers and spurious detections (noise or a
@@ -722,7 +732,11 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
     leads lies within ``anchor_ms`` of it (default: a quarter of the leads, at least 1), and each
     lead's QRS nearest to a beat gets that beat's number; lead detections no anchor confirms are
     dropped. The ``all`` row's ``r_peak`` is the anchor (one fiducial point for every beat, so
-    RR intervals do not jump between R and S waves).
+    RR intervals do not jump between R and S waves). Beats the U-Net sees in at least
+    :data:`WEAK_SHARE` of the leads (2 or more) but no anchor has are added (the detector missed
+    them); weak beats (U-Net QRS in fewer leads, or, given the QRS-energy signal ``energy``, under
+    :data:`WEAK_ENERGY` of the median beat's energy) that split one RR interval into two short
+    ones (:data:`SPLIT_RR`) are noise and dropped.
 
     *Without* anchors: a beat is kept where the QRS of at least ``min_leads`` leads (default 30 %
     of the leads, at least 2, or 1 for a single lead) overlap; of two candidates closer than
@@ -767,7 +781,8 @@ def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_lea
         beats = [(h, a) for h, a in beats if h.size]
         beats = _rescue_beats(beats, on, off, centre, code, len(leads), n_samples, fs,
                               refractory_ms)
-        beats = _drop_split_beats(beats, len(leads))
+        beats = _drop_split_beats(beats, len(leads), centre,
+                                  None if energy is None else np.asarray(energy, float), fs)
     else:
         need = min_leads or (1 if len(leads) == 1 else max(2, int(np.ceil(0.3 * len(leads)))))
         votes = np.zeros(n_samples + 1, dtype=np.int32)
