@@ -3,9 +3,15 @@
 Classes (:data:`CLASSES`): 0 none, 1 P wave, 2 QRS complex, 3 T wave.
 
 Leads are processed independently, as a batch of single-channel signals, so any lead set and any
-number of leads works. The network sees 500 Hz input (:data:`FS`); other rates are resampled with
+number of leads works (one included; all-NaN columns are missing leads and are skipped). The
+network sees 500 Hz input (:data:`FS`); other rates are resampled with
 :func:`ecgkit.data.preprocess.ecg_resample` and the fiducials are mapped back to the input rate.
 Each lead is standardised (mean removed, divided by its standard deviation, floored at 0.01 mV).
+
+**Beats.** Which QRS complexes are beats is not left to a vote over the leads' U-Net labels (a
+few noisy leads outvote nothing on real ECGs and add beats): :func:`delineate` anchors the beats
+on a QRS detector run on one multi-lead QRS-energy signal (:mod:`ecgkit.alfred.beats`) and keeps
+the U-Net for the wave boundaries (:func:`align_beats`).
 
 Ground truth comes from the synthetic cohort's per-lead fiducials (:func:`fiducials_to_mask`).
 **T onset:** the generator writes no ``t_on``, so the T label starts at
@@ -47,7 +53,8 @@ __all__ = [
     "fiducials_to_mask", "mask_to_fiducials", "UNet1D", "standardise", "train_delineator",
     "train_step", "load_delineator", "save_delineator", "read_delineator", "delineator_key",
     "delineator_config", "shipped_delineator_dir", "held_out_records", "held_out_scores",
-    "delineate", "score_delineation", "neurokit_fiducials",
+    "delineate", "score_delineation", "neurokit_fiducials", "align_beats", "P_SHARE", "WEAK_SHARE",
+    "SPLIT_RR", "WEAK_ENERGY",
 ]
 
 #: Bump when the model, the labels or the training loop change (part of the cache key).
@@ -628,6 +635,8 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
                 anchor = anchor if len(anchor) else None   # nothing found: the U-Net's vote
             per_lead = mask_to_fiducials(m, FS, signal=p, leads=names)
             fid = align_beats(per_lead, p.shape[1], FS, anchors=anchor, energy=energy)
+            if fid.empty and anchor is not None and not per_lead.empty:
+                fid = align_beats(per_lead, p.shape[1], FS)       # no anchor confirmed: vote
             if fid.empty:
                 fid = _empty("no QRS complex found" if per_lead.empty else
                              "no beat confirmed across leads")
