@@ -83,20 +83,27 @@ CASES: dict[str, dict] = {
         pos={"heart_rate": 101}, neg=[{"heart_rate": 100}, {"p_axis": 120}], drop=["heart_rate"]),
     "sinus_arrhythmia": dict(
         pos={"rr_sd": 60, "rr_irregularity": 0.05},
-        neg=[{"rr_sd": 39}, {"rr_irregularity": 0.12}, {"p_wave_ratio": 0.8}],
-        also_pos=[{"rr_sd": 40}], drop=["rr_sd"]),
+        neg=[{"rr_sd": 52.9}, {"rr_irregularity": 0.12}, {"p_wave_ratio": 0.8}],
+        also_pos=[{"rr_sd": 53}], drop=["rr_sd"]),
     "atrial_fibrillation": dict(
         pos={"p_wave_ratio": 0.1, "rr_irregularity": 0.2},
-        neg=[{"p_wave_ratio": 0.3}, {"rr_irregularity": 0.099}],
-        also_pos=[{"rr_irregularity": 0.10}, {"p_wave_ratio": 0.29}], drop=["p_wave_ratio"]),
+        neg=[{"p_wave_ratio": 0.8}, {"rr_irregularity": 0.099}, {"p_wave_ratio": 1.0}],
+        also_pos=[{"rr_irregularity": 0.10}, {"p_wave_ratio": 0.79}, {"p_wave_ratio": 0.0}],
+        drop=["p_wave_ratio", "rr_irregularity"]),
     "atrial_flutter": dict(
         pos={"heart_rate": 150, "p_wave_ratio": 0.2, "rr_irregularity": 0.02},
         neg=[{"heart_rate": 134}, {"heart_rate": 166}, {"p_wave_ratio": 0.5},
              {"rr_irregularity": 0.1}, {"qrs_duration": 120}],
         also_pos=[{"heart_rate": 135}, {"heart_rate": 165}], drop=["heart_rate"]),
     "irregular_rhythm": dict(
-        pos={"rr_irregularity": 0.08, "rr_sd": 80},
-        neg=[{"rr_irregularity": 0.079}, {"p_wave_ratio": 0.49}, {"qrs_duration": 120}],
+        # abrupt changes (RMSSD/SDNN = 0.12 · 833 / 50 = 2.0 ≥ 1.5): not sinus arrhythmia
+        pos={"rr_irregularity": 0.12, "rr_sd": 50},
+        neg=[{"rr_irregularity": 0.079}, {"p_wave_ratio": 0.49}, {"qrs_duration": 120},
+             # gradual change (RMSSD/SDNN 0.08 · 833 / 80 = 0.83): sinus arrhythmia, not this
+             {"rr_irregularity": 0.08, "rr_sd": 80},
+             # P waves in only 60 % of beats and nRMSSD ≥ 0.10: atrial fibrillation, not this
+             {"p_wave_ratio": 0.6}],
+        also_pos=[{"rr_irregularity": 0.08, "rr_sd": 33}],
         drop=["rr_irregularity"]),
     "supraventricular_tachycardia": dict(
         pos={"heart_rate": 180, "p_wave_ratio": 0.1, "rr_irregularity": 0.01},

@@ -3,9 +3,15 @@
 Classes (:data:`CLASSES`): 0 none, 1 P wave, 2 QRS complex, 3 T wave.
 
 Leads are processed independently, as a batch of single-channel signals, so any lead set and any
-number of leads works. The network sees 500 Hz input (:data:`FS`); other rates are resampled with
+number of leads works (one included; all-NaN columns are missing leads and are skipped). The
+network sees 500 Hz input (:data:`FS`); other rates are resampled with
 :func:`ecgkit.data.preprocess.ecg_resample` and the fiducials are mapped back to the input rate.
 Each lead is standardised (mean removed, divided by its standard deviation, floored at 0.01 mV).
+
+**Beats.** Which QRS complexes are beats is not left to a vote over the leads' U-Net labels (a
+few noisy leads outvote nothing on real ECGs and add beats): :func:`delineate` anchors the beats
+on a QRS detector run on one multi-lead QRS-energy signal (:mod:`ecgkit.alfred.beats`) and keeps
+the U-Net for the wave boundaries (:func:`align_beats`).
 
 Ground truth comes from the synthetic cohort's per-lead fiducials (:func:`fiducials_to_mask`).
 **T onset:** the generator writes no ``t_on``, so the T label starts at
@@ -47,7 +53,8 @@ __all__ = [
     "fiducials_to_mask", "mask_to_fiducials", "UNet1D", "standardise", "train_delineator",
     "train_step", "load_delineator", "save_delineator", "read_delineator", "delineator_key",
     "delineator_config", "shipped_delineator_dir", "held_out_records", "held_out_scores",
-    "delineate", "score_delineation", "neurokit_fiducials",
+    "delineate", "score_delineation", "neurokit_fiducials", "align_beats", "P_SHARE", "WEAK_SHARE",
+    "SPLIT_RR", "WEAK_ENERGY",
 ]
 
 #: Bump when the model, the labels or the training loop change (part of the cache key).
@@ -151,7 +158,7 @@ def _extremum(sig: np.ndarray | None, a: int, b: int) -> int:
     if sig is None or b <= a:
         return (a + b) // 2
     seg = np.asarray(sig[a:b + 1], dtype=float)
-    base = np.linspace(seg[0], seg[-1], seg.size)
+    base = seg[0] + (seg[-1] - seg[0]) * (np.arange(seg.size) / (seg.size - 1))
     return a + int(np.argmax(np.abs(seg - base)))
 
 
@@ -182,28 +189,40 @@ def mask_to_fiducials(mask: np.ndarray, fs: float = FS, signal: np.ndarray | Non
         lab = _clean(mask[i], fs)
         sig = None if signal is None else signal[i]
         vals, starts, stops = _runs(lab)
-        segs = {c: [(int(a), int(b) - 1) for v, a, b in zip(vals, starts, stops) if v == c]
-                for c in (1, 2, 3)}
-        qrs = segs[2]
-        for k, (q_on, q_off) in enumerate(qrs):
-            prev_end = qrs[k - 1][1] if k else -1
-            next_start = qrs[k + 1][0] if k + 1 < len(qrs) else lab.size
-            ps = [s for s in segs[1] if s[0] > prev_end and s[1] < q_on]
-            ts = [s for s in segs[3] if s[0] > q_off and s[1] < next_start]
-            p = ps[-1] if ps else None
-            t = ts[0] if ts else None
+        seg = {c: (starts[vals == c].astype(np.int64), (stops[vals == c] - 1).astype(np.int64))
+               for c in (1, 2, 3)}
+        q_ons, q_offs = seg[2]
+        p_on, p_off = seg[1]
+        t_on, t_off = seg[3]
+        nq = q_ons.size
+        if nq == 0:
+            continue
+        prev_end = np.concatenate([[-1], q_offs[:-1]])
+        next_start = np.concatenate([q_ons[1:], [lab.size]])
+        # P: the last P segment ending before the QRS, if it starts after the previous QRS
+        pi = np.searchsorted(p_off, q_ons, side="left") - 1
+        has_p = (pi >= 0) & (p_on[np.maximum(pi, 0)] > prev_end) if p_on.size else np.zeros(nq, bool)
+        # T: the first T segment starting after the QRS, if it ends before the next QRS
+        ti = np.searchsorted(t_on, q_offs, side="right")
+        has_t = (ti < t_on.size) & (t_off[np.minimum(ti, max(t_on.size - 1, 0))] < next_start) \
+            if t_on.size else np.zeros(nq, bool)
+        for k in range(nq):
+            q_on, q_off = int(q_ons[k]), int(q_offs[k])
             if sig is not None:
                 r = q_on + int(np.argmax(np.abs(sig[q_on:q_off + 1])))
             else:
                 r = (q_on + q_off) // 2
-            rows.append({
-                "lead": lead, "beat": k,
-                "p_on": p[0] if p else -1, "p_peak": _extremum(sig, *p) if p else -1,
-                "p_off": p[1] if p else -1,
-                "qrs_on": q_on, "r_peak": r, "qrs_off": q_off,
-                "t_on": t[0] if t else -1, "t_peak": _extremum(sig, *t) if t else -1,
-                "t_off": t[1] if t else -1,
-            })
+            if has_p[k]:
+                pa, pb = int(p_on[pi[k]]), int(p_off[pi[k]])
+                pp = (pa, _extremum(sig, pa, pb), pb)
+            else:
+                pp = (-1, -1, -1)
+            if has_t[k]:
+                ta, tb = int(t_on[ti[k]]), int(t_off[ti[k]])
+                tt = (ta, _extremum(sig, ta, tb), tb)
+            else:
+                tt = (-1, -1, -1)
+            rows.append((lead, k, *pp, q_on, r, q_off, *tt))
     out = pd.DataFrame(rows, columns=["lead", "beat", *OUTPUT_COLUMNS])
     for c in ("beat", *OUTPUT_COLUMNS):
         out[c] = out[c].astype(np.int64)
@@ -551,7 +570,7 @@ def _as_records(signals) -> tuple[list[np.ndarray], bool]:
 
 
 def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: int = 64,
-              leads=None) -> list[pd.DataFrame] | pd.DataFrame:
+              leads=None, anchors: bool = True) -> list[pd.DataFrame] | pd.DataFrame:
     """Delineate ECGs: ``signals`` records × samples × leads (or a list of samples × leads arrays,
     or one record samples × leads / samples). Returns one fiducials frame per record (a single
     frame for a single record) in samples at ``fs``; see :func:`mask_to_fiducials`.
@@ -559,7 +578,13 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     All leads of all records go through the network in batches of ``batch_size`` single-lead
     signals; records of other rates are resampled to 500 Hz and the fiducials mapped back.
     ``model``: default :func:`load_delineator` for the active profile. ``leads``: names (default
-    :data:`LEADS` for 12 leads, else 0, 1, …).
+    :data:`LEADS` for 12 leads, else 0, 1, …). Any number of leads works, one included; leads
+    that are entirely NaN (a missing lead padded) are left out of the frame.
+
+    ``anchors`` (default): the beats are those of a QRS detector on a multi-lead combination
+    signal (:func:`ecgkit.alfred.beats.qrs_anchors`) that the U-Net confirms, the wave boundaries
+    are the U-Net's (:func:`align_beats`); ``False``: the beats are a vote over the U-Net's leads
+    alone. A frame with no beat says why in ``attrs["note"]`` (and a warning is issued).
     """
     from ..data.preprocess import ecg_resample
 
@@ -567,10 +592,13 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     model = model if model is not None else load_delineator()
     model.eval()
     fs = float(fs)
-    prepared = []
+    prepared, present = [], []
     for rec in records:
         x = np.asarray(rec, dtype=np.float32)
-        x500 = x if fs == FS else ecg_resample(x, fs, FS, axis=0)
+        usable = np.isfinite(x).any(0)            # an all-NaN column is a missing lead
+        present.append(usable)
+        x = np.nan_to_num(x[:, usable], nan=0.0, posinf=0.0, neginf=0.0)
+        x500 = x if fs == FS or x.shape[1] == 0 else ecg_resample(x, fs, FS, axis=0)
         prepared.append(np.ascontiguousarray(x500.T))  # leads × n
     # group leads of equal length so they batch together
     items = [(r, l) for r, p in enumerate(prepared) for l in range(p.shape[0])]
@@ -588,10 +616,32 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
                 for (r, l), p in zip(chunk, pred):
                     masks[r][l] = p
     out = []
-    for rec, p, m in zip(records, prepared, masks):
-        names = leads if leads is not None else (list(LEADS) if p.shape[0] == len(LEADS)
-                                                 else list(range(p.shape[0])))
-        fid = align_beats(mask_to_fiducials(m, FS, signal=p, leads=names), p.shape[1], FS)
+    for rec, p, m, use in zip(records, prepared, masks, present):
+        n_cols = use.size
+        names = list(leads) if leads is not None else (list(LEADS) if n_cols == len(LEADS)
+                                                       else list(range(n_cols)))
+        if len(names) != n_cols:
+            raise ValueError(f"{len(names)} lead names for {n_cols} leads")
+        names = [nm for nm, u in zip(names, use) if u]
+        if p.shape[0] == 0:
+            fid = _empty("no usable lead (all leads missing)")
+        else:
+            anchor = None
+            energy = None
+            if anchors:
+                from .beats import combination_signal, qrs_anchors
+                energy = combination_signal(p.T, FS)
+                anchor = qrs_anchors(p.T, FS, energy=energy)
+                anchor = anchor if len(anchor) else None   # nothing found: the U-Net's vote
+            per_lead = mask_to_fiducials(m, FS, signal=p, leads=names)
+            fid = align_beats(per_lead, p.shape[1], FS, anchors=anchor, energy=energy)
+            if fid.empty and anchor is not None and not per_lead.empty:
+                fid = align_beats(per_lead, p.shape[1], FS)       # no anchor confirmed: vote
+            if fid.empty:
+                fid = _empty("no QRS complex found" if per_lead.empty else
+                             "no beat confirmed across leads")
+        if "note" in fid.attrs:
+            warnings.warn(f"delineate: {fid.attrs['note']}", stacklevel=2)
         if fs != FS:
             cols = list(OUTPUT_COLUMNS)
             vals = fid[cols].to_numpy()
@@ -602,68 +652,203 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     return out[0] if single else out
 
 
+#: The global ("all") P wave of a beat needs a P wave in at least this share of its leads.
+P_SHARE = 0.5
+#: Anchored beats: a beat the U-Net sees in fewer than this share of the leads is "weak".
+WEAK_SHARE = 0.75
+#: A weak beat that splits one RR interval into two short ones (each under this share of the
+#: median RR, together within ±30 % of it) is noise, not a beat.
+SPLIT_RR = 0.8
+#: ... as is one whose QRS energy is under this share of the median beat's.
+WEAK_ENERGY = 0.5
+
+
+def _rescue_beats(beats, on, off, centre, code, n_leads, n_samples, fs, refractory_ms):
+    """Add the beats the U-Net sees in at least :data:`WEAK_SHARE` of the leads (and 2 or more
+    leads) but no anchor has within ``refractory_ms`` (the detector missed them)."""
+    need = max(2, int(np.ceil(WEAK_SHARE * n_leads)))
+    if n_leads < 2 or on.size == 0:
+        return beats
+    votes = np.zeros(n_samples + 1, dtype=np.int32)
+    for a, b in zip(on, off):
+        votes[a:b + 1] += 1
+    values, starts, stops = _runs((votes >= need).astype(np.int8))
+    taken = np.array([a for _, a in beats], dtype=float)
+    used = {int(h) for hit, _ in beats for h in hit}
+    ref = refractory_ms * fs / 1000.0
+    added = []
+    for v, a, b in zip(values, starts, stops):
+        if v != 1:
+            continue
+        c = (a + b - 1) / 2.0
+        if taken.size and np.abs(taken - c).min() < ref:
+            continue
+        near = np.flatnonzero((off >= a) & (on <= b - 1))
+        near = np.array([h for h in near if h not in used], dtype=np.int64)
+        if near.size == 0:
+            continue
+        order = near[np.argsort(np.abs(centre[near] - c), kind="stable")]
+        _, first = np.unique(code[order], return_index=True)
+        added.append((order[first], -1))
+    if not added:
+        return beats
+    out = beats + added
+    key = [a if a >= 0 else float(np.median(centre[h])) for h, a in out]
+    return [out[i] for i in np.argsort(key, kind="stable")]
+
+
+def _drop_split_beats(beats, n_leads, centre=None, energy=None, fs=FS):
+    """Drop weak beats that split an RR interval in two (:data:`SPLIT_RR`), or that start or end
+    the record at a short RR. Weak: U-Net QRS in under :data:`WEAK_SHARE` of the leads, or (given
+    ``energy``, the QRS-energy signal of :func:`ecgkit.alfred.beats.combination_signal`) a peak
+    energy under :data:`WEAK_ENERGY` of the median beat's, which also works with one or two
+    leads."""
+    if len(beats) < 3:
+        return beats
+    pos = np.array([a if a >= 0 else float(np.median(centre[h])) for h, a in beats], dtype=float)
+    rr = np.diff(pos)
+    med = float(np.median(rr))
+    weak = np.array([h.size < WEAK_SHARE * n_leads for h, _ in beats]) if n_leads >= 3 \
+        else np.zeros(len(beats), bool)
+    if energy is not None and energy.size:
+        w = int(round(0.05 * fs))
+        peak = np.array([energy[max(0, int(p) - w):int(p) + w + 1].max(initial=0.0) for p in pos])
+        weak |= peak < WEAK_ENERGY * np.median(peak)
+    drop = set()
+    for i in range(len(beats)):
+        if not weak[i]:
+            continue
+        prev = rr[i - 1] if i > 0 else None
+        nxt = rr[i] if i < len(rr) else None
+        if prev is not None and nxt is not None:
+            if prev < SPLIT_RR * med and nxt < SPLIT_RR * med and abs(prev + nxt - med) <= 0.3 * med:
+                drop.add(i)
+        elif (prev if prev is not None else nxt) < 0.6 * med:
+            drop.add(i)
+    return [b for i, b in enumerate(beats) if i not in drop]
+
+
 def align_beats(fiducials: pd.DataFrame, n_samples: int, fs: float = FS, min_leads: int | None = None,
-                merge_ms: float = 40.0, refractory_ms: float = 250.0) -> pd.DataFrame:
+                merge_ms: float = 40.0, refractory_ms: float = 250.0, anchors=None,
+                anchor_ms: float = 60.0, energy=None) -> pd.DataFrame:
     """Number beats consistently across leads and add one ``lead="all"`` row per beat.
 
     Each lead is delineated on its own, so its beat numbers and spurious detections (noise or a
-    tall T wave labelled QRS in one lead) are its own. A beat is kept where the QRS of at least
-    ``min_leads`` leads (default 30 % of the leads, at least 2) overlap; each lead's QRS that
-    overlaps a kept beat gets that beat's number, the others are dropped. The ``all`` row takes the
-    second-earliest QRS onset and second-latest offset (robust to one outlying lead) and the
-    median of the other fiducials over the leads that have them (P only when a third of the
-    matched leads show one).
+    tall T wave labelled QRS in one lead) are its own.
+
+    *With* ``anchors`` (R-peak samples of a QRS detector, :func:`ecgkit.alfred.beats.qrs_anchors`;
+    what :func:`delineate` passes): every anchor is a beat when the QRS of at least ``min_leads``
+    leads lies within ``anchor_ms`` of it (default: a quarter of the leads, at least 1), and each
+    lead's QRS nearest to a beat gets that beat's number; lead detections no anchor confirms are
+    dropped. The ``all`` row's ``r_peak`` is the anchor (one fiducial point for every beat, so
+    RR intervals do not jump between R and S waves). Beats the U-Net sees in at least
+    :data:`WEAK_SHARE` of the leads (2 or more) but no anchor has are added (the detector missed
+    them); weak beats (U-Net QRS in fewer leads, or, given the QRS-energy signal ``energy``, under
+    :data:`WEAK_ENERGY` of the median beat's energy) that split one RR interval into two short
+    ones (:data:`SPLIT_RR`) are noise and dropped.
+
+    *Without* anchors: a beat is kept where the QRS of at least ``min_leads`` leads (default 30 %
+    of the leads, at least 2, or 1 for a single lead) overlap; of two candidates closer than
+    ``refractory_ms`` the one more leads agree on stays; its ``r_peak`` is the leads' median.
+
+    The ``all`` row takes the second-earliest QRS onset and second-latest offset (robust to one
+    outlying lead) and the median of the other fiducials over the leads that have them (P only
+    when at least :data:`P_SHARE` of the matched leads show one).
     """
+    cols = list(OUTPUT_COLUMNS)
     if fiducials.empty:
         return fiducials
     lead_rows = fiducials[fiducials["lead"].astype(str) != "all"]
     leads = list(dict.fromkeys(lead_rows["lead"]))
-    need = min_leads or max(2, int(np.ceil(0.3 * len(leads))))
-    votes = np.zeros(n_samples + 1, dtype=np.int32)
-    qrs = lead_rows[(lead_rows["qrs_on"] >= 0) & (lead_rows["qrs_off"] >= 0)]
-    for on, off in zip(qrs["qrs_on"], qrs["qrs_off"]):
-        votes[on:off + 1] += 1
-    values, starts, stops = _runs((votes >= need).astype(np.int8))
-    runs = [(int(a), int(b) - 1) for v, a, b in zip(values, starts, stops) if v == 1]
-    merged: list[list[int]] = []
-    for a, b in runs:
-        if merged and a - merged[-1][1] <= merge_ms * fs / 1000:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b])
-    # a refractory period: of two candidate beats closer than ``refractory_ms``, the one that
-    # more leads agree on stays (a T wave labelled QRS in a few leads loses to the real QRS)
-    strength = [int(votes[a:b + 1].max()) for a, b in merged]
-    keep = []
-    for i in sorted(range(len(merged)), key=lambda j: -strength[j]):
-        centre = sum(merged[i]) / 2
-        if all(abs(centre - sum(merged[k]) / 2) >= refractory_ms * fs / 1000 for k in keep):
-            keep.append(i)
-    merged = [merged[i] for i in sorted(keep)]
-    pad = int(merge_ms * fs / 1000)
-    rows, cols = [], list(OUTPUT_COLUMNS)
-    for beat, (a, b) in enumerate(merged):
-        hit = qrs[(qrs["qrs_off"] >= a - pad) & (qrs["qrs_on"] <= b + pad)]
-        hit = hit.loc[(((hit["qrs_on"] + hit["qrs_off"]) / 2 - (a + b) / 2).abs()
-                       .groupby(hit["lead"]).idxmin())]
-        if hit.empty:
-            continue
-        for _, row in hit.iterrows():
-            rows.append({**row.to_dict(), "beat": beat})
-        glob = {"lead": "all", "beat": beat}
-        ons, offs = np.sort(hit["qrs_on"].to_numpy()), np.sort(hit["qrs_off"].to_numpy())
+    qrs = lead_rows[(lead_rows["qrs_on"] >= 0) & (lead_rows["qrs_off"] >= 0)].reset_index(drop=True)
+    on = qrs["qrs_on"].to_numpy(np.int64)
+    off = qrs["qrs_off"].to_numpy(np.int64)
+    centre = (on + off) / 2.0
+    code = pd.Index(leads).get_indexer(qrs["lead"])
+    beats: list[tuple[np.ndarray, int]] = []   # (row indices into qrs, r_peak or -1)
+    if anchors is not None:
+        need = min_leads or max(1, int(np.ceil(0.25 * len(leads))))
+        pad = anchor_ms * fs / 1000.0
+        for a in np.sort(np.asarray(anchors, dtype=np.int64)):
+            near = np.flatnonzero((off >= a - pad) & (on <= a + pad))
+            if near.size == 0:
+                continue
+            # one QRS per lead: the one whose centre is nearest to the anchor
+            order = near[np.argsort(np.abs(centre[near] - a), kind="stable")]
+            _, first = np.unique(code[order], return_index=True)
+            hit = order[first]
+            if hit.size >= need:
+                beats.append((hit, int(a)))
+        # a lead's QRS may not serve two beats: keep it with the nearer anchor
+        owner: dict[int, int] = {}
+        for b, (hit, a) in enumerate(beats):
+            for h in hit:
+                if h not in owner or abs(centre[h] - a) < abs(centre[h] - beats[owner[h]][1]):
+                    owner[h] = b
+        beats = [(np.array([h for h in hit if owner[h] == b], dtype=np.int64), a)
+                 for b, (hit, a) in enumerate(beats)]
+        beats = [(h, a) for h, a in beats if h.size]
+        beats = _rescue_beats(beats, on, off, centre, code, len(leads), n_samples, fs,
+                              refractory_ms)
+        beats = _drop_split_beats(beats, len(leads), centre,
+                                  None if energy is None else np.asarray(energy, float), fs)
+    else:
+        need = min_leads or (1 if len(leads) == 1 else max(2, int(np.ceil(0.3 * len(leads)))))
+        votes = np.zeros(n_samples + 1, dtype=np.int32)
+        for a, b in zip(on, off):
+            votes[a:b + 1] += 1
+        values, starts, stops = _runs((votes >= need).astype(np.int8))
+        runs = [(int(a), int(b) - 1) for v, a, b in zip(values, starts, stops) if v == 1]
+        merged: list[list[int]] = []
+        for a, b in runs:
+            if merged and a - merged[-1][1] <= merge_ms * fs / 1000:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        strength = [int(votes[a:b + 1].max()) for a, b in merged]
+        keep = []
+        for i in sorted(range(len(merged)), key=lambda j: -strength[j]):
+            c = sum(merged[i]) / 2
+            if all(abs(c - sum(merged[k]) / 2) >= refractory_ms * fs / 1000 for k in keep):
+                keep.append(i)
+        merged = [merged[i] for i in sorted(keep)]
+        pad = int(merge_ms * fs / 1000)
+        for a, b in merged:
+            near = np.flatnonzero((off >= a - pad) & (on <= b + pad))
+            if near.size == 0:
+                continue
+            order = near[np.argsort(np.abs(centre[near] - (a + b) / 2), kind="stable")]
+            _, first = np.unique(code[order], return_index=True)
+            beats.append((np.sort(order[first]), -1))
+    values = qrs[cols].to_numpy(np.int64)
+    names = qrs["lead"].to_numpy(object)
+    rows_lead, rows_all = [], []
+    for beat, (hit, r) in enumerate(beats):
+        hit = hit[np.argsort(code[hit], kind="stable")]
+        v = values[hit]
+        for h in hit:
+            rows_lead.append((names[h], beat, *values[h].tolist()))
+        glob = {}
+        ons, offs = np.sort(v[:, cols.index("qrs_on")]), np.sort(v[:, cols.index("qrs_off")])
         glob["qrs_on"] = int(ons[min(1, len(ons) - 1)])
         glob["qrs_off"] = int(offs[max(len(offs) - 2, 0)])
-        for col in cols:
+        for j, col in enumerate(cols):
             if col in ("qrs_on", "qrs_off"):
                 continue
-            vals = hit[col].to_numpy()
+            vals = np.sort(v[:, j])
             vals = vals[vals >= 0]
-            enough = len(vals) >= (len(hit) / 3 if col.startswith("p_") else 1)
-            glob[col] = int(np.median(vals)) if enough and len(vals) else -1
-        rows.append(glob)
-    out = pd.DataFrame(rows, columns=["lead", "beat"] + cols)
-    return out.astype({c: np.int64 for c in ["beat"] + cols}).reset_index(drop=True)
+            k = len(vals)
+            enough = k >= (P_SHARE * len(hit) if col.startswith("p_") else 1)
+            # int(median): the middle value, or the mean of the two middle values, truncated
+            glob[col] = (int(vals[k // 2]) if k % 2 else int((vals[k // 2 - 1] + vals[k // 2]) / 2)) \
+                if enough and k else -1
+        if r >= 0:
+            glob["r_peak"] = r
+        rows_all.append(("all", beat, *[glob[c] for c in cols]))
+    out = pd.DataFrame(rows_lead + rows_all, columns=["lead", "beat"] + cols)
+    out = out.astype({c: np.int64 for c in ["beat"] + cols})
+    order = np.lexsort((np.arange(len(out)), out["beat"].to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,8 +30,18 @@ How it measures
   farthest behind the chord from J to the T peak (where the ST segment bends into the T wave).
 * **Global intervals** are medians over beats of the global boundaries ("all" rows, or the
   earliest onset / latest offset over the leads); RR intervals come from the global R peaks
-  (or the median lead R peak). QTc uses the mean RR. Axes are ``atan2(area aVF, area I)`` of the
-  net P, QRS and T areas in the median beats.
+  (or the median lead R peak) of the beats at least ``EDGE_MS`` (100 ms) from both ends of the
+  record (:func:`ecgkit.alfred.beats.counted`: a truncated edge beat feeds no RR interval). QTc
+  uses the mean RR. Axes are ``atan2(area aVF, area I)`` of the net P, QRS and T areas in the
+  median beats; without lead I or aVF, those areas are derived from any two other limb leads
+  (Einthoven/Goldberger relations).
+* ``p_wave_ratio``: the share of beats (whose P wave could have been recorded) with a P wave
+  whose PR interval is plausible (:data:`PR_RANGE_MS`) and within :data:`PR_TOLERANCE_MS` of the
+  record's median PR. The global P wave of a beat is the one that at least half of the leads
+  showing the beat have (:func:`ecgkit.alfred.delineation.align_beats`). Fibrillatory waves
+  taken for P waves in some beats have no fixed PR, so atrial fibrillation keeps a low ratio.
+* **Fewer than 12 leads**: a missing lead (all NaN, see :func:`pad_leads`) has no lead features
+  ("lead not recorded").
 * ``noise_level``: RMS of the residual of the beats around the median beat after a 1 Hz
   high-pass; ``baseline_drift``: peak-to-peak range of the lead low-passed below 0.5 Hz.
 * ``delta_wave``: from the visible start (0.02 mV) of the upstroke of the first main deflection
@@ -48,11 +58,19 @@ from scipy import signal as sps
 
 from ..data.wfdb_io import LEADS
 from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
+from .beats import EDGE_MS, counted
 
-__all__ = ["extract_features", "feature_names", "feature_table", "WAVE_THRESHOLD_MV"]
+__all__ = ["extract_features", "extract_features_many", "feature_names", "feature_table",
+           "pad_leads", "WAVE_THRESHOLD_MV", "PR_RANGE_MS", "PR_TOLERANCE_MS"]
 
 #: A QRS wave must reach this far from the baseline (mV) to be named Q, R, S or R'.
 WAVE_THRESHOLD_MV = 0.025
+#: A P wave counts for ``p_wave_ratio`` when its PR interval lies in this range (ms) ...
+PR_RANGE_MS = (80.0, 400.0)
+#: ... and within this many ms of the record's median PR (a constant PR interval, as a sinus- or
+#: atrially-conducted P wave has; fibrillatory waves taken for P waves have no fixed PR). Chosen
+#: on PTB-XL folds 1–9 (the largest of 20–60 ms that kept every atrial fibrillation found).
+PR_TOLERANCE_MS = 30.0
 _FID = ("p_on", "p_peak", "p_off", "qrs_on", "r_peak", "qrs_off", "t_peak", "t_off")
 
 
@@ -524,22 +542,68 @@ def _sex_code(sex) -> float:
     return v if v in (0.0, 1.0) else np.nan
 
 
+#: Limb leads as combinations of I and II (Einthoven: III = II − I; Goldberger: aVR = −(I + II)/2,
+#: aVL = I − II/2, aVF = II − I/2).
+_LIMB_BASIS = {"I": (1.0, 0.0), "II": (0.0, 1.0), "III": (-1.0, 1.0), "aVR": (-0.5, -0.5),
+               "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0)}
+
+
+def _i_avf(areas: dict) -> tuple[float, float]:
+    """Areas in I and aVF: measured when both are, else derived from any two (or more) limb
+    leads that were measured (least squares on the Einthoven/Goldberger relations)."""
+    ai, af = areas.get("I", np.nan), areas.get("aVF", np.nan)
+    if not (np.isnan(ai) or np.isnan(af)):
+        return ai, af
+    have = [ld for ld, v in areas.items() if not np.isnan(v)]
+    if len(have) < 2:
+        return np.nan, np.nan
+    a = np.array([_LIMB_BASIS[ld] for ld in have])
+    if np.linalg.matrix_rank(a) < 2:
+        return np.nan, np.nan
+    (i, ii), *_ = np.linalg.lstsq(a, np.array([areas[ld] for ld in have]), rcond=None)
+    return float(i), float(ii - 0.5 * i)
+
+
+def pad_leads(signal, leads) -> np.ndarray:
+    """A record with some of the 12 leads (samples × len(leads), named ``leads``, e.g.
+    ``["I", "II"]`` or ``["MLII", "V1"]``; MLII counts as II) → samples × 12 in :data:`LEADS`
+    order, the missing leads all NaN (so they are "not measured", never guessed)."""
+    x = np.asarray(signal, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    names = [str(ld) for ld in leads]
+    if len(names) != x.shape[1]:
+        raise ValueError(f"{len(names)} lead names for {x.shape[1]} leads")
+    alias = {"MLII": "II", "MLI": "I", "MLIII": "III", "AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}
+    upper = {ld.upper(): ld for ld in LEADS}
+    out = np.full((x.shape[0], len(LEADS)), np.nan)
+    for j, name in enumerate(names):
+        std = alias.get(name.upper(), upper.get(name.upper()))
+        if std is None:
+            raise ValueError(f"unknown lead {name!r}; leads are {list(LEADS)} (or MLII)")
+        out[:, LEADS.index(std)] = x[:, j]
+    return out
+
+
 def _axis(area_i: float, area_avf: float) -> float:
     return float(np.degrees(np.arctan2(area_avf, area_i)))
 
 
-def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=None
-                     ) -> tuple[pd.Series, dict[str, str]]:
+def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=None,
+                     leads=None) -> tuple[pd.Series, dict[str, str]]:
     """Measure the ALFRED features of one 12-lead record.
 
     ``signal``: samples × 12 (mV, :data:`LEADS` order); ``fs``: Hz; ``fiducials``: the
     delineation (see the module docstring), in samples at ``fs``; ``age`` in years, ``sex`` 0/1
     (PTB-XL: 0 male, 1 female) or "M"/"F".
 
+    ``leads``: names of the columns of ``signal`` when it has fewer than 12 (see
+    :func:`pad_leads`); a missing lead (or an all-NaN column) gives NaN lead features with the
+    reason "lead not recorded", and the rules that need it are undetermined.
+
     Returns ``(features, missing)``: a float Series indexed by :func:`feature_names` (NaN where
     a feature could not be measured) and a dict ``name -> reason`` for every NaN.
     """
-    x = np.asarray(signal, dtype=float)
+    x = pad_leads(signal, leads) if leads is not None else np.asarray(signal, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(LEADS):
         raise ValueError(f"signal must be samples × {len(LEADS)}, got shape {x.shape}")
     fs = float(fs)
@@ -554,14 +618,16 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
     gk = [f.key for f in GLOBAL_FEATURES]
     gv = {k: np.nan for k in gk}
     rr_med = np.nan
+    n_samples = x.shape[0]
     if g is None or (~np.isnan(g["qrs_on"])).sum() == 0:
         for k in gk:
             missing[k] = "no beats delineated"
     else:
-        rp = g["r_peak"][~np.isnan(g["r_peak"])]
-        if np.isnan(g["r_peak"]).all():
-            rp = g["qrs_on"][~np.isnan(g["qrs_on"])]
-        rp = np.sort(rp)
+        rp = g["r_peak"]
+        if np.isnan(rp).all():
+            rp = g["qrs_on"]
+        # beats within EDGE_MS of either end may be truncated: no RR interval uses them
+        rp = counted(rp[~np.isnan(rp)], n_samples, fs)
         rr = np.diff(rp) / fs * 1000.0  # ms
         if rr.size >= 1:
             rr_mean = float(rr.mean())
@@ -569,21 +635,27 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
             gv["heart_rate"] = 60000.0 / rr_mean
         else:
             rr_mean = np.nan
-            missing["heart_rate"] = "fewer than 2 beats"
+            missing["heart_rate"] = f"fewer than 2 beats (at least {EDGE_MS:.0f} ms from the ends)"
         if rr.size >= 2:
             gv["rr_sd"] = float(rr.std())
             gv["rr_irregularity"] = float(np.sqrt(np.mean(np.diff(rr) ** 2)) / rr_mean)
         else:
             for k in ("rr_sd", "rr_irregularity"):
-                missing[k] = "fewer than 3 beats"
+                missing[k] = f"fewer than 3 beats (at least {EDGE_MS:.0f} ms from the ends)"
         beats = ~np.isnan(g["qrs_on"])
-        has_p = beats & ~np.isnan(g["p_on"])
+        pr_all = g["qrs_on"] - g["p_on"]
+        plausible = beats & (pr_all >= PR_RANGE_MS[0] * fs / 1000) & (pr_all <= PR_RANGE_MS[1] * fs / 1000)
         # beats too close to the start for their P wave to be recorded do not count
-        pr_s = np.median(g["qrs_on"][has_p] - g["p_on"][has_p]) if has_p.any() else 0.25 * fs
+        pr_s = np.median(pr_all[plausible]) if plausible.any() else 0.25 * fs
         beats = beats & (np.nan_to_num(g["qrs_on"], nan=-1.0) >= pr_s + 0.02 * fs)
         if not beats.any():
             beats = ~np.isnan(g["qrs_on"])
-        has_p = beats & ~np.isnan(g["p_on"])
+        # a P wave counts when its PR interval is plausible and within PR_TOLERANCE_MS of the
+        # record's median PR: sinus-conducted P waves keep a constant PR, fibrillatory or
+        # flutter waves taken for P waves do not
+        cand = beats & plausible
+        has_p = cand & (np.abs(pr_all - (np.median(pr_all[cand]) if cand.any() else 0.0))
+                        <= PR_TOLERANCE_MS * fs / 1000)
         gv["p_wave_ratio"] = float(has_p.sum() / beats.sum())
         if has_p.any():
             gv["pr_interval"] = float(np.median(g["qrs_on"][has_p] - g["p_on"][has_p]) / fs * 1000)
@@ -614,7 +686,12 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
         fd = _fid_arrays(fiducials, lead)
         if fd is None and g is not None:
             fd = g  # no per-lead rows: use the global boundaries
-        v, why, extra = _lead_features(x[:, li], fs, fd, rr_med)
+        if np.isnan(x[:, li]).all():
+            v = {f.key: np.nan for f in LEAD_FEATURES}
+            why = {k: "lead not recorded" for k in v}
+            extra = {"p_area": np.nan}
+        else:
+            v, why, extra = _lead_features(x[:, li], fs, fd, rr_med)
         lead_vals[lead] = {**v, **extra}
         for k, val in v.items():
             values[f"{k}_{lead}"] = val
@@ -626,9 +703,9 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
     for key, (src, wave) in area_keys.items():
         if key in missing:
             continue
-        ai, af = lead_vals["I"][src], lead_vals["aVF"][src]
+        ai, af = _i_avf({ld: lead_vals[ld][src] for ld in _LIMB_BASIS})
         if np.isnan(ai) or np.isnan(af):
-            missing[key] = f"no {wave} wave area in lead I or aVF"
+            missing[key] = f"no {wave} wave area in lead I and aVF (nor in two other limb leads)"
         elif ai == 0 and af == 0:
             missing[key] = f"{wave} areas in I and aVF are both zero"
         else:
@@ -651,7 +728,7 @@ def extract_features(signal, fs: float, fiducials: pd.DataFrame, age=None, sex=N
 
 
 def extract_features_many(signals, fs: float, fiducials: list, ages=None, sexes=None, ids=None,
-                          progress: bool = True) -> tuple[pd.DataFrame, dict]:
+                          progress: bool = True, leads=None) -> tuple[pd.DataFrame, dict]:
     """Features of many records: (records × features table, {record: problem} for records that
     could not be measured at all). A record that fails keeps its row (all NaN) and is reported."""
     from tqdm import tqdm
@@ -663,7 +740,8 @@ def extract_features_many(signals, fs: float, fiducials: list, ages=None, sexes=
     rows, failed = [], {}
     for i in tqdm(range(n), desc="features", disable=not progress, mininterval=2.0):
         try:
-            values, _ = extract_features(np.asarray(signals[i]), fs, fiducials[i], ages[i], sexes[i])
+            values, _ = extract_features(np.asarray(signals[i]), fs, fiducials[i], ages[i], sexes[i],
+                                         leads=leads)
         except Exception as exc:  # one bad record never stops the table
             failed[ids[i]] = f"{type(exc).__name__}: {exc}"
             values = pd.Series(np.nan, index=feature_names())

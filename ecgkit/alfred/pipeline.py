@@ -67,10 +67,25 @@ class Measured:
 
 
 def measure_ecgs(signals, fs: float, ages=None, sexes=None, ids=None, model=None,
-                 progress: bool = True) -> Measured:
-    """Delineate, measure and apply the rules to records × samples × 12 ``signals`` (mV)."""
-    from .delineation import delineate
+                 progress: bool = True, leads=None) -> Measured:
+    """Delineate, measure and apply the rules to records × samples × 12 ``signals`` (mV).
 
+    Fewer leads: pass ``leads`` (their names, e.g. ``["I", "II"]`` or ``["MLII", "V1"]``) with
+    records × samples × len(leads), or pass 12 columns with the missing leads all NaN. Missing
+    leads are not delineated and have no features; rules that need them are undetermined
+    (``None``, their evidence lists the missing features) rather than guessed.
+    """
+    from .delineation import delineate
+    from .features import pad_leads
+
+    if leads is not None:
+        arr = np.asarray(signals, dtype=float)
+        if arr.ndim == 3:
+            signals = np.stack([pad_leads(r, leads) for r in arr])
+        elif arr.ndim == 2 and arr.shape[1] == len(leads):
+            signals = pad_leads(arr, leads)
+        else:
+            signals = [pad_leads(r, leads) for r in signals]
     fiducials = delineate(signals, fs, model=model)
     if isinstance(fiducials, pd.DataFrame):   # a single record
         fiducials, signals = [fiducials], [signals]
