@@ -165,10 +165,15 @@ def test_two_lead_360hz_records(tmp_path, capsys, norm):
     two = ecg_resample(norm, 500, 360, axis=0)[:, [1, 6]]
     _wfdb(tmp_path, "mitbih", two, 360, leads=["MLII", "V1"])
     _wfdb(tmp_path, "iiv1", two, 360, leads=["II", "V1"])
-    code, out, err = _run(tmp_path, capsys, tmp_path / "mitbih.hea", tmp_path / "iiv1.hea")
-    assert code == 1
-    line = next(l for l in err.splitlines() if l.startswith("error: record mitbih"))
-    assert "V1" in line and "MLII" in line                 # names the leads it has
+    _wfdb(tmp_path, "v1only", two[:, [1]], 360, leads=["V1"])
+    _wfdb(tmp_path, "odd", two, 360, leads=["ABP", "PLETH"])
+    code, out, err = _run(tmp_path, capsys, tmp_path / "mitbih.hea", tmp_path / "iiv1.hea",
+                          tmp_path / "v1only.hea", tmp_path / "odd.hea")
+    assert code == 1                                       # the non-ECG record failed, the others ran
+    line = next(l for l in err.splitlines() if l.startswith("error: record odd"))
+    assert "ABP" in line and "PLETH" in line               # names the signals it has
+    assert _saved(tmp_path, "mitbih")[0]["leads"] == ["II", "V1"]   # MIT-BIH's MLII is lead II
+    assert _saved(tmp_path, "v1only")[0]["global_features"]["heart_rate"] is not None   # one lead
     saved, md = _saved(tmp_path, "iiv1")
     assert saved["leads"] == ["II", "V1"] and saved["fs"] == 360
     assert any("only 2 of the 12 leads" in w for w in saved["warnings"])

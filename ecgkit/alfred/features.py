@@ -573,11 +573,11 @@ def pad_leads(signal, leads) -> np.ndarray:
     names = [str(ld) for ld in leads]
     if len(names) != x.shape[1]:
         raise ValueError(f"{len(names)} lead names for {x.shape[1]} leads")
-    alias = {"MLII": "II", "MLI": "I", "MLIII": "III", "AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}
-    upper = {ld.upper(): ld for ld in LEADS}
+    from ..data.wfdb_io import standard_lead
+
     out = np.full((x.shape[0], len(LEADS)), np.nan)
     for j, name in enumerate(names):
-        std = alias.get(name.upper(), upper.get(name.upper()))
+        std = standard_lead(name)
         if std is None:
             raise ValueError(f"unknown lead {name!r}; leads are {list(LEADS)} (or MLII)")
         out[:, LEADS.index(std)] = x[:, j]

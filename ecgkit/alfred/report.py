@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import RecordError
-from ..data.wfdb_io import LEADS, standard_columns
+from ..data.wfdb_io import LEADS, standard_columns, standard_lead
 from .answer import SUPERCLASSES
 from .plausibility import answer_flags, check_record, measure
 from .prompt import CONFIGURATIONS
@@ -157,7 +157,7 @@ def read_record(path, fs: float | None = None, leads=None) -> tuple[np.ndarray, 
     in_file = sorted(standard_columns(names))
     blank = [LEADS[i] for i in in_file if np.isnan(signal[:, i]).all()]
     present = [i for i in in_file if LEADS[i] not in blank]
-    other = [str(n) for n in names if str(n).strip().upper() not in {l.upper() for l in LEADS}]
+    other = [str(n) for n in names if standard_lead(n) is None]
     if not present:
         has = (f"its leads {', '.join(blank)} are all NaN" if blank else
                f"none of its signals ({', '.join(other) or 'none'}) is one of the 12 standard "

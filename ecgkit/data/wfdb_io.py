@@ -10,6 +10,15 @@ import wfdb
 from .errors import RecordError
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+#: other names of standard leads (upper case): Holter / MIT-BIH "modified limb leads"
+LEAD_ALIASES = {"MLI": "I", "MLII": "II", "MLIII": "III"}
+
+
+def standard_lead(name) -> str | None:
+    """The standard name in :data:`LEADS` of a lead named ``name`` (any case; MLII → II), or None."""
+    upper = str(name).strip().upper()
+    upper = LEAD_ALIASES.get(upper, upper)
+    return next((lead for lead in LEADS if lead.upper() == upper), None)
 _CANONICAL = {name.upper(): name for name in LEADS}
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
 
@@ -25,10 +34,13 @@ def lead_order(names) -> list[int]:
 
 def standard_columns(names) -> dict[int, int]:
     """{position in :data:`LEADS`: column} for those of ``names`` that are standard leads (any
-    case); other names (e.g. MIT-BIH's ``MLII``) are left out."""
-    upper = [str(n).strip().upper() for n in names]
-    return {pos: upper.index(lead.upper()) for pos, lead in enumerate(LEADS)
-            if lead.upper() in upper}
+    case; MIT-BIH's ``MLII`` counts as II, :data:`LEAD_ALIASES`); other names are left out."""
+    out: dict[int, int] = {}
+    for col, name in enumerate(names):
+        lead = standard_lead(name)
+        if lead is not None and LEADS.index(lead) not in out:
+            out[LEADS.index(lead)] = col
+    return out
 
 
 def read_header(path: str | os.PathLike, record: str | None = None) -> wfdb.Record:
