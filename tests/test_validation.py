@@ -164,11 +164,22 @@ def test_save_and_load_measured(tmp_path):
     assert res.loc[10, "complete_lbbb"] is None
 
 
-def test_baseline_ids_fixed():
+def test_baseline_ids_fixed_and_enriched():
     ids = pd.Index(range(1, 501))
-    a, b = V.baseline_ids(ids, "quick"), V.baseline_ids(ids, "quick")
+    a, b = V.baseline_ids(ids, profile="quick"), V.baseline_ids(ids, profile="quick")
     assert len(a) == 150 and a.equals(b) and a.is_monotonic_increasing
-    assert len(V.baseline_ids(ids, "full")) == 500
+    assert len(V.baseline_ids(ids, profile="full")) == 500
+    # with statements: every positive of the key statements is in, the rest a seeded draw
+    st = pd.DataFrame(0.0, index=ids, columns=["SR", "SBRAD", "CLBBB", "LVOLT"])
+    rare = [7, 77, 177, 277, 377, 477, 499]
+    st.loc[rare[:3], "SBRAD"] = 1
+    st.loc[rare[3:5], "CLBBB"] = 1
+    st.loc[rare[5:], "LVOLT"] = 1
+    st.loc[:400, "SR"] = 1                       # SR is not enriched
+    c = V.baseline_ids(ids, st, profile="quick")
+    assert len(c) == 150 and set(rare) <= set(c) and c.is_monotonic_increasing
+    assert c.equals(V.baseline_ids(ids, st, profile="quick"))
+    assert len(V.baseline_ids(ids, st, n=5)) == 5
 
 
 def test_neurokit_path_same_columns_as_ours():
@@ -193,3 +204,33 @@ def test_neurokit_path_same_columns_as_ours():
         ours.features.loc["x", "heart_rate"], rel=0.1)
     t = V.validate_rules(nk, pd.DataFrame({"SR": [1.0]}, index=["x"]))
     assert t.loc["sinus_rhythm", "n_pos"] == 1
+
+
+def test_median_consensus_and_several_baselines():
+    fid = pd.DataFrame({
+        "lead": ["I", "II", "V1", "all", "I", "II", "V1", "all"],
+        "beat": [0, 0, 0, 0, 1, 1, 1, 1],
+        "p_on": [-1] * 8, "p_peak": [-1] * 8, "p_off": [-1] * 8,
+        "qrs_on": [100, 60, 104, 100, 600, 598, -1, 598],
+        "r_peak": [120] * 4 + [620] * 4,
+        "qrs_off": [150, 152, 230, 152, 650, 700, -1, 650],
+        "t_on": [-1] * 8, "t_peak": [-1] * 8, "t_off": [-1] * 8,
+    })
+    out = V.median_consensus(fid)
+    alls = out[out["lead"] == "all"].set_index("beat")
+    assert alls.loc[0, "qrs_on"] == 100 and alls.loc[0, "qrs_off"] == 152
+    assert alls.loc[1, "qrs_on"] == 599 and alls.loc[1, "qrs_off"] == 675
+    assert fid.loc[3, "qrs_on"] == 100 and out["qrs_on"].dtype == np.int64   # a copy
+    assert V.median_consensus(fid.iloc[:0]).empty
+    idx = [f"r{i}" for i in range(4)]
+    st = pd.DataFrame({"SR": [1, 1, 0, 0]}, index=idx, dtype=float)
+    ours = _measured({"sinus_rhythm": [True, True, False, False]})
+    b1 = _measured({"sinus_rhythm": [False, True]})
+    b1.ids = pd.Index(["r0", "r2"])
+    b2 = _measured({"sinus_rhythm": [True, False]})
+    b2.ids = pd.Index(["r0", "r2"])
+    t = V.validation_table(ours, {"nk": b1, "nk_median": b2}, st)
+    assert list(dict.fromkeys(t.columns.get_level_values(0))) == [
+        "rule", "ours_all", "ours_same", "nk", "nk_median"]
+    assert t.loc["sinus_rhythm", ("nk", "sens")] == 0 and t.loc["sinus_rhythm", ("nk_median", "sens")] == 1
+    assert "nk_median" in V.format_table(t).splitlines()[0]

@@ -27,7 +27,8 @@
   baseline side by side; :func:`format_table` prints it compactly.
 * :func:`run` (``python -m ecgkit.alfred.validation FOLDER``): the whole thing on a PTB-XL
   folder with the measured results cached (NeuroKit2 on a fixed sample of
-  :data:`BASELINE_RECORDS` records in the quick profile: it delineates about one ECG a second).
+  :data:`BASELINE_RECORDS` records in the quick profile, :func:`baseline_ids`: every positive
+  of the key statements plus a seeded draw; NeuroKit2 delineates about one ECG a second).
 
 Nothing here is fitted: the rules are applied as they are (no record of any fold, fold 10 the
 test fold included, changes a threshold).
@@ -47,7 +48,7 @@ import pandas as pd
 __all__ = ["STATEMENTS", "NO_STATEMENT", "TARGET_RULES", "MIN_POSITIVES", "TARGET_SENS",
            "TARGET_SPEC", "BASELINE_RECORDS", "META_STATEMENTS", "mapping_table",
            "statement_table", "rule_results", "wilson", "validate_rules",
-           "neurokit_delineate", "measure_with_neurokit", "baseline_ids", "validation_table",
+           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table",
            "format_table", "save_measured", "load_measured", "run"]
 
 #: Rule key → the PTB-XL statements it corresponds to (positive when any one is present).
@@ -333,12 +334,15 @@ def validate_rules(measured, statements: pd.DataFrame, mapping: dict | None = No
 # NeuroKit2 baseline
 # --------------------------------------------------------------------------------------------
 
-def neurokit_delineate(signal, fs: float, method: str = "dwt", anchors: bool = True
-                       ) -> pd.DataFrame:
+def neurokit_delineate(signal, fs: float, method: str = "dwt", anchors: bool = True,
+                       consensus: str = "align") -> pd.DataFrame:
     """One record (samples × leads) delineated by NeuroKit2 in our fiducial format, with the
     ``lead == "all"`` consensus rows of :func:`~ecgkit.alfred.delineation.align_beats` (beats
     anchored on :func:`~ecgkit.alfred.beats.qrs_anchors` with ``anchors``, else a vote over the
-    leads' QRS complexes). All-NaN leads are skipped."""
+    leads' QRS complexes). ``consensus="median"``: the ``all`` rows' QRS onset/offset are the
+    leads' medians (:func:`median_consensus`). All-NaN leads are skipped. NeuroKit2 sees the
+    raw lead, as :func:`~ecgkit.alfred.delineation.neurokit_fiducials` does (its ``ecg_clean``
+    first made the QRS boundaries wider still on PTB-XL)."""
     from .beats import qrs_anchors
     from .delineation import LEADS, _empty, align_beats, neurokit_fiducials
 
@@ -362,16 +366,36 @@ def neurokit_delineate(signal, fs: float, method: str = "dwt", anchors: bool = T
     fid = align_beats(per_lead, x.shape[0], fs, anchors=anchor)
     if fid.empty:
         return _empty("no beat confirmed across leads")
-    return fid
+    return median_consensus(fid) if consensus == "median" else fid
+
+
+def median_consensus(fiducials: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an :func:`~ecgkit.alfred.delineation.align_beats` frame whose ``all`` rows
+    take the QRS onset and offset as the median over the beat's leads (instead of the
+    second-earliest onset and second-latest offset): robust to a delineator whose per-lead QRS
+    boundaries scatter widely (NeuroKit2's do, see the validation chapter)."""
+    out = fiducials.copy()
+    if out.empty:
+        return out
+    is_all = out["lead"].astype(str) == "all"
+    leads = out[~is_all]
+    for col in ("qrs_on", "qrs_off"):
+        v = leads[leads[col] >= 0].groupby("beat")[col].median()
+        rows = out.index[is_all]
+        new = out.loc[rows, "beat"].map(v)
+        keep = new.notna().to_numpy()
+        out.loc[rows[keep], col] = new[keep].astype(np.int64).to_numpy()
+    return out
 
 
 def measure_with_neurokit(signals, fs: float, ages=None, sexes=None, ids=None,
                           method: str = "dwt", anchors: bool = True, progress: bool = True,
-                          fiducials: list | None = None):
+                          fiducials: list | None = None, consensus: str = "align"):
     """:func:`ecgkit.alfred.pipeline.measure_ecgs` with NeuroKit2's delineation
     (:func:`neurokit_delineate`) in place of the U-Net: the same features and rules, the same
     :class:`~ecgkit.alfred.pipeline.Measured`. ``fiducials``: precomputed delineations (one
-    frame per record) to skip NeuroKit2."""
+    frame per record, as ``consensus="align"`` gives them) to skip NeuroKit2; ``consensus``:
+    see :func:`neurokit_delineate`."""
     from tqdm import tqdm
 
     from .features import extract_features_many
@@ -386,6 +410,10 @@ def measure_with_neurokit(signals, fs: float, ages=None, sexes=None, ids=None,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fiducials.append(neurokit_delineate(arr[k], fs, method, anchors))
+    if consensus == "median":
+        fiducials = [median_consensus(f) for f in fiducials]
+    elif consensus != "align":
+        raise ValueError(f"consensus is 'align' or 'median', not {consensus!r}")
     ids = pd.Index(range(n) if ids is None else list(ids))
     features, failed = extract_features_many(arr, fs, fiducials, ages=ages, sexes=sexes,
                                              ids=ids, progress=progress)
@@ -393,12 +421,44 @@ def measure_with_neurokit(signals, fs: float, ages=None, sexes=None, ids=None,
     return Measured(ids, float(fs), list(fiducials), features, rules, failed)
 
 
-def baseline_ids(ids, profile: str | None = None, seed: int = 0) -> pd.Index:
-    """The fixed sample of records the NeuroKit2 baseline runs on (:data:`BASELINE_RECORDS`)."""
+#: Rules whose statements the baseline sample takes every positive of (the key targets; SR is
+#: common enough without it).
+ENRICH_RULES = ("sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation",
+                "first_degree_av_block", "complete_lbbb", "complete_rbbb", "low_qrs_voltage")
+
+
+def baseline_ids(ids, statements: pd.DataFrame | None = None, profile: str | None = None,
+                 seed: int = 0, n: int | None = None) -> pd.Index:
+    """The fixed sample of records the NeuroKit2 baseline runs on (:data:`BASELINE_RECORDS`
+    per profile, or ``n``), in the order of ``ids``.
+
+    Without ``statements``: a seeded draw (:func:`ecgkit.alfred.pipeline.sample_ids`). With
+    ``statements`` (records × statements): every record positive for a statement of
+    :data:`ENRICH_RULES` first (rare statements would otherwise have 1-2 positives among 150
+    records), then a seeded draw from the others up to the sample size.
+    """
     from ..config import profile as active_profile
     from .pipeline import sample_ids
 
-    return sample_ids(ids, BASELINE_RECORDS[active_profile(profile)], seed=seed)
+    ids = pd.Index(ids)
+    n = BASELINE_RECORDS[active_profile(profile)] if n is None else n
+    if n is None or n >= len(ids):
+        return ids
+    if statements is None:
+        return sample_ids(ids, n, seed=seed)
+    st = statements.reindex(ids)
+    codes = [c for k in ENRICH_RULES for c in STATEMENTS[k]]
+    must = pd.Series(False, index=ids)
+    for c in codes:
+        if c in st.columns:
+            must |= st[c].eq(1).to_numpy()
+    chosen = ids[must.to_numpy()]
+    if len(chosen) >= n:
+        chosen = sample_ids(chosen, n, seed=seed)
+    else:
+        rest = ids[~must.to_numpy()]
+        chosen = chosen.append(sample_ids(rest, n - len(chosen), seed=seed))
+    return ids[ids.isin(chosen)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,16 +471,20 @@ _SIDE = ["n_pos", "n_assessed", "undetermined", "sens", "sens_low", "sens_high",
 
 def validation_table(ours, baseline, statements: pd.DataFrame, mapping: dict | None = None
                      ) -> pd.DataFrame:
-    """Ours on all its records, ours on the baseline's records and the baseline (Measured
-    objects) side by side: columns (``ours_all``/``ours_same``/``neurokit2``, metric), one row
-    per rule, with the rule's name and statements in front."""
+    """Ours on all its records, ours on the baseline's records and the baseline side by side:
+    columns (side, metric) with sides ``ours_all``, ``ours_same`` and ``neurokit2``, one row per
+    rule, with the rule's name and statements in front. ``baseline``: a Measured, or a dict
+    label → Measured (several baselines on the same records; ``ours_same`` uses the first's)."""
+    baselines = baseline if isinstance(baseline, dict) else {"neurokit2": baseline}
+    first = next(iter(baselines.values()))
     a = validate_rules(ours, statements, mapping)
-    b = validate_rules(ours, statements, mapping, ids=list(baseline.ids))
-    c = validate_rules(baseline, statements, mapping)
+    sides = [("ours_all", a),
+             ("ours_same", validate_rules(ours, statements, mapping, ids=list(first.ids)))]
+    sides += [(label, validate_rules(m, statements, mapping)) for label, m in baselines.items()]
     head = a[["name", "category", "statements"]]
     head.columns = pd.MultiIndex.from_product([["rule"], head.columns])
     parts = [head]
-    for label, t in (("ours_all", a), ("ours_same", b), ("neurokit2", c)):
+    for label, t in sides:
         side = t.reindex(columns=_SIDE)
         side.columns = pd.MultiIndex.from_product([[label], side.columns])
         parts.append(side)
@@ -433,8 +497,7 @@ def _rate(v, lo, hi) -> str:
     return f"{v:.2f} ({lo:.2f}-{hi:.2f})"
 
 
-def format_table(table: pd.DataFrame, sides=("ours_all", "ours_same", "neurokit2"),
-                 intervals: bool = False) -> str:
+def format_table(table: pd.DataFrame, sides=None, intervals: bool = False) -> str:
     """A compact text version of :func:`validation_table`: per side positives/undetermined,
     sensitivity, specificity (95 % intervals with ``intervals``) and the target verdict."""
     def rate(s, m):
@@ -443,10 +506,13 @@ def format_table(table: pd.DataFrame, sides=("ours_all", "ours_same", "neurokit2
             return "-"
         return _rate(v, s[m + "_low"], s[m + "_high"]) if intervals else f"{v:.2f}"
 
+    if sides is None:
+        sides = [c for c in dict.fromkeys(table.columns.get_level_values(0)) if c != "rule"]
+    w = 27 if not intervals else 53
     lines = []
     head = f"{'rule':31s} {'statements':22s}"
     for side in sides:
-        head += f" | {side:^27s}"
+        head += f" | {side:^{w}s}"
     sub = f"{'':31s} {'':22s}" + " | pos und  sens  spec  target " * len(sides)
     lines += [head, sub.rstrip()]
     for key, row in table.iterrows():
@@ -494,18 +560,35 @@ def load_measured(path):
                     blob["failed"])
 
 
-def run(folder, work=None, profile: str | None = None, progress: bool = True) -> dict:
-    """Ours on every record of a PTB-XL folder (500 Hz), NeuroKit2 on :func:`baseline_ids`,
-    both cached under ``work`` (default ``$ECGKIT_CACHE/validation``); returns the statement
-    table, both Measured, the :func:`validation_table` and the seconds each measurement took
-    (from the cache when it was cached)."""
+def _neurokit_cache(work: Path) -> tuple[dict, dict]:
+    """Per-record NeuroKit2 delineations and their seconds from ``work/neurokit_fiducials.pkl``."""
+    f = work / "neurokit_fiducials.pkl"
+    if f.is_file():
+        with open(f, "rb") as fh:
+            blob = pickle.load(fh)
+        return blob["fiducials"], blob["seconds"]
+    return {}, {}
+
+
+def run(folder, work=None, profile: str | None = None, progress: bool = True,
+        n_baseline: int | None = None) -> dict:
+    """Ours on every record of a PTB-XL folder (500 Hz), NeuroKit2 on :func:`baseline_ids`
+    (enriched with the key statements' positives), both cached under ``work`` (default
+    ``$ECGKIT_CACHE/validation``; NeuroKit2 record by record, so a larger sample reuses a smaller
+    one). Returns the dataset, the statement table, both Measured, the :func:`validation_table`,
+    the sample and the seconds: ours (all records, delineation + features + rules) and
+    NeuroKit2 (the sample: the delineation seconds summed over its records + its features and
+    rules).
+    """
     from ..config import cache_dir
     from ..data.ptbxl import load_ptbxl
     from .pipeline import measure_ecgs
 
     work = Path(work) if work is not None else cache_dir("validation")
+    work.mkdir(parents=True, exist_ok=True)
     ds = load_ptbxl(folder, rate=500, progress=progress)
     ages, sexes = ds.meta["age"].tolist(), ds.meta["sex"].tolist()
+    statements = statement_table(ds)
     seconds = {}
     f_ours = work / "ours.pkl"
     if f_ours.is_file():
@@ -518,24 +601,35 @@ def run(folder, work=None, profile: str | None = None, progress: bool = True) ->
         seconds["ours"] = time.perf_counter() - t
         save_measured(ours, f_ours)
         pickle.dump(seconds["ours"], open(work / "ours.seconds", "wb"))
-    sample = baseline_ids(ds.meta.index, profile)
-    f_nk = work / f"neurokit_{len(sample)}.pkl"
-    if f_nk.is_file():
-        nk = load_measured(f_nk)
-        seconds["neurokit2"] = pickle.load(open(work / f"neurokit_{len(sample)}.seconds", "rb")) \
-            if (work / f"neurokit_{len(sample)}.seconds").is_file() else math.nan
-    else:
-        pos = [ds.meta.index.get_loc(i) for i in sample]
-        t = time.perf_counter()
-        nk = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
-                                   [sexes[p] for p in pos], ids=sample, progress=progress)
-        seconds["neurokit2"] = time.perf_counter() - t
-        save_measured(nk, f_nk)
-        pickle.dump(seconds["neurokit2"], open(work / f"neurokit_{len(sample)}.seconds", "wb"))
-    statements = statement_table(ds)
-    table = validation_table(ours, nk, statements)
+    sample = baseline_ids(ds.meta.index, statements, profile, n=n_baseline)
+    pos = [ds.meta.index.get_loc(i) for i in sample]
+    fids, secs = _neurokit_cache(work)
+    todo = [(i, p) for i, p in zip(sample, pos) if i not in fids]
+    if todo:
+        from tqdm import tqdm
+
+        for i, p in tqdm(todo, desc="neurokit2", disable=not progress, mininterval=2.0):
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fids[i] = neurokit_delineate(ds.signals[p], ds.fs)
+            secs[i] = time.perf_counter() - t
+        tmp = work / "neurokit_fiducials.pkl.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump({"fiducials": fids, "seconds": secs}, fh)
+        os.replace(tmp, work / "neurokit_fiducials.pkl")
+    t = time.perf_counter()
+    nk = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
+                               [sexes[p] for p in pos], ids=sample, progress=progress,
+                               fiducials=[fids[i] for i in sample])
+    seconds["neurokit2"] = sum(secs[i] for i in sample) + time.perf_counter() - t
+    nk_median = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
+                                      [sexes[p] for p in pos], ids=sample, progress=progress,
+                                      fiducials=[fids[i] for i in sample], consensus="median")
+    table = validation_table(ours, {"neurokit2": nk, "nk2_median": nk_median}, statements)
     return {"dataset": ds, "statements": statements, "ours": ours, "neurokit2": nk,
-            "table": table, "seconds": seconds}
+            "neurokit2_median": nk_median, "table": table, "sample": sample,
+            "seconds": seconds}
 
 
 def main(argv=None) -> int:
