@@ -1,0 +1,651 @@
+"""Every ALFRED rule against PTB-XL's own statements (the cardiologists' labels).
+
+* :data:`STATEMENTS`: for each rule of :mod:`ecgkit.alfred.rules`, the PTB-XL statement(s) it
+  corresponds to (a record is positive when *any* of them is present). Most are SCP statements
+  of ``scp_statements.csv``; a few come from other columns of ``ptbxl_database.csv`` and are
+  named ``meta:...`` (the heart axis and the technicians' signal-quality notes, see
+  :func:`statement_table`). :data:`NO_STATEMENT` lists the rules without a counterpart, with the
+  reason; together the two cover every rule key (a test checks it).
+* :func:`statement_table`: records × statements, 1/0 presence from ``scp_codes`` (a statement
+  with likelihood 0 is *present*: PTB-XL gives rhythm and form statements likelihood 0), plus
+  the ``meta:`` columns (NaN where PTB-XL says nothing, e.g. the heart axis of most records).
+* :func:`validate_rules`: one row per rule: statements, positives, records assessed (rule
+  determined and statement known), undetermined count, TP/FP/TN/FN, sensitivity and
+  specificity with 95 % Wilson intervals, PPV, and whether the target holds
+  (:data:`TARGET_RULES`: sensitivity ≥ 0.85 and specificity ≥ 0.95 where the statement has at
+  least :data:`MIN_POSITIVES` positives). Undetermined results (``None``) are left out of that
+  rule's rates and counted.
+* :func:`measure_with_neurokit`: the same :class:`~ecgkit.alfred.pipeline.Measured` structure
+  from NeuroKit2's delineation (``ecg_delineate``, DWT by default) instead of the U-Net, so the
+  SAME features and rules run on it as a baseline. Each lead is delineated by NeuroKit2
+  (:func:`ecgkit.alfred.delineation.neurokit_fiducials`) and the leads are joined into beats and
+  the ``lead == "all"`` consensus rows by :func:`ecgkit.alfred.delineation.align_beats`, anchored
+  (by default) on the same QRS anchors as ours (:func:`ecgkit.alfred.beats.qrs_anchors`, itself
+  NeuroKit2's ``ecg_peaks`` on a multi-lead QRS-energy signal): the beats are the same on both
+  sides and only the wave boundaries differ.
+* :func:`validation_table`: ours on all records, ours on the baseline's records and the
+  baseline side by side; :func:`format_table` prints it compactly.
+* :func:`run` (``python -m ecgkit.alfred.validation FOLDER``): the whole thing on a PTB-XL
+  folder with the measured results cached (NeuroKit2 on a fixed sample of
+  :data:`BASELINE_RECORDS` records in the quick profile, :func:`baseline_ids`: every positive
+  of the key statements plus a seeded draw; NeuroKit2 delineates about one ECG a second).
+
+Nothing here is fitted: the rules are applied as they are (no record of any fold, fold 10 the
+test fold included, changes a threshold).
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["STATEMENTS", "NO_STATEMENT", "TARGET_RULES", "MIN_POSITIVES", "TARGET_SENS",
+           "TARGET_SPEC", "BASELINE_RECORDS", "META_STATEMENTS", "mapping_table",
+           "statement_table", "rule_results", "wilson", "validate_rules",
+           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table",
+           "format_table", "save_measured", "load_measured", "run"]
+
+#: Rule key → the PTB-XL statements it corresponds to (positive when any one is present).
+STATEMENTS: dict[str, tuple[str, ...]] = {
+    # rhythm (PTB-XL's rhythm statements are exclusive: SR means sinus rhythm 60-100 bpm)
+    "sinus_rhythm": ("SR",),
+    "sinus_bradycardia": ("SBRAD",),
+    "sinus_tachycardia": ("STACH",),
+    "sinus_arrhythmia": ("SARRH",),
+    "atrial_fibrillation": ("AFIB",),
+    "atrial_flutter": ("AFLT",),
+    "irregular_rhythm": ("SVARR",),                     # supraventricular arrhythmia
+    "supraventricular_tachycardia": ("SVTAC", "PSVT"),
+    "premature_complexes": ("PVC", "PAC", "PRC(S)", "BIGU", "TRIGU"),
+    "paced_rhythm": ("PACE", "meta:pacemaker"),
+    # conduction
+    "first_degree_av_block": ("1AVB", "LPR"),           # LPR: prolonged PR interval
+    "wpw_pattern": ("WPW",),
+    "complete_lbbb": ("CLBBB",),
+    "complete_rbbb": ("CRBBB",),
+    "incomplete_lbbb": ("ILBBB",),
+    "incomplete_rbbb": ("IRBBB",),
+    "left_anterior_fascicular_block": ("LAFB",),
+    "left_posterior_fascicular_block": ("LPFB",),
+    "nonspecific_ivcd": ("IVCD",),
+    "long_qt": ("LNGQT",),
+    # hypertrophy (VCLVH: "voltage criteria (QRS) for LVH", what both LVH rules measure)
+    "lvh_sokolow_lyon": ("LVH", "VCLVH"),
+    "lvh_cornell": ("LVH", "VCLVH"),
+    "rvh": ("RVH",),
+    "left_atrial_enlargement": ("LAO/LAE",),
+    "right_atrial_enlargement": ("RAO/RAE",),
+    # Q waves: PTB-XL states them as (old) infarctions by territory; QWAVE ("Q waves present")
+    # names no territory and is not used
+    "q_waves_inferior": ("IMI", "ILMI", "IPMI", "IPLMI"),
+    "q_waves_anterior": ("AMI", "ASMI", "ALMI"),
+    "q_waves_lateral": ("LMI", "ILMI", "ALMI", "IPLMI"),
+    # ST-T: the ST-elevation statement names no territory, each territorial rule is held
+    # against it
+    "st_elevation_inferior": ("STE_",),
+    "st_elevation_anterior": ("STE_",),
+    "st_elevation_lateral": ("STE_",),
+    "st_depression": ("STD_",),
+    "t_wave_inversion": ("INVT",),
+    "low_t_waves": ("LOWT",),
+    # axis: not an SCP statement; PTB-XL's heart_axis column (ALAD; RAD/ARAD; see
+    # META_STATEMENTS), known for a minority of records only
+    "left_axis_deviation": ("meta:axis_left",),
+    "right_axis_deviation": ("meta:axis_right",),
+    # voltage
+    "low_qrs_voltage": ("LVOLT",),
+    "high_qrs_voltage": ("HVOLT",),
+    # signal quality: not SCP statements; the technicians' notes of ptbxl_database.csv
+    "noisy_signal": ("meta:static_noise", "meta:burst_noise"),
+    "baseline_wander": ("meta:baseline_drift",),
+}
+
+#: Rules without a PTB-XL statement, and why.
+NO_STATEMENT: dict[str, str] = {
+    "short_pr": "no PTB-XL statement (no short-PR statement; LPR is the prolonged PR)",
+    "short_qt": "no PTB-XL statement (only LNGQT, long QT)",
+    "poor_r_wave_progression": "no PTB-XL statement",
+    "suspected_lead_reversal": "no PTB-XL statement (electrodes_problems notes single "
+                               "precordial electrodes, not limb-lead reversal)",
+    "flat_lead": "no PTB-XL statement",
+}
+
+#: ``meta:`` statements from ptbxl_database.csv columns: name → (column, values that are
+#: positive, whether an empty cell means "absent" (True) or "not stated" (False, NaN)).
+META_STATEMENTS: dict[str, tuple[str, tuple | None, bool]] = {
+    # heart_axis is filled for a minority of records (89 of the 500). Its codes follow the
+    # German axis types: LAD is the "left type" (+30° to -30°; our axes of PTB-XL's LAD records
+    # have a median of -22° on folds 1-9), ALAD the abnormal left axis (< -30°; median -43°),
+    # RAD the right type (> +90°, median 94°), ARAD the abnormal right axis. The rules' left
+    # axis deviation (< -30°) is ALAD; right axis deviation (> +90°) is RAD or ARAD. MID, LAD,
+    # AXL, AXR, SAG are negatives; empty = unknown (left out)
+    "meta:axis_left": ("heart_axis", ("ALAD",), False),
+    "meta:axis_right": ("heart_axis", ("RAD", "ARAD"), False),
+    # technicians' notes (any text = present, empty = absent)
+    "meta:static_noise": ("static_noise", None, True),
+    "meta:burst_noise": ("burst_noise", None, True),
+    "meta:baseline_drift": ("baseline_drift", None, True),
+    "meta:electrodes_problems": ("electrodes_problems", None, True),
+    "meta:extra_beats": ("extra_beats", None, True),
+    "meta:pacemaker": ("pacemaker", None, True),
+}
+
+#: Measurement-defined rules held to the target (sensitivity ≥ TARGET_SENS, specificity ≥
+#: TARGET_SPEC) where their statements have at least MIN_POSITIVES positives.
+TARGET_RULES = ("sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "sinus_arrhythmia",
+                "atrial_fibrillation", "first_degree_av_block", "wpw_pattern", "complete_lbbb",
+                "complete_rbbb", "incomplete_lbbb", "incomplete_rbbb",
+                "left_anterior_fascicular_block", "left_posterior_fascicular_block",
+                "nonspecific_ivcd", "long_qt", "left_axis_deviation", "right_axis_deviation",
+                "low_qrs_voltage", "high_qrs_voltage")
+TARGET_SENS, TARGET_SPEC, MIN_POSITIVES = 0.85, 0.95, 5
+#: NeuroKit2 baseline sample size per profile (None = all records).
+BASELINE_RECORDS = {"quick": 150, "full": None}
+
+
+def mapping_table() -> pd.DataFrame:
+    """The documented mapping, one row per rule: key, name, category, statements (``|``-joined,
+    or "no PTB-XL statement"), note, target (held to the target)."""
+    from .rules import RULES
+
+    rows = []
+    for r in RULES:
+        c = r.condition
+        st = STATEMENTS.get(r.key)
+        rows.append({"key": r.key, "name": c.name, "category": c.category,
+                     "statements": "|".join(st) if st else "no PTB-XL statement",
+                     "note": NO_STATEMENT.get(r.key, ""), "target": r.key in TARGET_RULES})
+    return pd.DataFrame(rows).set_index("key")
+
+
+# --------------------------------------------------------------------------------------------
+# statements
+# --------------------------------------------------------------------------------------------
+
+def _codes(value) -> dict:
+    from ..data.ptbxl import parse_scp_codes
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return {}
+    return parse_scp_codes(value)
+
+
+def _empty_cell(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() in ("", "nan")
+
+
+def statement_table(data, codes=None, meta: bool = True) -> pd.DataFrame:
+    """Records × statements (float: 1 present, 0 absent, NaN not stated) of a PTB-XL dataset (an
+    object with ``.meta``), its metadata frame, or a Series of ``scp_codes`` strings/dicts.
+
+    A statement is present when it is in the record's ``scp_codes``, whatever its likelihood (0
+    included). ``codes``: the SCP columns (default: those of the dataset's ``scp`` table when it
+    has one, plus every code that occurs). ``meta``: add the :data:`META_STATEMENTS` columns
+    when the frame has their columns.
+    """
+    frame = data.meta if hasattr(data, "meta") else data
+    if isinstance(frame, pd.Series):
+        scp, frame = frame, None
+    else:
+        scp = frame["scp_codes"]
+    parsed = [_codes(v) for v in scp]
+    if codes is None:
+        known = list(getattr(getattr(data, "scp", None), "index", []))
+        seen = list(dict.fromkeys(k for d in parsed for k in d))
+        codes = list(dict.fromkeys(known + seen))
+    out = pd.DataFrame(0.0, index=scp.index, columns=list(codes))
+    for i, d in enumerate(parsed):
+        hit = [k for k in d if k in out.columns]
+        if hit:
+            out.iloc[i, [out.columns.get_loc(k) for k in hit]] = 1.0
+    if meta and frame is not None:
+        for name, (col, values, empty_absent) in META_STATEMENTS.items():
+            if col not in frame.columns:
+                continue
+            cells = frame[col].tolist()
+            vals = []
+            for v in cells:
+                if _empty_cell(v):
+                    vals.append(0.0 if empty_absent else np.nan)
+                else:
+                    vals.append(1.0 if values is None or str(v).strip() in values else 0.0)
+            out[name] = vals
+    return out
+
+
+def _truth(statements: pd.DataFrame, codes) -> pd.Series:
+    """Any of ``codes`` present (1), all absent (0), or NaN where one is unknown and none is
+    present. Codes that are not columns count as absent."""
+    cols = [c for c in codes if c in statements.columns]
+    if not cols:
+        return pd.Series(0.0, index=statements.index)
+    sub = statements[cols].astype(float)
+    pos = (sub == 1).any(axis=1)
+    unknown = sub.isna().any(axis=1)
+    return pd.Series(np.where(pos, 1.0, np.where(unknown, np.nan, 0.0)), index=statements.index)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+def rule_results(measured) -> pd.DataFrame:
+    """Records × rule keys, object True/False/None, from a Measured's ``rules`` frames."""
+    cols = {}
+    for rid, frame in zip(measured.ids, measured.rules):
+        cols[rid] = frame["positive"]
+    out = pd.DataFrame(cols).T.astype(object)
+    out.index = pd.Index(list(measured.ids))
+    return out.where(out.notna(), None)
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float, float]:
+    """Proportion ``k / n`` with its Wilson score interval (NaN, NaN, NaN when ``n`` is 0)."""
+    if n <= 0:
+        return math.nan, math.nan, math.nan
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _target(key, n_pos, sens, spec) -> str:
+    if key not in TARGET_RULES:
+        return ""
+    if n_pos < MIN_POSITIVES:
+        return f"n/a (<{MIN_POSITIVES} pos)"
+    ok = (not math.isnan(sens) and sens >= TARGET_SENS and not math.isnan(spec)
+          and spec >= TARGET_SPEC)
+    return "met" if ok else "not met"
+
+
+def validate_rules(measured, statements: pd.DataFrame, mapping: dict | None = None,
+                   ids=None) -> pd.DataFrame:
+    """Sensitivity and specificity of every rule against its statements (see the module doc).
+
+    ``measured``: a :class:`~ecgkit.alfred.pipeline.Measured` (or anything with ``ids`` and
+    ``rules``: one :func:`~ecgkit.alfred.rules.evaluate_rules` frame per record);
+    ``statements``: records × statements (:func:`statement_table`) indexed like the ids;
+    ``mapping``: rule key → statements (default :data:`STATEMENTS`); ``ids``: only these records.
+
+    One row per rule (rules.py order, a rule without statements has NaN rates): name, category,
+    statements, n (records), n_pos (records with the statement, undetermined included),
+    n_assessed (rule determined and statement known), undetermined, tp, fp, tn, fn, sens,
+    sens_low, sens_high, spec, spec_low, spec_high (95 % Wilson), ppv, target.
+    """
+    from .rules import RULES
+
+    mapping = STATEMENTS if mapping is None else mapping
+    res = rule_results(measured)
+    if ids is not None:
+        res = res.loc[list(ids)]
+    missing = [i for i in res.index if i not in statements.index]
+    if missing:
+        raise KeyError(f"{len(missing)} records have no statements, e.g. {missing[:3]}")
+    st = statements.loc[res.index]
+    rows = []
+    for r in RULES:
+        c = r.condition
+        codes = mapping.get(r.key)
+        pred = res[r.key] if r.key in res.columns else pd.Series(None, index=res.index,
+                                                                  dtype=object)
+        det = pred.map(lambda v: v is True or v is False).astype(bool)
+        row = {"key": r.key, "name": c.name, "category": c.category,
+               "statements": "|".join(codes) if codes else "no PTB-XL statement",
+               "n": len(res), "undetermined": int((~det).sum()),
+               "n_positive_rule": int((pred.map(lambda v: v is True)).sum())}
+        if not codes:
+            row.update(n_pos=np.nan, n_assessed=int(det.sum()))
+            rows.append(row)
+            continue
+        truth = _truth(st, codes)
+        known = truth.notna()
+        use = det & known
+        t = truth[use].to_numpy(float).astype(bool)
+        p = pred[use].map(bool).to_numpy(bool)
+        tp, fn = int((t & p).sum()), int((t & ~p).sum())
+        tn, fp = int((~t & ~p).sum()), int((~t & p).sum())
+        sens, s_lo, s_hi = wilson(tp, tp + fn)
+        spec, c_lo, c_hi = wilson(tn, tn + fp)
+        n_pos = int((truth == 1).sum())
+        row.update(n_pos=n_pos, n_known=int(known.sum()), n_assessed=int(use.sum()),
+                   undetermined_pos=int(((truth == 1) & ~det).sum()),
+                   tp=tp, fp=fp, tn=tn, fn=fn, sens=sens, sens_low=s_lo, sens_high=s_hi,
+                   spec=spec, spec_low=c_lo, spec_high=c_hi,
+                   ppv=tp / (tp + fp) if tp + fp else math.nan)
+        row["target"] = _target(r.key, n_pos, sens, spec)
+        rows.append(row)
+    cols = ["key", "name", "category", "statements", "n", "n_known", "n_pos", "n_assessed",
+            "undetermined", "undetermined_pos", "n_positive_rule", "tp", "fp", "tn", "fn",
+            "sens", "sens_low", "sens_high", "spec", "spec_low", "spec_high", "ppv", "target"]
+    out = pd.DataFrame(rows).reindex(columns=cols).set_index("key")
+    out["target"] = out["target"].fillna("")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# NeuroKit2 baseline
+# --------------------------------------------------------------------------------------------
+
+def neurokit_delineate(signal, fs: float, method: str = "dwt", anchors: bool = True,
+                       consensus: str = "align") -> pd.DataFrame:
+    """One record (samples × leads) delineated by NeuroKit2 in our fiducial format, with the
+    ``lead == "all"`` consensus rows of :func:`~ecgkit.alfred.delineation.align_beats` (beats
+    anchored on :func:`~ecgkit.alfred.beats.qrs_anchors` with ``anchors``, else a vote over the
+    leads' QRS complexes). ``consensus="median"``: the ``all`` rows' QRS onset/offset are the
+    leads' medians (:func:`median_consensus`). All-NaN leads are skipped. NeuroKit2 sees the
+    raw lead, as :func:`~ecgkit.alfred.delineation.neurokit_fiducials` does (its ``ecg_clean``
+    first made the QRS boundaries wider still on PTB-XL)."""
+    from .beats import qrs_anchors
+    from .delineation import LEADS, _empty, align_beats, neurokit_fiducials
+
+    x = np.asarray(signal, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    names = list(LEADS) if x.shape[1] == len(LEADS) else list(range(x.shape[1]))
+    use = np.isfinite(x).any(0)
+    frames = []
+    for i in np.flatnonzero(use):
+        lead = np.nan_to_num(x[:, i])
+        f = neurokit_fiducials(lead, fs, method, lead=names[i])
+        if len(f):
+            frames.append(f)
+    if not frames:
+        return _empty("neurokit2 delineated no lead")
+    per_lead = pd.concat(frames, ignore_index=True)
+    anchor = None
+    if anchors:
+        anchor = qrs_anchors(np.nan_to_num(x[:, use]), fs)
+        anchor = anchor if len(anchor) else None
+    fid = align_beats(per_lead, x.shape[0], fs, anchors=anchor)
+    if fid.empty:
+        return _empty("no beat confirmed across leads")
+    return median_consensus(fid) if consensus == "median" else fid
+
+
+def median_consensus(fiducials: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an :func:`~ecgkit.alfred.delineation.align_beats` frame whose ``all`` rows
+    take the QRS onset and offset as the median over the beat's leads (instead of the
+    second-earliest onset and second-latest offset): robust to a delineator whose per-lead QRS
+    boundaries scatter widely (NeuroKit2's do, see the validation chapter)."""
+    out = fiducials.copy()
+    if out.empty:
+        return out
+    is_all = out["lead"].astype(str) == "all"
+    leads = out[~is_all]
+    for col in ("qrs_on", "qrs_off"):
+        v = leads[leads[col] >= 0].groupby("beat")[col].median()
+        rows = out.index[is_all]
+        new = out.loc[rows, "beat"].map(v)
+        keep = new.notna().to_numpy()
+        out.loc[rows[keep], col] = new[keep].astype(np.int64).to_numpy()
+    return out
+
+
+def measure_with_neurokit(signals, fs: float, ages=None, sexes=None, ids=None,
+                          method: str = "dwt", anchors: bool = True, progress: bool = True,
+                          fiducials: list | None = None, consensus: str = "align"):
+    """:func:`ecgkit.alfred.pipeline.measure_ecgs` with NeuroKit2's delineation
+    (:func:`neurokit_delineate`) in place of the U-Net: the same features and rules, the same
+    :class:`~ecgkit.alfred.pipeline.Measured`. ``fiducials``: precomputed delineations (one
+    frame per record, as ``consensus="align"`` gives them) to skip NeuroKit2; ``consensus``:
+    see :func:`neurokit_delineate`."""
+    from tqdm import tqdm
+
+    from .features import extract_features_many
+    from .pipeline import Measured
+    from .rules import evaluate_rules
+
+    arr = signals if not isinstance(signals, np.ndarray) or signals.ndim == 3 else [signals]
+    n = len(arr)
+    if fiducials is None:
+        fiducials = []
+        for k in tqdm(range(n), desc="neurokit2", disable=not progress, mininterval=2.0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fiducials.append(neurokit_delineate(arr[k], fs, method, anchors))
+    if consensus == "median":
+        fiducials = [median_consensus(f) for f in fiducials]
+    elif consensus != "align":
+        raise ValueError(f"consensus is 'align' or 'median', not {consensus!r}")
+    ids = pd.Index(range(n) if ids is None else list(ids))
+    features, failed = extract_features_many(arr, fs, fiducials, ages=ages, sexes=sexes,
+                                             ids=ids, progress=progress)
+    rules = [evaluate_rules(row) for _, row in features.iterrows()]
+    return Measured(ids, float(fs), list(fiducials), features, rules, failed)
+
+
+#: Rules whose statements the baseline sample takes every positive of (the key targets; SR is
+#: common enough without it).
+ENRICH_RULES = ("sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation",
+                "first_degree_av_block", "complete_lbbb", "complete_rbbb", "low_qrs_voltage")
+
+
+def baseline_ids(ids, statements: pd.DataFrame | None = None, profile: str | None = None,
+                 seed: int = 0, n: int | None = None) -> pd.Index:
+    """The fixed sample of records the NeuroKit2 baseline runs on (:data:`BASELINE_RECORDS`
+    per profile, or ``n``), in the order of ``ids``.
+
+    Without ``statements``: a seeded draw (:func:`ecgkit.alfred.pipeline.sample_ids`). With
+    ``statements`` (records × statements): every record positive for a statement of
+    :data:`ENRICH_RULES` first (rare statements would otherwise have 1-2 positives among 150
+    records), then a seeded draw from the others up to the sample size.
+    """
+    from ..config import profile as active_profile
+    from .pipeline import sample_ids
+
+    ids = pd.Index(ids)
+    n = BASELINE_RECORDS[active_profile(profile)] if n is None else n
+    if n is None or n >= len(ids):
+        return ids
+    if statements is None:
+        return sample_ids(ids, n, seed=seed)
+    st = statements.reindex(ids)
+    codes = [c for k in ENRICH_RULES for c in STATEMENTS[k]]
+    must = pd.Series(False, index=ids)
+    for c in codes:
+        if c in st.columns:
+            must |= st[c].eq(1).to_numpy()
+    chosen = ids[must.to_numpy()]
+    if len(chosen) >= n:
+        chosen = sample_ids(chosen, n, seed=seed)
+    else:
+        rest = ids[~must.to_numpy()]
+        chosen = chosen.append(sample_ids(rest, n - len(chosen), seed=seed))
+    return ids[ids.isin(chosen)]
+
+
+# --------------------------------------------------------------------------------------------
+# side by side
+# --------------------------------------------------------------------------------------------
+
+_SIDE = ["n_pos", "n_assessed", "undetermined", "sens", "sens_low", "sens_high", "spec",
+         "spec_low", "spec_high", "target"]
+
+
+def validation_table(ours, baseline, statements: pd.DataFrame, mapping: dict | None = None
+                     ) -> pd.DataFrame:
+    """Ours on all its records, ours on the baseline's records and the baseline side by side:
+    columns (side, metric) with sides ``ours_all``, ``ours_same`` and ``neurokit2``, one row per
+    rule, with the rule's name and statements in front. ``baseline``: a Measured, or a dict
+    label → Measured (several baselines on the same records; ``ours_same`` uses the first's)."""
+    baselines = baseline if isinstance(baseline, dict) else {"neurokit2": baseline}
+    first = next(iter(baselines.values()))
+    a = validate_rules(ours, statements, mapping)
+    sides = [("ours_all", a),
+             ("ours_same", validate_rules(ours, statements, mapping, ids=list(first.ids)))]
+    sides += [(label, validate_rules(m, statements, mapping)) for label, m in baselines.items()]
+    head = a[["name", "category", "statements"]]
+    head.columns = pd.MultiIndex.from_product([["rule"], head.columns])
+    parts = [head]
+    for label, t in sides:
+        side = t.reindex(columns=_SIDE)
+        side.columns = pd.MultiIndex.from_product([[label], side.columns])
+        parts.append(side)
+    return pd.concat(parts, axis=1)
+
+
+def _rate(v, lo, hi) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "   -"
+    return f"{v:.2f} ({lo:.2f}-{hi:.2f})"
+
+
+def format_table(table: pd.DataFrame, sides=None, intervals: bool = False) -> str:
+    """A compact text version of :func:`validation_table`: per side positives/undetermined,
+    sensitivity, specificity (95 % intervals with ``intervals``) and the target verdict."""
+    def rate(s, m):
+        v = s[m]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return _rate(v, s[m + "_low"], s[m + "_high"]) if intervals else f"{v:.2f}"
+
+    if sides is None:
+        sides = [c for c in dict.fromkeys(table.columns.get_level_values(0)) if c != "rule"]
+    w = 27 if not intervals else 53
+    lines = []
+    head = f"{'rule':31s} {'statements':22s}"
+    for side in sides:
+        head += f" | {side:^{w}s}"
+    sub = f"{'':31s} {'':22s}" + " | pos und  sens  spec  target " * len(sides)
+    lines += [head, sub.rstrip()]
+    for key, row in table.iterrows():
+        st = row[("rule", "statements")]
+        st = "-" if st == "no PTB-XL statement" else st
+        line = f"{key[:31]:31s} {st[:22]:22s}"
+        for side in sides:
+            s = row[side]
+            pos = "-" if pd.isna(s["n_pos"]) else str(int(s["n_pos"]))
+            tgt = {"met": "met", "not met": "NOT", "": ""}.get(s["target"], "n/a")
+            line += f" | {pos:>3s} {int(s['undetermined']):3d} {rate(s, 'sens'):>5s} " \
+                    f"{rate(s, 'spec'):>5s} {tgt:6s}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# caching and the run on a PTB-XL folder
+# --------------------------------------------------------------------------------------------
+
+def save_measured(measured, path) -> Path:
+    """Write a Measured (ids, fs, fiducials, features, failed; the rules are recomputed from the
+    features on loading) to ``path`` (a pickle of plain frames)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"ids": list(measured.ids), "fs": measured.fs, "fiducials": measured.fiducials,
+            "features": measured.features, "failed": dict(measured.failed)}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(blob, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return path
+
+
+def load_measured(path):
+    """Read :func:`save_measured`'s file back (rules re-evaluated from the features)."""
+    from .pipeline import Measured
+    from .rules import evaluate_rules
+
+    with open(path, "rb") as f:
+        blob = pickle.load(f)
+    feats = blob["features"]
+    rules = [evaluate_rules(row) for _, row in feats.iterrows()]
+    return Measured(pd.Index(blob["ids"]), blob["fs"], blob["fiducials"], feats, rules,
+                    blob["failed"])
+
+
+def _neurokit_cache(work: Path) -> tuple[dict, dict]:
+    """Per-record NeuroKit2 delineations and their seconds from ``work/neurokit_fiducials.pkl``."""
+    f = work / "neurokit_fiducials.pkl"
+    if f.is_file():
+        with open(f, "rb") as fh:
+            blob = pickle.load(fh)
+        return blob["fiducials"], blob["seconds"]
+    return {}, {}
+
+
+def run(folder, work=None, profile: str | None = None, progress: bool = True,
+        n_baseline: int | None = None) -> dict:
+    """Ours on every record of a PTB-XL folder (500 Hz), NeuroKit2 on :func:`baseline_ids`
+    (enriched with the key statements' positives), both cached under ``work`` (default
+    ``$ECGKIT_CACHE/validation``; NeuroKit2 record by record, so a larger sample reuses a smaller
+    one). Returns the dataset, the statement table, both Measured, the :func:`validation_table`,
+    the sample and the seconds: ours (all records, delineation + features + rules) and
+    NeuroKit2 (the sample: the delineation seconds summed over its records + its features and
+    rules).
+    """
+    from ..config import cache_dir
+    from ..data.ptbxl import load_ptbxl
+    from .pipeline import measure_ecgs
+
+    work = Path(work) if work is not None else cache_dir("validation")
+    work.mkdir(parents=True, exist_ok=True)
+    ds = load_ptbxl(folder, rate=500, progress=progress)
+    ages, sexes = ds.meta["age"].tolist(), ds.meta["sex"].tolist()
+    statements = statement_table(ds)
+    seconds = {}
+    f_ours = work / "ours.pkl"
+    if f_ours.is_file():
+        ours = load_measured(f_ours)
+        seconds["ours"] = pickle.load(open(work / "ours.seconds", "rb")) \
+            if (work / "ours.seconds").is_file() else math.nan
+    else:
+        t = time.perf_counter()
+        ours = measure_ecgs(ds.signals, ds.fs, ages, sexes, ids=ds.meta.index, progress=progress)
+        seconds["ours"] = time.perf_counter() - t
+        save_measured(ours, f_ours)
+        pickle.dump(seconds["ours"], open(work / "ours.seconds", "wb"))
+    sample = baseline_ids(ds.meta.index, statements, profile, n=n_baseline)
+    pos = [ds.meta.index.get_loc(i) for i in sample]
+    fids, secs = _neurokit_cache(work)
+    todo = [(i, p) for i, p in zip(sample, pos) if i not in fids]
+    if todo:
+        from tqdm import tqdm
+
+        for i, p in tqdm(todo, desc="neurokit2", disable=not progress, mininterval=2.0):
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fids[i] = neurokit_delineate(ds.signals[p], ds.fs)
+            secs[i] = time.perf_counter() - t
+        tmp = work / "neurokit_fiducials.pkl.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump({"fiducials": fids, "seconds": secs}, fh)
+        os.replace(tmp, work / "neurokit_fiducials.pkl")
+    t = time.perf_counter()
+    nk = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
+                               [sexes[p] for p in pos], ids=sample, progress=progress,
+                               fiducials=[fids[i] for i in sample])
+    seconds["neurokit2"] = sum(secs[i] for i in sample) + time.perf_counter() - t
+    nk_median = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
+                                      [sexes[p] for p in pos], ids=sample, progress=progress,
+                                      fiducials=[fids[i] for i in sample], consensus="median")
+    table = validation_table(ours, {"neurokit2": nk, "nk2_median": nk_median}, statements)
+    return {"dataset": ds, "statements": statements, "ours": ours, "neurokit2": nk,
+            "neurokit2_median": nk_median, "table": table, "sample": sample,
+            "seconds": seconds}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="ALFRED rules against PTB-XL's statements")
+    ap.add_argument("folder")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--intervals", action="store_true")
+    args = ap.parse_args(argv)
+    out = run(args.folder, args.work, args.profile)
+    print(format_table(out["table"], intervals=args.intervals))
+    print("seconds:", {k: round(v, 1) for k, v in out["seconds"].items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
