@@ -60,6 +60,17 @@ def test_02_measurements_on_real_ecgs(results):
     if not on_real_ptbxl(r):
         pytest.skip("ran on the synthetic cohort")
     assert r.metric("records_measured") >= 200
+    # beats (issue 12): against two lead-II detectors, on the records where those two agree
+    assert r.metric("beat_count_within_1_references_agree") >= 0.98
+    assert r.metric("hr_within_3bpm_references_agree") >= 0.97
+    assert r.metric("beat_count_within_1_xqrs") >= 0.93 and r.metric("hr_within_3bpm_xqrs") >= 0.93
+    validation = r.table("rule_validation")
+    af = validation.loc["atrial fibrillation"]
+    assert af["positives"] >= 10 and af["target"] == "met"             # every AF record, few false alarms
+    assert af["sens"] >= 0.9 and af["spec"] >= 0.95
+    sr = validation.loc["sinus rhythm"]
+    assert sr["sens"] >= 0.6 and sr["spec"] >= 0.6                    # PTB-XL's SR goes down to ~50 bpm
+    assert r.metric("rules_meeting_target") >= 1
     groups = r.table("intervals_by_group")
     # medians a cardiologist expects: normal QRS < 110 ms, CLBBB ≥ 120 ms, 1AVB PR > 200 ms, AF faster
     assert groups.loc["NORM", "qrs_duration"] < 110 and groups.loc["CLBBB", "qrs_duration"] >= 120

@@ -108,6 +108,11 @@ Prompt = Union[str, Sequence[Message]]
 #: :meth:`LocalLLM.option_logprobs` with one prompt in a batch runs its continuations one by one on
 #: the prompt's cache (True) rather than as one batch on a copy of the cache per continuation.
 SEQUENTIAL_CONTINUATIONS = True
+#: :meth:`LocalLLM.option_logprobs` scores prompts one at a time in token order and keeps the
+#: key/value cache of the previous prompt: a prompt that starts like the previous one (ALFRED's
+#: configurations share the features part, the five questions the whole prompt) runs only the
+#: tokens after the shared start.
+REUSE_PREFIX = True
 
 #: ``progress=None`` shows a progress bar from this many batches (local) / requests (endpoint) on.
 PROGRESS_MIN_BATCHES = 4
@@ -968,6 +973,9 @@ class LocalLLM(LLM):
         todo.sort(key=lambda g: -len(g[0]))
         size = max(1, int(batch_size or self.batch_size))
         budget = size * 1024     # repeated key/value cache, in tokens x rows, per batch
+        if REUSE_PREFIX and SEQUENTIAL_CONTINUATIONS:
+            todo.sort(key=lambda g: g[0])      # token order: neighbours share the longest start
+            size = 1
         batches, current, used = [], [], 0
         for group in todo:
             cost = len(group[0]) * max(1, len(_continuation_rows(group[1])[0]))
@@ -980,10 +988,44 @@ class LocalLLM(LLM):
             batches.append(current)
         show = progress if progress is not None else len(batches) >= PROGRESS_MIN_BATCHES
         with self._lock, _flush_denormals(model), _torch_threads(self.threads), torch.inference_mode():
-            for batch in tqdm(batches, desc="score", unit="batch", disable=not show):
-                for k, scores in self._score_groups(batch):
-                    results[k] = scores
+            self._prefix = None        # (context ids, cache) of the previous single-prompt batch
+            try:
+                for batch in tqdm(batches, desc="score", unit="batch", disable=not show):
+                    for k, scores in self._score_groups(batch):
+                        results[k] = scores
+            finally:
+                self._prefix = None
         return results  # type: ignore[return-value]
+
+    def _first_pass(self, model, batch, ids, mask, positions, use_cache: bool):
+        """The forward pass over the contexts; for a single context, only the tokens after the
+        start it shares with the previous one (whose cache is cut back to that start)."""
+        import torch
+
+        prev = getattr(self, "_prefix", None)
+        ctx = batch[0][0] if len(batch) == 1 else None
+        shared = 0
+        if prev is not None and ctx is not None:
+            shared = min(_common_prefix_length([prev[0], ctx]), len(ctx) - 1)   # ≥ 1 token to run
+        if shared > 0:
+            cache = prev[1]
+            extra = cache.get_seq_length() - shared
+            if extra > 0:
+                cache.crop(-extra)      # transformers 5 crops by a negative count
+            kwargs = {"input_ids": ids[:, shared:], "attention_mask": mask,
+                      "position_ids": positions[:, shared:], "past_key_values": cache, "use_cache": True}
+        else:
+            kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                      "use_cache": use_cache or ctx is not None}
+        try:
+            out = model(**kwargs, logits_to_keep=1)
+        except TypeError:  # a model without logits_to_keep
+            out = model(**kwargs)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        keep = (REUSE_PREFIX and ctx is not None and cache is not None
+                and callable(getattr(cache, "crop", None)))
+        self._prefix = (list(ctx), cache) if keep else None
+        return out
 
     def _score_groups(self, batch):
         """One batch of groups ``(context ids, [(item, tail ids, {option: ids})])``: the contexts
@@ -999,11 +1041,7 @@ class LocalLLM(LLM):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         plan = [_continuation_rows(members) for _, members in batch]
         need_rows = any(rows for rows, _ in plan)
-        try:
-            first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=need_rows,
-                          logits_to_keep=1)
-        except TypeError:  # a model without logits_to_keep
-            first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=need_rows)
+        first = self._first_pass(model, batch, ids, mask, positions, need_rows)
         first_lp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)
         # (batch row, row index in that group) of every continuation row
         flat_rows = [(b, r) for b, (rows, _) in enumerate(plan) for r in range(len(rows))]
@@ -1049,6 +1087,7 @@ class LocalLLM(LLM):
                 chosen = torch.stack([by_row[r][j] for r, j in order])
                 logits = head(chosen) if split else chosen
             else:
+                self._prefix = None      # this cache is extended by the rows: not reusable
                 cache.batch_select_indices(torch.tensor([b for b, _ in flat_rows], device=device))
                 width = max(len(q) for q in seqs)
                 row_ids = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=device)

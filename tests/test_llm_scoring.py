@@ -82,6 +82,26 @@ def test_five_questions_share_one_prefill(tiny):
     assert np.allclose([scored[k].logprobs[o] for k, o in flat], plain, atol=1e-4)
 
 
+def test_prompts_that_start_alike_run_only_what_differs(tiny):
+    """Two configurations' prompts share their features part: the second runs only its own tail."""
+    decoder = tiny.model.get_decoder()
+    shapes = []
+    hook = decoder.register_forward_hook(lambda m, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                         with_kwargs=True)
+    a, b = PROMPT + "\n\n## 2. Rule results\n- none positive", PROMPT + "\n\n## 3. Background\n- a card"
+    items = label_items([a, b])
+    try:
+        scored = tiny.option_logprobs(items, system=SYSTEM_PROMPT)
+    finally:
+        hook.remove()
+    firsts = [w for n, w in shapes if w > 3]            # the passes over a prompt (not the 2-token rests)
+    assert len(firsts) == 2 and firsts[1] < firsts[0] / 2
+    flat = [(k, o) for k, (_, _, opts) in enumerate(items) for o in opts]
+    plain = tiny.loglikelihood([_as_messages(items[k][0], items[k][1]) for k, _ in flat], [o for _, o in flat],
+                               system=SYSTEM_PROMPT)
+    assert np.allclose([scored[k].logprobs[o] for k, o in flat], plain, atol=1e-4)
+
+
 def test_over_context_is_an_error_item(tiny):
     long = "sinus rhythm " * 600   # over the tiny model's 1024 positions
     out = tiny.option_logprobs([(long, "NORM:", [" yes"]), ("ok?", None, [" yes"])])
@@ -404,6 +424,12 @@ def test_diagnose_probabilities_on_measured_records(tiny):
     assert ((probs >= 0) & (probs <= 1)).all().all()
     with pytest.raises(ValueError):
         diagnose_probabilities(measured, "Rules only", tiny)
+    from ecgkit.alfred.probabilities import diagnose_probabilities_many
+
+    both = diagnose_probabilities_many(measured, ["LLM without retrieval"], tiny, profile="quick",
+                                       options=short)
+    assert list(both) == ["LLM without retrieval"] and list(both["LLM without retrieval"].index) == ["n", "l"]
+    assert np.allclose(both["LLM without retrieval"].to_numpy(), probs.to_numpy(), atol=1e-4)
 
 
 def test_an_endpoint_judge_gives_an_expected_rating(tmp_cache):

@@ -35,7 +35,8 @@ from .answer import SUPERCLASSES
 from .prompt import SYSTEM_PROMPT
 
 __all__ = ["YES_VARIANTS", "NO_VARIANTS", "answer_prefix", "label_items", "label_scores",
-           "label_probabilities", "diagnose_probabilities", "threshold_from_validation",
+           "label_probabilities", "diagnose_probabilities", "diagnose_probabilities_many",
+           "threshold_from_validation",
            "apply_thresholds"]
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,38 @@ def diagnose_probabilities(measured, config="Proposed", llm=None, index=None, pr
     prompts = assemble_prompts_many(features, measured.rules if cfg.rules else None,
                                     index if cfg.retrieval else None, cfg, **opts)
     return label_probabilities(llm, prompts, classes, ids=list(measured.ids), progress=progress)
+
+
+def diagnose_probabilities_many(measured, configs: Sequence[str], llm=None, index=None,
+                                profile: str | None = None, options: dict | None = None,
+                                classes: Sequence[str] = SUPERCLASSES,
+                                progress: bool | None = None) -> dict:
+    """:func:`diagnose_probabilities` for several configurations in one scoring call, so that a
+    local model reads each record's shared prompt start (features, rules) once for all of them
+    (:data:`ecgkit.llm.REUSE_PREFIX`). Returns ``{configuration: records × classes}``."""
+    from .pipeline import prompt_options
+    from .prompt import assemble_prompts_many, get_config
+
+    if llm is None:
+        raise ValueError("label probabilities need an LLM")
+    opts = prompt_options(profile, **(options or {}))
+    features = [row for _, row in measured.features.iterrows()]
+    prompts, keys = [], []
+    for name in configs:
+        cfg = get_config(name)
+        if not cfg.llm:
+            raise ValueError(f"configuration {cfg.name!r} has no LLM")
+        prompts += assemble_prompts_many(features, measured.rules if cfg.rules else None,
+                                         index if cfg.retrieval else None, cfg, **opts)
+        keys += [(name, rid) for rid in measured.ids]
+    probs = label_probabilities(llm, prompts, classes, ids=list(range(len(keys))), progress=progress)
+    out = {}
+    for name in configs:
+        rows = [k for k, (n, _) in enumerate(keys) if n == name]
+        frame = probs.iloc[rows].copy()
+        frame.index = pd.Index([keys[k][1] for k in rows], name=probs.index.name)
+        out[name] = frame
+    return out
 
 
 def threshold_from_validation(probs_val: pd.DataFrame, y_val: pd.DataFrame,
