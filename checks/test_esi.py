@@ -24,3 +24,27 @@ def test_04_descriptions(results):
     f1 = r.metric("f1_documents_expert")
     assert f1 == pytest.approx(0.436, abs=0.05)
     assert np.isfinite(topk["F1"]).all() and topk["F1"].between(0.3, 0.7).all()
+
+
+def test_05_pretraining(results):
+    r = results("05_esi_pretraining")
+    assert r.info["profile"] == "quick" and len(r.info["seeds"]) >= 2
+    classification = r.table("classification")
+    rows = set(classification.index)
+    assert {("ESI", "linear probe"), ("SimCLR", "linear probe"), ("random init", "linear probe"),
+            ("supervised (scratch)", "supervised")} <= rows
+    task = [c for c in classification.columns.get_level_values(0) if "superdiagnostic" in c][0]
+    means = classification[(task, "mean")].dropna()
+    # every encoder learns something usable: far above chance (0.5) on the first task
+    assert (means > 0.65).all(), means
+    assert classification.loc[("ESI", "linear probe"), ("paper", "AUC")] == pytest.approx(0.927)
+    zero_shot = r.table("zero_shot")
+    assert (zero_shot["AUC mean"] > 0.55).all()                  # text alignment beats chance
+    assert zero_shot["paper AUC"].iloc[0] == pytest.approx(0.812)
+    ablation = r.table("ablation")
+    assert list(ablation.index) == ["ESI (full)", "w/o CQA", "w/o L_cap", "w/o L_con"]
+    assert ablation["paper arrhythmia"].tolist() == [0.928, 0.901, 0.913, 0.850]
+    size = r.table("size_curve")
+    assert size["records"].is_monotonic_increasing
+    ident = r.table("identification")
+    assert ident["nn_accuracy"].between(0, 1).all() and (ident["patients"] >= 2).all()

@@ -46,22 +46,27 @@ def ablation_table(scores: dict, diagnoses: dict, paper: pd.DataFrame | None = N
     paper's values as ``paper`` (blank for the book's own baselines), records, LLM, errors and
     unparseable answers. ``scores`` / ``diagnoses`` map configuration names to
     :func:`score_diagnoses` results and :class:`Diagnoses`."""
-    paper = paper_numbers("alfred", "ablation") if paper is None else paper
-    reported = paper.pivot(index="configuration", columns="metric", values="value")
     rows = {}
     for name, table in scores.items():
         d = diagnoses[name]
-        row = {}
-        for m in RATES:
-            row[("ours", m)] = _cell(table.loc[("macro", m)])
-        for m in RATES:
-            row[("paper", m)] = reported.loc[name, m] if name in reported.index else float("nan")
-        row[("run", "records")] = d.n
-        row[("run", "LLM")] = d.llm
-        row[("run", "LLM errors")] = d.errors
-        row[("run", "unparseable")] = d.unparsed
-        rows[name] = row
-    frame = pd.DataFrame.from_dict(rows, orient="index")
+        rows[name] = {**{("ours", m): _cell(table.loc[("macro", m)]) for m in RATES},
+                      ("run", "records"): d.n, ("run", "LLM"): d.llm,
+                      ("run", "LLM errors"): d.errors, ("run", "unparseable"): d.unparsed}
+    return _beside_paper(rows, paper)
+
+
+def _beside_paper(rows: dict, paper: pd.DataFrame | None) -> pd.DataFrame:
+    """``rows`` (configuration → {(group, column): value}) with the paper's macro rates inserted
+    after the ``ours`` columns (NaN for the book's own baselines)."""
+    paper = paper_numbers("alfred", "ablation") if paper is None else paper
+    reported = paper.pivot(index="configuration", columns="metric", values="value")
+    out = {}
+    for name, row in rows.items():
+        ours = {k: v for k, v in row.items() if k[0] == "ours"}
+        theirs = {("paper", m): reported.loc[name, m] if name in reported.index else float("nan")
+                  for m in RATES}
+        out[name] = {**ours, **theirs, **{k: v for k, v in row.items() if k[0] != "ours"}}
+    frame = pd.DataFrame.from_dict(out, orient="index")
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     frame.index.name = "configuration"
     return frame
@@ -97,23 +102,13 @@ def probability_table(scored: dict, paper: pd.DataFrame | None = None) -> pd.Dat
     """One row per configuration: macro AUROC and macro PPV/NPV/Sens/Spec at the fold-9
     thresholds (estimate [95% CI]), the paper's rates beside them, the records, the share of
     "yes" labels and the spread (mean standard deviation over records) of the probabilities."""
-    paper = paper_numbers("alfred", "ablation") if paper is None else paper
-    reported = paper.pivot(index="configuration", columns="metric", values="value")
     rows = {}
     for name, s in scored.items():
-        row = {("ours", "AUROC"): _cell(s["auroc"].loc["macro"])}
-        for m in RATES:
-            row[("ours", m)] = _cell(s["rates"].loc[("macro", m)])
-        for m in RATES:
-            row[("paper", m)] = reported.loc[name, m] if name in reported.index else float("nan")
-        row[("run", "records")] = s["n"]
-        row[("run", "yes share")] = round(s["yes_share"], 3)
-        row[("run", "P(yes) sd")] = round(s["spread"], 3)
-        rows[name] = row
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-    frame.index.name = "configuration"
-    return frame
+        rows[name] = {("ours", "AUROC"): _cell(s["auroc"].loc["macro"]),
+                      **{("ours", m): _cell(s["rates"].loc[("macro", m)]) for m in RATES},
+                      ("run", "records"): s["n"], ("run", "yes share"): round(s["yes_share"], 3),
+                      ("run", "P(yes) sd"): round(s["spread"], 3)}
+    return _beside_paper(rows, paper)
 
 
 def probability_per_class(scored: dict) -> pd.DataFrame:
