@@ -41,3 +41,21 @@ def test_03_synthetic_fold(results):
     macro = r.table("synthetic")
     assert "Rules only" in macro.index
     assert macro.loc["Rules only", ("run", "records")] >= 60
+
+
+def test_03_label_probabilities_on_every_fold_10_record(results):
+    r = results("03_alfred_evaluation")
+    table = r.table("probabilities")
+    assert {"Base", "Ablation 1", "Ablation 2", "Ablation 3", "Proposed"} <= set(table.index)
+    assert (table[("run", "records")] == r.metric("fold10_records")).all()      # every record, every configuration
+    assert (table[("run", "P(yes) sd")] > 0).all()            # probabilities vary from record to record
+    assert table[("ours", "AUROC")].nunique() > 1             # the rows differ where the probabilities do
+    assert table.loc["Proposed", ("paper", "PPV")] == 0.443
+    per_record = r.table("probabilities_per_record")
+    assert len(per_record) == len(table) * r.metric("fold10_records")
+    assert per_record.stack().between(0, 1).all()
+    macro = r.table("probabilities_per_class").xs("macro", level="class")
+    assert macro["AUROC"].between(0.3, 1).all()
+    comparisons = r.table("paired_comparisons")
+    assert "Proposed − Base" in comparisons.index and comparisons["p"].between(0, 1).all()
+    assert r.metrics["probability_records"]["validation"] >= 10        # thresholds from fold 9
