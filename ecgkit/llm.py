@@ -509,6 +509,17 @@ def _cache_argument(module) -> str:
     return "past_key_values"
 
 
+def _worth_reusing(groups, share: float = 0.3) -> bool:
+    """Whether scoring the contexts one by one in token order, each reusing the previous one's
+    cache, saves enough to give up batching: the tokens neighbours share (after sorting) are at
+    least ``share`` of all context tokens (ALFRED's configurations of one record: yes; unrelated
+    short questions sharing only the chat header: no, they batch better)."""
+    contexts = sorted(g[0] for g in groups)
+    total = sum(len(c) for c in contexts)
+    shared = sum(_common_prefix_length([a, b]) for a, b in zip(contexts, contexts[1:]))
+    return len(contexts) > 1 and total > 0 and shared >= share * total
+
+
 def _continuation_rows(members):
     """The distinct sequences to run after a shared context, and how to score every option.
 
@@ -973,7 +984,7 @@ class LocalLLM(LLM):
         todo.sort(key=lambda g: -len(g[0]))
         size = max(1, int(batch_size or self.batch_size))
         budget = size * 1024     # repeated key/value cache, in tokens x rows, per batch
-        if REUSE_PREFIX and SEQUENTIAL_CONTINUATIONS:
+        if REUSE_PREFIX and SEQUENTIAL_CONTINUATIONS and _worth_reusing(todo):
             todo.sort(key=lambda g: g[0])      # token order: neighbours share the longest start
             size = 1
         batches, current, used = [], [], 0
