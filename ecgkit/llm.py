@@ -1024,7 +1024,7 @@ class LocalLLM(LLM):
             if extra > 0:
                 cache.crop(-extra)      # transformers 5 crops by a negative count
             kwargs = {"input_ids": ids[:, shared:], "attention_mask": mask,
-                      "position_ids": positions[:, shared:], "past_key_values": cache, "use_cache": True}
+                      "position_ids": positions[:, shared:], _cache_argument(model): cache, "use_cache": True}
         else:
             kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
                       "use_cache": use_cache or ctx is not None}

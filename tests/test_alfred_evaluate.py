@@ -41,6 +41,9 @@ def test_informative_probabilities_beat_a_constant_answer():
     assert row["difference"] > 0.2 and row["low"] > 0 and row["verdict"] == "A higher" and row["p"] < 0.05
     verdicts = probability_verdicts(scored, pairs)
     assert verdicts["informative"] == ["Proposed"] and verdicts["uninformative"] == ["Base"]
+    assert verdicts["inverted"] == []
+    flipped = {"Flipped": score_probabilities(truth, 1 - good.loc[test], thr, n_boot=200)}
+    assert probability_verdicts(flipped, pairs.iloc[:0])["inverted"] == ["Flipped"]
     assert len(verdicts["differences"]) == 1 and verdicts["differences"][0].startswith("Proposed − Base: +")
 
 

@@ -144,13 +144,15 @@ def paired_comparisons(truth: pd.DataFrame, probs: dict, pairs, n_boot: int = 10
 
 def probability_verdicts(scored: dict, comparisons: pd.DataFrame) -> dict:
     """What the probability tables say, for the chapter's prose: the configurations whose macro
-    AUROC interval lies above 0.5 (``informative``), those whose interval includes 0.5
-    (``uninformative``), and the comparisons whose interval excludes 0 (``differences``, as
-    ``"A − B: +0.071"``)."""
-    informative, uninformative = [], []
+    AUROC interval lies above 0.5 (``informative``), below it (``inverted``: the model ranks
+    the records the wrong way round) or includes it (``uninformative``), and the comparisons
+    whose interval excludes 0 (``differences``, as ``"A − B: +0.071"``)."""
+    out = {"informative": [], "inverted": [], "uninformative": []}
     for name, s in scored.items():
         macro = s["auroc"].loc["macro"]
-        (informative if macro["low"] > 0.5 else uninformative).append(name)
-    differences = [f"{name}: {row['difference']:+.3f}" for name, row in comparisons.iterrows()
-                   if row["verdict"] != "no difference shown"]
-    return {"informative": informative, "uninformative": uninformative, "differences": differences}
+        key = ("informative" if macro["low"] > 0.5 else "inverted" if macro["high"] < 0.5
+               else "uninformative")
+        out[key].append(name)
+    out["differences"] = [f"{name}: {row['difference']:+.3f}" for name, row in comparisons.iterrows()
+                          if row["verdict"] != "no difference shown"]
+    return out
