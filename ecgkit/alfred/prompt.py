@@ -431,9 +431,11 @@ def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, l
                 break
             text, parts = render()
         if any(trimmed.values()):
-            log.warning("prompt trimmed to %d characters (budget %d): %s%s", len(text), max_chars,
-                        {k: v for k, v in trimmed.items() if v},
-                        "; still over budget" if over else "")
+            # recorded in BuiltPrompt.trimmed (and counted in chapter 03's tables); a warning only
+            # when the budget could not be met, so that a batch of prompts does not flood the log
+            (log.warning if over else log.debug)(
+                "prompt trimmed to %d characters (budget %d): %s%s", len(text), max_chars,
+                {k: v for k, v in trimmed.items() if v}, "; still over budget" if over else "")
     kept = {c: sources[c] for c in feat + cond if c in sources}
     return BuiltPrompt(text, config.name, parts, feat, cond, kept, pos,
                        {k: v for k, v in trimmed.items() if v}, over)
