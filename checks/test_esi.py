@@ -22,7 +22,8 @@ def test_04_descriptions(results):
     # BERTScore F1 (MiniLM) of SmolLM2's descriptions against the expert cards, as recorded
     # (seeded, greedy decoding): a broken retriever or an empty answer moves it well away
     f1 = r.metric("f1_documents_expert")
-    assert f1 == pytest.approx(0.436, abs=0.05)
+    assert f1 == pytest.approx(0.475, abs=0.05)          # recorded with the repetition control
+    assert r.metric("descriptions_cut") <= described      # counted (at 80 tokens all 12 are cut)
     assert np.isfinite(topk["F1"]).all() and topk["F1"].between(0.3, 0.7).all()
 
 
