@@ -49,3 +49,7 @@ def test_05_pretraining(results):
     assert size["records"].is_monotonic_increasing
     ident = r.table("identification")
     assert ident["nn_accuracy"].between(0, 1).all() and (ident["patients"] >= 2).all()
+    if "ptbxl" in task and len(r.info["seeds"]) == 2:     # the seeded quick run on the shared subset
+        assert r.metric("esi_linear_probe_auc") == pytest.approx(0.787, abs=0.03)
+        assert r.metric("random_linear_probe_auc") == pytest.approx(0.735, abs=0.03)
+        assert r.metric("esi_zero_shot_auc") == pytest.approx(0.616, abs=0.05)
