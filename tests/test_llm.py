@@ -12,9 +12,11 @@ import math
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+
+from ecgllm_fakes import LoopbackServer
 
 from ecgkit import llm as llmmod
 from ecgkit.llm import (
@@ -141,7 +143,7 @@ def test_local_loglikelihood(local):
 KEY = "sk-test-SECRET-0123456789"
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """A chat/completions server whose behaviour is chosen by the prompt's prefix:
 
     ``fail<N>:`` 503 for the first N requests of that prompt, then an answer; ``err500:`` always 500;
@@ -230,16 +232,7 @@ class FakeServer:
                               "total_tokens": 0},
                 })
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from ecgkit.alfred.prompt import SUPERCLASSES, SYSTEM_PROMPT
 from ecgkit.llm import (LLM, CachedLLM, Generation, GenerationCache, LocalLLM, OpenAIChat, OptionScores,
                         count_cut)
 
-from ecgllm_fakes import tiny_llama
+from ecgllm_fakes import LoopbackServer, tiny_llama
 
 PROMPT = ("Measured features: heart rate 72 bpm, PR 160 ms, QRS 140 ms, QTc 450 ms. "
           "Rule results: complete left bundle branch block. " * 3)
@@ -259,7 +258,7 @@ def test_local_scores_are_cached_per_item(tiny, tmp_path):
 # ----------------------------------------------------------------------------- endpoint (vLLM-like fake)
 
 
-class LogprobServer:
+class LogprobServer(LoopbackServer):
     """A chat/completions server answering ``max_tokens=1`` requests with vLLM-style logprobs.
 
     ``top`` maps the last message's content to a list of (token, logprob); with
@@ -306,16 +305,7 @@ class LogprobServer:
                                  "finish_reason": "length"}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def _endpoint(server, **kwargs):
