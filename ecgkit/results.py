@@ -171,10 +171,21 @@ def data_source(info: dict) -> str:
             f"seed {info.get('seed', '?')}; ecgkit {info.get('versions', {}).get('ecgkit', '?')}")
 
 
+def _whole_numbers(column: pd.Series) -> bool:
+    """A numeric column whose values are all whole numbers (NaN aside) and not all 0/1 rates."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    values = column.dropna().to_numpy(dtype=float)
+    return bool(values.size) and bool(np.all(values == np.round(values))) and bool(np.abs(values).max() > 1)
+
+
 def show_table(results: Results, name: str):
     """A recorded table styled for the book, with its caption."""
     frame = results.table(name)
     styler = frame.style.format(precision=3, na_rep="–")
+    whole = [c for c in frame.columns if _whole_numbers(frame[c])]
+    if whole:   # counts, seeds, records: integers as integers (500, not 500.000)
+        styler = styler.format("{:.0f}", subset=whole, na_rep="–")
     caption = results.captions.get(name)
     return styler.set_caption(caption) if caption else styler
 

@@ -82,3 +82,15 @@ def test_chapter_map_follows_the_toc_and_the_recorded_times(tmp_path):
     assert table["minutes"].tolist() == ["1.5", "–"]
     assert total_minutes(results) == 1.5
     assert json.loads((results / "reproduce_times.json").read_text())["01_b"]["profile"] == "quick"
+
+
+def test_show_table_prints_counts_as_integers(tmp_path):
+    from ecgkit.results import Recorder, load_results, show_table
+
+    rec = Recorder("00_data", dataset="x", profile="quick", seed=0)
+    rec.table("t", pd.DataFrame({"records": [500.0, 66.0], "AUC": [0.81234, np.nan], "flag": [1.0, 0.0]},
+                                index=["a", "b"]))
+    rec.save(tmp_path)
+    html = show_table(load_results("00_data", tmp_path), "t").to_html()
+    assert ">500<" in html and ">66<" in html and "500.000" not in html
+    assert "0.812" in html and "–" in html and "1.000" in html      # rates and 0/1 columns keep decimals
