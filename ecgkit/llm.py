@@ -1011,8 +1011,6 @@ class LocalLLM(LLM):
     def _first_pass(self, model, batch, ids, mask, positions, use_cache: bool):
         """The forward pass over the contexts; for a single context, only the tokens after the
         start it shares with the previous one (whose cache is cut back to that start)."""
-        import torch
-
         prev = getattr(self, "_prefix", None)
         ctx = batch[0][0] if len(batch) == 1 else None
         shared = 0

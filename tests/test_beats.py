@@ -11,8 +11,6 @@ import pytest
 from ecgkit.alfred import beats as B
 from ecgkit.alfred import delineation as D
 from ecgkit.alfred.features import extract_features, pad_leads
-from ecgkit.alfred.rules import evaluate_rules
-from ecgkit.data.wfdb_io import LEADS
 from ecgkit.synthetic import simulate_ecg
 
 FS = 500
@@ -204,6 +202,15 @@ def test_beat_agreement_and_worst_records():
     assert table.loc["b", "diff"] == -1 and table.loc["b", "count_ok"]
     assert summary["records"] == 2 and summary["count_within"] == 1.0
     assert list(B.worst_records(table, 1)) == ["b"]
+    # two references side by side: the second finds one beat fewer in record "b" (still agree)
+    # and three fewer in "a" (disagree: left out of the "references agree" shares)
+    other = table.assign(n_ref=table["n_ref"] - [3, 1], count_ok=[False, True])
+    both, agree = B.agreement_summary({"x": table, "y": other})
+    assert list(agree) == [False, True] and list(both.columns) == ["vs x (lead II)", "vs y (lead II)"]
+    assert both.loc["records where the references agree", "vs x (lead II)"] == 1
+    assert both.loc["beat count within ±1, all records", "vs y (lead II)"] == 0.5
+    assert both.loc["beat count within ±1, references agree", "vs y (lead II)"] == 1.0
+    assert both.loc["beats (reference)", "vs y (lead II)"] == table["n_ref"].sum() - 4
     # a real reference detector runs too
     t2, s2 = B.beat_agreement(sig[None], FS, [fid], reference="xqrs")
     assert abs(t2["diff"].iloc[0]) <= 1 and s2["hr_within"] == 1.0

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["EDGE_MS", "BAND_HZ", "combination_signal", "qrs_anchors", "counted", "rr_intervals",
-           "reference_peaks", "beat_agreement", "worst_records"]
+           "reference_peaks", "beat_agreement", "agreement_summary", "worst_records"]
 
 #: Beats whose R peak is closer than this to either end of the record are not counted.
 EDGE_MS = 100.0
@@ -208,6 +208,28 @@ def beat_agreement(signals, fs: float, fiducials, reference: str = "xqrs", lead:
                "beats_ours": int(table["n_ours"].sum()), "beats_ref": int(table["n_ref"].sum()),
                "edge_ms": edge_ms}
     return table, summary
+
+
+def agreement_summary(tables: dict, lead: str = "II") -> tuple[pd.DataFrame, pd.Series]:
+    """Several references side by side: ``tables`` maps a reference name to its
+    :func:`beat_agreement` table (the same records). Returns the summary (one column per
+    reference: shares of records within the tolerances, on all records and on those where the
+    references agree with each other, ±1 beat; beat totals; mean |HR difference|) and the
+    boolean mask of the records where the references agree."""
+    counts = pd.DataFrame({name: t["n_ref"] for name, t in tables.items()})
+    agree = (counts.max(axis=1) - counts.min(axis=1)) <= 1
+    summary = pd.DataFrame({
+        f"vs {name} (lead {lead})": {
+            "records": len(t),
+            "beat count within ±1, all records": t["count_ok"].mean(),
+            "heart rate within 3 bpm, all records": t["hr_ok"].mean(),
+            "beat count within ±1, references agree": t.loc[agree, "count_ok"].mean(),
+            "heart rate within 3 bpm, references agree": t.loc[agree, "hr_ok"].mean(),
+            "records where the references agree": int(agree.sum()),
+            "beats (ours)": int(t["n_ours"].sum()), "beats (reference)": int(t["n_ref"].sum()),
+            "mean |HR difference| (bpm)": t["hr_diff"].abs().mean()}
+        for name, t in tables.items()})
+    return summary, agree
 
 
 def worst_records(table: pd.DataFrame, n: int = 5) -> pd.Index:

@@ -59,19 +59,17 @@ CHECKS = (
 HALVED_RATE = {"qrs_duration": 160.0, "heart_rate": 45.0}
 
 
-def measure(signal: np.ndarray, fs: float, fiducials: pd.DataFrame) -> dict:
-    """The values :func:`check_record` checks: median heart rate (bpm) and median QRS duration
-    (ms) over the consensus beats (``lead == "all"``), peak-to-peak amplitude of the median
-    lead (mV; all-NaN leads left out). NaN when not measurable."""
-    beats = fiducials[fiducials["lead"].astype(str) == "all"]
-    r = np.sort(beats["r_peak"].to_numpy()[beats["r_peak"].to_numpy() >= 0])
-    rr = np.diff(r) / fs
-    ok = (beats["qrs_on"] >= 0) & (beats["qrs_off"] >= 0)
-    qrs = (beats["qrs_off"][ok] - beats["qrs_on"][ok]).to_numpy() / fs * 1000
+def measure(signal: np.ndarray, features) -> dict:
+    """The values :func:`check_record` checks: the record's measured heart rate (bpm) and global
+    QRS duration (ms) from its features (:mod:`ecgkit.alfred.features`), and the peak-to-peak
+    amplitude of the median lead (mV; all-NaN leads left out). NaN when not measurable."""
+    def number(key):
+        v = features.get(key) if features is not None else None
+        return math.nan if v is None or pd.isna(v) else float(v)
+
     leads = [j for j in range(signal.shape[1]) if not np.isnan(signal[:, j]).all()]
     ptp = [float(np.nanmax(signal[:, j]) - np.nanmin(signal[:, j])) for j in leads]
-    return {"heart_rate": 60.0 / float(np.median(rr)) if rr.size and np.median(rr) > 0 else math.nan,
-            "qrs_duration": float(np.median(qrs)) if qrs.size else math.nan,
+    return {"heart_rate": number("heart_rate"), "qrs_duration": number("qrs_duration"),
             "amplitude": float(np.median(ptp)) if ptp else math.nan}
 
 

@@ -290,7 +290,7 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
     fiducials = measured.fiducials[0]
     fix_rate = (f"correct the sampling rate in its header {name}.hea"
                 if info["rate_from"] == "header" else "pass --fs {fs:g}")
-    implausible = check_record(measure(signal, rate, fiducials), rate, fix_rate)
+    implausible = check_record(measure(signal, measured.features.iloc[0]), rate, fix_rate)
     if not (fiducials["lead"].astype(str) == "all").any():
         why = ["its 12 leads" if len(info["leads"]) == len(LEADS) else
                f"its {len(info['leads'])} standard lead(s) {', '.join(info['leads'])}"]

@@ -24,9 +24,7 @@
   NeuroKit2's ``ecg_peaks`` on a multi-lead QRS-energy signal): the beats are the same on both
   sides and only the wave boundaries differ.
 * :func:`validation_table`: ours on all records, ours on the baseline's records and the
-  baseline side by side; :func:`format_table` prints it compactly.
-* :func:`run` (``python -m ecgkit.alfred.validation FOLDER``): the whole thing on a PTB-XL
-  folder with the measured results cached (NeuroKit2 on a fixed sample of
+  baseline side by side (chapter 02 runs it: NeuroKit2 on a fixed sample of
   :data:`BASELINE_RECORDS` records in the quick profile, :func:`baseline_ids`: every positive
   of the key statements plus a seeded draw; NeuroKit2 delineates about one ECG a second).
 
@@ -36,11 +34,7 @@ test fold included, changes a threshold).
 from __future__ import annotations
 
 import math
-import os
-import pickle
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,8 +42,7 @@ import pandas as pd
 __all__ = ["STATEMENTS", "NO_STATEMENT", "TARGET_RULES", "MIN_POSITIVES", "TARGET_SENS",
            "TARGET_SPEC", "BASELINE_RECORDS", "META_STATEMENTS", "mapping_table",
            "statement_table", "rule_results", "wilson", "validate_rules",
-           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table",
-           "format_table", "save_measured", "load_measured", "run"]
+           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table"]
 
 #: Rule key → the PTB-XL statements it corresponds to (positive when any one is present).
 STATEMENTS: dict[str, tuple[str, ...]] = {
@@ -489,163 +482,3 @@ def validation_table(ours, baseline, statements: pd.DataFrame, mapping: dict | N
         side.columns = pd.MultiIndex.from_product([[label], side.columns])
         parts.append(side)
     return pd.concat(parts, axis=1)
-
-
-def _rate(v, lo, hi) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "   -"
-    return f"{v:.2f} ({lo:.2f}-{hi:.2f})"
-
-
-def format_table(table: pd.DataFrame, sides=None, intervals: bool = False) -> str:
-    """A compact text version of :func:`validation_table`: per side positives/undetermined,
-    sensitivity, specificity (95 % intervals with ``intervals``) and the target verdict."""
-    def rate(s, m):
-        v = s[m]
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "-"
-        return _rate(v, s[m + "_low"], s[m + "_high"]) if intervals else f"{v:.2f}"
-
-    if sides is None:
-        sides = [c for c in dict.fromkeys(table.columns.get_level_values(0)) if c != "rule"]
-    w = 27 if not intervals else 53
-    lines = []
-    head = f"{'rule':31s} {'statements':22s}"
-    for side in sides:
-        head += f" | {side:^{w}s}"
-    sub = f"{'':31s} {'':22s}" + " | pos und  sens  spec  target " * len(sides)
-    lines += [head, sub.rstrip()]
-    for key, row in table.iterrows():
-        st = row[("rule", "statements")]
-        st = "-" if st == "no PTB-XL statement" else st
-        line = f"{key[:31]:31s} {st[:22]:22s}"
-        for side in sides:
-            s = row[side]
-            pos = "-" if pd.isna(s["n_pos"]) else str(int(s["n_pos"]))
-            tgt = {"met": "met", "not met": "NOT", "": ""}.get(s["target"], "n/a")
-            line += f" | {pos:>3s} {int(s['undetermined']):3d} {rate(s, 'sens'):>5s} " \
-                    f"{rate(s, 'spec'):>5s} {tgt:6s}"
-        lines.append(line.rstrip())
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# caching and the run on a PTB-XL folder
-# --------------------------------------------------------------------------------------------
-
-def save_measured(measured, path) -> Path:
-    """Write a Measured (ids, fs, fiducials, features, failed; the rules are recomputed from the
-    features on loading) to ``path`` (a pickle of plain frames)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"ids": list(measured.ids), "fs": measured.fs, "fiducials": measured.fiducials,
-            "features": measured.features, "failed": dict(measured.failed)}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(blob, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return path
-
-
-def load_measured(path):
-    """Read :func:`save_measured`'s file back (rules re-evaluated from the features)."""
-    from .pipeline import Measured
-    from .rules import evaluate_rules
-
-    with open(path, "rb") as f:
-        blob = pickle.load(f)
-    feats = blob["features"]
-    rules = [evaluate_rules(row) for _, row in feats.iterrows()]
-    return Measured(pd.Index(blob["ids"]), blob["fs"], blob["fiducials"], feats, rules,
-                    blob["failed"])
-
-
-def _neurokit_cache(work: Path) -> tuple[dict, dict]:
-    """Per-record NeuroKit2 delineations and their seconds from ``work/neurokit_fiducials.pkl``."""
-    f = work / "neurokit_fiducials.pkl"
-    if f.is_file():
-        with open(f, "rb") as fh:
-            blob = pickle.load(fh)
-        return blob["fiducials"], blob["seconds"]
-    return {}, {}
-
-
-def run(folder, work=None, profile: str | None = None, progress: bool = True,
-        n_baseline: int | None = None) -> dict:
-    """Ours on every record of a PTB-XL folder (500 Hz), NeuroKit2 on :func:`baseline_ids`
-    (enriched with the key statements' positives), both cached under ``work`` (default
-    ``$ECGKIT_CACHE/validation``; NeuroKit2 record by record, so a larger sample reuses a smaller
-    one). Returns the dataset, the statement table, both Measured, the :func:`validation_table`,
-    the sample and the seconds: ours (all records, delineation + features + rules) and
-    NeuroKit2 (the sample: the delineation seconds summed over its records + its features and
-    rules).
-    """
-    from ..config import cache_dir
-    from ..data.ptbxl import load_ptbxl
-    from .pipeline import measure_ecgs
-
-    work = Path(work) if work is not None else cache_dir("validation")
-    work.mkdir(parents=True, exist_ok=True)
-    ds = load_ptbxl(folder, rate=500, progress=progress)
-    ages, sexes = ds.meta["age"].tolist(), ds.meta["sex"].tolist()
-    statements = statement_table(ds)
-    seconds = {}
-    f_ours = work / "ours.pkl"
-    if f_ours.is_file():
-        ours = load_measured(f_ours)
-        seconds["ours"] = pickle.load(open(work / "ours.seconds", "rb")) \
-            if (work / "ours.seconds").is_file() else math.nan
-    else:
-        t = time.perf_counter()
-        ours = measure_ecgs(ds.signals, ds.fs, ages, sexes, ids=ds.meta.index, progress=progress)
-        seconds["ours"] = time.perf_counter() - t
-        save_measured(ours, f_ours)
-        pickle.dump(seconds["ours"], open(work / "ours.seconds", "wb"))
-    sample = baseline_ids(ds.meta.index, statements, profile, n=n_baseline)
-    pos = [ds.meta.index.get_loc(i) for i in sample]
-    fids, secs = _neurokit_cache(work)
-    todo = [(i, p) for i, p in zip(sample, pos) if i not in fids]
-    if todo:
-        from tqdm import tqdm
-
-        for i, p in tqdm(todo, desc="neurokit2", disable=not progress, mininterval=2.0):
-            t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fids[i] = neurokit_delineate(ds.signals[p], ds.fs)
-            secs[i] = time.perf_counter() - t
-        tmp = work / "neurokit_fiducials.pkl.tmp"
-        with open(tmp, "wb") as fh:
-            pickle.dump({"fiducials": fids, "seconds": secs}, fh)
-        os.replace(tmp, work / "neurokit_fiducials.pkl")
-    t = time.perf_counter()
-    nk = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
-                               [sexes[p] for p in pos], ids=sample, progress=progress,
-                               fiducials=[fids[i] for i in sample])
-    seconds["neurokit2"] = sum(secs[i] for i in sample) + time.perf_counter() - t
-    nk_median = measure_with_neurokit(ds.signals[pos], ds.fs, [ages[p] for p in pos],
-                                      [sexes[p] for p in pos], ids=sample, progress=progress,
-                                      fiducials=[fids[i] for i in sample], consensus="median")
-    table = validation_table(ours, {"neurokit2": nk, "nk2_median": nk_median}, statements)
-    return {"dataset": ds, "statements": statements, "ours": ours, "neurokit2": nk,
-            "neurokit2_median": nk_median, "table": table, "sample": sample,
-            "seconds": seconds}
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="ALFRED rules against PTB-XL's statements")
-    ap.add_argument("folder")
-    ap.add_argument("--work", default=None)
-    ap.add_argument("--profile", default=None)
-    ap.add_argument("--intervals", action="store_true")
-    args = ap.parse_args(argv)
-    out = run(args.folder, args.work, args.profile)
-    print(format_table(out["table"], intervals=args.intervals))
-    print("seconds:", {k: round(v, 1) for k, v in out["seconds"].items()})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
