@@ -6,8 +6,10 @@ rendered from these files, beside the paper's numbers from ``resources/paper_num
 """
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -171,23 +173,240 @@ def data_source(info: dict) -> str:
             f"seed {info.get('seed', '?')}; ecgkit {info.get('versions', {}).get('ecgkit', '?')}")
 
 
-def _whole_numbers(column: pd.Series) -> bool:
-    """A numeric column whose values are all whole numbers (NaN aside) and not all 0/1 rates."""
+INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|counts|cards|hits|positives|"
+                             r"negatives|steps|chunks|queries|tokens|files|statements|beats|rank|k|n_\w+)($|[\s_)])",
+                             re.IGNORECASE)
+LONG_TEXT = 90            # characters: longer text goes into an expandable block
+CONTENT_WIDTH_PX = 1000   # the book's content column
+
+
+def _whole_numbers(column: pd.Series, name="") -> bool:
+    """A numeric column of whole numbers (NaN aside) that are counts, not 0/1 rates: values above 1,
+    or a column named like a count (``n``, ``seed``, ``records`` ...)."""
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return False
     values = column.dropna().to_numpy(dtype=float)
-    return bool(values.size) and bool(np.all(values == np.round(values))) and bool(np.abs(values).max() > 1)
+    if not values.size or not np.all(values == np.round(values)):
+        return False
+    return bool(np.abs(values).max() > 1) or bool(INTEGER_COLUMNS.search(_label(name)))
 
 
-def show_table(results: Results, name: str):
-    """A recorded table styled for the book, with its caption."""
-    frame = results.table(name)
-    styler = frame.style.format(precision=3, na_rep="–")
-    whole = [c for c in frame.columns if _whole_numbers(frame[c])]
-    if whole:   # counts, seeds, records: integers as integers (500, not 500.000)
-        styler = styler.format("{:.0f}", subset=whole, na_rep="–")
-    caption = results.captions.get(name)
-    return styler.set_caption(caption) if caption else styler
+def _label(column) -> str:
+    return " · ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
+
+
+def _decimals_needed(value: float, most: int = 4) -> int | None:
+    """Decimals that print ``value`` exactly, if it has at most ``most`` (a number as a paper printed
+    it: 0.8296 needs 4); None for a computed value with a long expansion."""
+    for d in range(most + 1):
+        if abs(value - round(value, d)) < 1e-9 * max(1.0, abs(value)):
+            return d
+    return None
+
+
+def column_decimals(values) -> int:
+    """One number of decimals for a column: at least as many as any value printed with few decimals
+    needs (so 0.8296 and 0.8297 stay apart and a paper's sd of 0.0003 does not read 0.000), and 3
+    (1 where values reach 100), two significant digits where every value is under 0.01."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return 3
+    exact = [_decimals_needed(v) for v in finite]
+    base = 1 if max(abs(v) for v in finite) >= 100 else 3
+    small = [abs(v) for v, d in zip(finite, exact) if d is None and 0 < abs(v) < 0.01]
+    if small and max(abs(v) for v in finite) < 0.01:      # only tiny values: two significant digits
+        base = max(base, 1 - int(np.floor(np.log10(min(small)))))
+    return max([base] + [d for d in exact if d is not None])
+
+
+def format_number(value, decimals: int = 3, whole: bool = False) -> str:
+    """A number for a table cell: "–" for missing, integers as integers, a minus sign, no "nan"."""
+    if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return "–"
+    if whole:
+        value = int(round(float(value)))
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return f"{float(value):.{decimals}f}".replace("-", "−")
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_text(value, long_text: int = LONG_TEXT) -> str:
+    """Text for a table cell as HTML: escaped (a model's "<your reasoning>" shows literally), long
+    text in an expandable block, lists and dicts as plain text."""
+    if isinstance(value, dict):
+        value = "; ".join(f"{k}: {v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    elif isinstance(value, (bool, np.bool_)):
+        value = "yes" if value else "no"
+    elif isinstance(value, (float, np.floating)):
+        return format_number(value)
+    text = str(value)
+    if len(text) <= long_text:
+        return html.escape(text)
+    head = text[:long_text].rsplit(" ", 1)[0] if " " in text[:long_text] else text[:long_text]
+    return (f"<details><summary>{html.escape(head)} …</summary>"
+            f"<div class=\"ek-long\">{html.escape(text)}</div></details>")
+
+
+INTERVAL_PAIRS = (("low", "high"), ("lo", "hi"), ("ci_low", "ci_high"), ("ci low", "ci high"))
+
+
+def interval_columns(columns) -> list[tuple]:
+    """(name, low column, high column) for each interval among the columns: ``X low`` beside
+    ``X high`` (name ``X``), or plain ``low`` / ``high`` (name "")."""
+    labels = [_label(c) for c in columns]
+    found = []
+    for i, label in enumerate(labels):
+        for lo, hi in INTERVAL_PAIRS:
+            if label == lo or label.endswith((f" {lo}", f"_{lo}")):
+                stem = label[: len(label) - len(lo)]
+                if stem + hi in labels:
+                    found.append((stem.rstrip(" _"), columns[i], columns[labels.index(stem + hi)]))
+                break
+    return found
+
+
+def format_interval(low, high, decimals: int) -> tuple[str, str | None]:
+    """A compact interval and, where it cannot be estimated, the reason."""
+    if _missing(low) or _missing(high):
+        return "–", "not estimable (too few records or undefined)"
+    if float(low) == float(high):
+        return "–", "zero width: a constant answer on the resamples"
+    return (f"{format_number(low, decimals)}–{format_number(high, decimals)}"
+            .replace("–−", "– −"), None)
+
+
+class Table:
+    """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
+
+    def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
+                 constants_to_caption: bool = True):
+        self.frame, self.caption, self.long_text = frame, caption or "", long_text
+        self.constants_to_caption = constants_to_caption
+
+    def _cells(self):
+        frame = self.frame
+        show_index = not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
+        if show_index:
+            frame = frame.reset_index()
+        columns = list(frame.columns)
+        notes, constants = {}, []
+        if self.constants_to_caption and len(frame) >= 3:
+            for c in columns:
+                col = frame[c]
+                if (not pd.api.types.is_numeric_dtype(col) and col.map(lambda v: isinstance(v, str)).all()
+                        and col.nunique() == 1):
+                    constants.append((c, col.iloc[0]))
+            columns = [c for c in columns if c not in [k for k, _ in constants]]
+        intervals = interval_columns(columns)
+        in_interval = {key: i for i, (_, lo, hi) in enumerate(intervals) for key in (_label(lo), _label(hi))}
+        decimals = {}
+        for c in columns:
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
+                decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float))
+        out_cols, kinds = [], []
+        for c in columns:
+            label = _label(c)
+            if label in in_interval:
+                stem, lo, hi = intervals[in_interval[label]]
+                if label == _label(lo):
+                    out_cols.append(("interval", lo, hi, decimals.get(label, 3), stem))
+                continue
+            out_cols.append(("value", c, None, decimals.get(label, 3), None))
+        rows = []
+        for _, row in frame.iterrows():
+            cells = []
+            for kind, c, hi, d, _ in out_cols:
+                if kind == "interval":
+                    text, reason = format_interval(row[c], row[hi], d)
+                    if reason:
+                        notes.setdefault(reason, len(notes) + 1)
+                        text = f"– <sup>{notes[reason]}</sup>"
+                    cells.append(("ek-ci", text))
+                    continue
+                value = row[c]
+                numeric = pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+                if numeric:
+                    cells.append(("ek-num", format_number(value, d, _whole_numbers(frame[c], c))))
+                elif _missing(value):
+                    cells.append(("ek-num", "–"))
+                elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                    whole = float(value) == round(float(value)) and abs(float(value)) > 1
+                    cells.append(("ek-num", format_number(value, 3, whole)))
+                else:
+                    cells.append(("ek-text", format_text(value, self.long_text)))
+            rows.append(cells)
+        headers = []
+        for kind, c, hi, d, stem in out_cols:
+            if kind == "interval":
+                headers.append(("ek-ci", html.escape(f"{stem} interval".strip())))
+            else:
+                headers.append(("ek-num" if c in decimals or _label(c) in decimals else "ek-text",
+                                "<br>".join(html.escape(str(x)) for x in c) if isinstance(c, tuple)
+                                else html.escape(str(c))))
+        return headers, rows, constants, notes
+
+    def to_html(self) -> str:
+        headers, rows, constants, notes = self._cells()
+        caption = html.escape(self.caption)
+        if constants:
+            caption += (" " if caption else "") + "; ".join(
+                f"{html.escape(_label(k))}: {format_text(v, 200)}" for k, v in constants) + "."
+        parts = ['<div class="ek-table">', "<table>"]
+        if caption:
+            parts.append(f"<caption>{caption}</caption>")
+        parts.append("<thead><tr>" + "".join(f'<th class="{k}">{h}</th>' for k, h in headers) + "</tr></thead>")
+        parts.append("<tbody>")
+        for cells in rows:
+            parts.append("<tr>" + "".join(f'<td class="{k}">{t}</td>' for k, t in cells) + "</tr>")
+        parts.append("</tbody></table>")
+        if notes:
+            parts.append('<p class="ek-notes">' + " ".join(f"<sup>{i}</sup> –: {html.escape(r)}."
+                                                         for r, i in notes.items()) + "</p>")
+        parts.append("</div>")
+        return TABLE_CSS + "".join(parts)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return f"Table({self.caption!r}, {self.frame.shape[0]} rows × {self.frame.shape[1]} columns)"
+
+
+TABLE_CSS = (
+    "<style>"
+    f".ek-table{{max-width:{CONTENT_WIDTH_PX}px;overflow-x:auto;margin:0.5em 0 1em 0}}"
+    ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto}"
+    ".ek-table caption{caption-side:top;text-align:left;font-size:0.95em;color:#444;padding-bottom:0.3em}"
+    ".ek-table th,.ek-table td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;vertical-align:top}"
+    ".ek-table th{border-bottom:2px solid #999;font-weight:600}"
+    ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
+    ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
+    "font-variant-numeric:tabular-nums}"
+    ".ek-table .ek-text{text-align:left;max-width:28em;overflow-wrap:anywhere}"
+    ".ek-table details summary{cursor:pointer}"
+    ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"
+    ".ek-notes{font-size:0.8em;color:#555;margin-top:0.2em}"
+    "</style>")
+
+
+def show_frame(frame: pd.DataFrame, caption: str = "", **options) -> Table:
+    """Any table in the book's style (see :class:`Table`)."""
+    return Table(frame, caption, **options)
+
+
+def show_table(results: Results, name: str, **options) -> Table:
+    """A recorded table in the book's style, with its caption."""
+    return Table(results.table(name), results.captions.get(name, ""), **options)
 
 
 def results_overview(directory: str | Path | None = None):
@@ -244,3 +463,56 @@ def total_minutes(directory: str | Path | None = None) -> float | None:
     if not path.is_file():
         return None
     return sum(t["seconds"] for t in json.loads(path.read_text()).values()) / 60
+
+
+HTML_TAGS = set("""a abbr address area article aside audio b base bdi bdo blockquote body br button canvas caption
+cite code col colgroup data datalist dd del details dfn dialog div dl dt em embed fieldset figcaption figure footer
+form h1 h2 h3 h4 h5 h6 head header hgroup hr html i iframe img input ins kbd label legend li link main map mark math
+menu meta meter nav noscript object ol optgroup option output p param picture pre progress q rp rt ruby s samp script
+search section select slot small source span strong style sub summary sup svg table tbody td template textarea tfoot th
+thead time title tr track u ul var video wbr circle clippath defs desc ellipse g line lineargradient marker mask path
+pattern polygon polyline radialgradient rect stop symbol text tspan use foreignobject image filter title mi mn mo
+mrow msub msup mfrac msqrt mtext mspace semantics annotation""".split())
+PLACEHOLDER = re.compile(r"\((?:planned|next)\)|\bTODO\b|\bTBD\b|\bplanned\b", re.IGNORECASE)
+RAW_MISSING = re.compile(r"(?<![\w.])(?:nan|NaN|<NA>|NaT)(?![\w(])")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:work|root|home)/[\w./-]*")
+
+
+def scan_html(folder: str | Path) -> list[str]:
+    """Reader-facing defects in a built book (``_build/html``): a placeholder ("planned", "TODO",
+    "(next)"), a raw NaN in a table or an output, an unknown tag (model or prompt text such as
+    "<your reasoning>" that reached the HTML unescaped) or an absolute path of the build machine.
+    One line per defect, ``page: what (excerpt)``; an empty list for a clean book."""
+    from bs4 import BeautifulSoup
+
+    folder = Path(folder)
+    problems = []
+    pages = sorted(p for p in folder.rglob("*.html")
+                   if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+                   and p.name not in ("genindex.html", "search.html"))
+    for page in pages:
+        name = str(page.relative_to(folder))
+        raw = page.read_text(errors="replace")
+        soup = BeautifulSoup(raw, "html.parser")
+        article = soup.find("article") or soup.find("main") or soup.body or soup
+        for tag in article.find_all(True):
+            if tag.name not in HTML_TAGS and "-" not in tag.name:
+                problems.append(f"{name}: unescaped tag <{tag.name}> ({tag.get_text()[:60]!r})")
+        for script in article.find_all(["script", "style"]):
+            script.extract()
+        inputs = article.select(".cell_input")
+        for block in inputs:      # code shown to the reader may say np.nan; its output may not
+            block.extract()
+        text = article.get_text(" ")
+        for match in PLACEHOLDER.finditer(text):
+            problems.append(f"{name}: placeholder {match.group(0)!r} "
+                            f"({text[max(0, match.start() - 40):match.end() + 40]!r})")
+        cells = [t.get_text(" ") for t in article.find_all(["td", "th"])]
+        outputs = [t.get_text(" ") for t in article.select(".cell_output")]
+        for where, chunk in [("table", c) for c in cells] + [("output", o) for o in outputs]:
+            for match in RAW_MISSING.finditer(chunk):
+                problems.append(f"{name}: raw {match.group(0)!r} in an {where} "
+                                f"({chunk[max(0, match.start() - 40):match.end() + 40]!r})")
+        for match in ABSOLUTE_PATH.finditer(article.get_text(" ")):
+            problems.append(f"{name}: absolute path {match.group(0)!r}")
+    return list(dict.fromkeys(problems))

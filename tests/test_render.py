@@ -1,0 +1,116 @@
+"""The book's one table style and the scan of the built HTML (no notebook is executed)."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgkit.results import (Recorder, column_decimals, format_number, load_results, scan_html, show_frame,
+                            show_table)
+
+
+def page(body: str) -> str:
+    return f"<html><body><main><article>{body}</article></main></body></html>"
+
+
+def render(frame, caption="") -> str:
+    return show_frame(frame, caption).to_html()
+
+
+def test_paper_precision_is_kept_and_computed_values_get_three_decimals():
+    assert column_decimals([0.8296, 0.8297, 0.8299]) == 4
+    assert column_decimals([0.0003, 0.0011]) == 4
+    assert column_decimals([0.81234567, 0.5]) == 3
+    assert column_decimals([0.00031234]) >= 4                 # a tiny computed sd keeps two digits
+    html = render(pd.DataFrame({"paper": [0.8296, 0.8297], "sd": [0.0003, 0.0002],
+                                "ours": [0.81234567, 0.7]}, index=pd.Index(["a", "b"], name="run")))
+    assert "0.8296" in html and "0.8297" in html and "0.830<" not in html
+    assert "0.0003" in html and "0.000<" not in html
+    assert "0.812<" in html and "0.700<" in html
+
+
+def test_integers_missing_values_and_signs():
+    html = render(pd.DataFrame({"seed": [0.0, 1.0, 2.0], "patients": [25.0, 3.0, np.nan],
+                                "AUC": [0.5, np.nan, -0.25]}))
+    assert ">2<" in html and "2.000" not in html and ">25<" in html and "25.000" not in html
+    assert "nan" not in html.lower().replace("nan;", "") and "–" in html
+    assert "−0.250" in html
+    assert format_number(15951, whole=True) == "15,951" and format_number(None) == "–"
+
+
+def test_intervals_are_compact_and_say_why_they_cannot_be_estimated():
+    frame = pd.DataFrame({"estimate": [0.61, 0.2, 0.5], "low": [0.52, 0.2, np.nan], "high": [0.70, 0.2, np.nan]},
+                         index=pd.Index(["ours", "rules", "tiny"], name="model"))
+    html = render(frame)
+    assert "0.520–0.700" in html and ">interval<" in html
+    assert "[0.200, 0.200]" not in html and "0.200–0.200" not in html
+    assert "zero width" in html and "not estimable" in html
+    assert html.count("<th ") == 3           # model, estimate, interval: low and high are one column
+
+
+def test_model_text_is_escaped_and_long_text_folds():
+    answer = "ECG findings: <your reasoning> then <class name>. " + "x " * 200
+    html = render(pd.DataFrame({"answer": [answer, "short"], "model": ["m", "m2"]}))
+    assert "&lt;your reasoning&gt;" in html and "<your reasoning>" not in html
+    assert "&lt;class name&gt;" in html
+    assert "<details>" in html
+
+
+def test_constant_columns_move_to_the_caption():
+    frame = pd.DataFrame({"LLM": ["SmolLM2-135M@0123abcd"] * 3, "F1": [0.1, 0.2, 0.3]},
+                         index=pd.Index(["a", "b", "c"], name="configuration"))
+    html = render(frame, "Scores")
+    assert "<th class=\"ek-text\">LLM" not in html and "LLM: SmolLM2-135M@0123abcd" in html.split("</caption>")[0]
+
+
+def test_tables_scroll_within_the_content_column():
+    wide = pd.DataFrame(np.random.default_rng(0).random((2, 30)), columns=[f"column {i}" for i in range(30)])
+    html = render(wide)
+    assert "max-width:1000px" in html and "overflow-x:auto" in html
+
+
+def test_a_recorded_table_renders_through_the_same_style(tmp_path):
+    rec = Recorder("09_clinical_transfer", dataset="x", profile="quick", seed=0)
+    rec.table("ablation", pd.DataFrame({"macro AUROC": [0.7, 0.6], "Δ vs ours": [0.0, -0.1],
+                                        "Δ low": [0.0, -0.2], "Δ high": [0.0, 0.01]},
+                                       index=pd.Index(["ours", "no stage 1"], name="model")), caption="Ablation")
+    rec.save(tmp_path)
+    html = show_table(load_results("09_clinical_transfer", tmp_path), "ablation").to_html()
+    assert "Δ interval" in html and "−0.200–0.010" in html and "Ablation" in html
+    assert "nan" not in html.lower()
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("<p>ECG-LLM (planned)</p>", "placeholder"),
+    ("<p>TODO: write</p>", "placeholder"),
+    ("<p>evaluation (next)</p>", "placeholder"),
+    ('<div class="cell_output"><table><tr><td>nan</td></tr></table></div>', "raw 'nan'"),
+    ('<div class="cell_output"><pre>{"a": NaN}</pre></div>', "raw 'NaN'"),
+    ("<table><tr><td>ECG findings: <your reasoning></td></tr></table>", "unescaped tag <your>"),
+    ("<p>answer <class name></p>", "unescaped tag <class>"),
+    ('<div class="cell_output"><pre>saved /work/wt-book/_build/results/00.json</pre></div>', "absolute path"),
+    ("<p>cache in /root/.cache/ecgkit</p>", "absolute path"),
+])
+def test_the_html_scan_finds_each_defect(tmp_path, body, problem):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "x.html").write_text(page(body))
+    found = scan_html(tmp_path)
+    assert any(problem in p for p in found), found
+
+
+def test_the_html_scan_passes_a_clean_page(tmp_path):
+    table = render(pd.DataFrame({"answer": ["<your reasoning>", "fine"], "AUC": [np.nan, 0.5]}))
+    code = '<div class="cell_input"><pre>x = np.nan  # /work/data</pre></div>'
+    (tmp_path / "ok.html").write_text(page(f"<p>See https://physionet.org/content/ptb-xl/ and home/</p>{code}"
+                                           f"<div class=\"cell_output\">{table}</div>"))
+    assert scan_html(tmp_path) == []
+
+
+BUILT = Path(os.environ.get("ECGKIT_BOOK_HTML", Path(__file__).resolve().parents[1] / "_build" / "html"))
+
+
+@pytest.mark.skipif(not BUILT.is_dir(), reason="the book has not been built (_build/html)")
+def test_the_built_book_has_no_reader_facing_defects():
+    problems = scan_html(BUILT)
+    assert not problems, "\n".join(problems[:40])
