@@ -79,6 +79,8 @@ class Results:
     metrics: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     captions: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    folder: Path | None = None
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self.tables:
@@ -106,6 +108,16 @@ class Recorder:
         self.results.captions[name] = caption
         return frame
 
+    def figure(self, name: str, fig, caption: str = "", directory: str | Path | None = None):
+        """Save a figure that carries a result (``<results>/figures/<notebook>_<name>.png``) so that the
+        chapter page can show it (:func:`show_figure`); returns the figure for display."""
+        directory = Path(directory) if directory else results_dir()
+        (directory / "figures").mkdir(parents=True, exist_ok=True)
+        file = f"figures/{self.results.notebook}_{name}.png"
+        fig.savefig(directory / file, dpi=110, bbox_inches="tight")
+        self.results.figures[name] = {"file": file, "caption": caption}
+        return fig
+
     def save(self, directory: str | Path | None = None) -> Path:
         directory = Path(directory) if directory else results_dir()
         directory.mkdir(parents=True, exist_ok=True)
@@ -121,6 +133,7 @@ class Recorder:
                               "index": _plain(list(frame.index)),
                               "data": _plain(frame.to_numpy(dtype=object).tolist())}
                        for name, frame in r.tables.items()},
+            "figures": r.figures,
         }
         path = directory / f"{r.notebook}.json"
         tmp = path.with_suffix(".json.tmp")
@@ -148,7 +161,7 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
         frame = pd.DataFrame(t["data"], index=index, columns=columns)
         tables[name] = frame.infer_objects()
         captions[name] = t.get("caption", "")
-    return Results(notebook, doc["info"], doc["metrics"], tables, captions)
+    return Results(notebook, doc["info"], doc["metrics"], tables, captions, doc.get("figures", {}), directory)
 
 
 def paper_numbers(paper: str | None = None, table: str | None = None) -> pd.DataFrame:
@@ -402,6 +415,25 @@ TABLE_CSS = (
 def show_frame(frame: pd.DataFrame, caption: str = "", **options) -> Table:
     """Any table in the book's style (see :class:`Table`)."""
     return Table(frame, caption, **options)
+
+
+def show_figure(results: Results, name: str):
+    """A recorded figure for the chapter page (embedded, with its caption), or a line saying that
+    the notebook has not recorded it."""
+    from IPython.display import HTML
+
+    figure = results.figures.get(name)
+    path = (results.folder or results_dir()) / figure["file"] if figure else None
+    if not path or not path.is_file():
+        return HTML(f"<p><em>Figure {html.escape(name)} not recorded: run notebook "
+                    f"{html.escape(results.notebook)} (make reproduce).</em></p>")
+    import base64
+
+    data = base64.b64encode(path.read_bytes()).decode()
+    return HTML(f'<figure class="ek-figure" style="max-width:{CONTENT_WIDTH_PX}px;margin:0.5em 0">'
+                f'<img src="data:image/png;base64,{data}" style="max-width:100%" alt="{html.escape(name)}">'
+                f'<figcaption style="font-size:0.85em;color:#444">{html.escape(figure.get("caption", ""))}'
+                f"</figcaption></figure>")
 
 
 def show_table(results: Results, name: str, **options) -> Table:

@@ -114,3 +114,22 @@ BUILT = Path(os.environ.get("ECGKIT_BOOK_HTML", Path(__file__).resolve().parents
 def test_the_built_book_has_no_reader_facing_defects():
     problems = scan_html(BUILT)
     assert not problems, "\n".join(problems[:40])
+
+
+def test_a_recorded_figure_shows_on_the_chapter_page(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ecgkit.results import show_figure
+
+    rec = Recorder("09_x", dataset="x", profile="quick", seed=0)
+    fig, ax = plt.subplots()
+    ax.bar(["a"], [0.5], yerr=[[0.1], [0.1]])
+    rec.figure("bars", fig, "AUROC <per> diagnosis", directory=tmp_path)
+    rec.save(tmp_path)
+    r = load_results("09_x", tmp_path)
+    shown = show_figure(r, "bars").data
+    assert "data:image/png;base64," in shown and "AUROC &lt;per&gt; diagnosis" in shown
+    assert str(tmp_path) not in shown
+    assert "not recorded" in show_figure(r, "other").data
