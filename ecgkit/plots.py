@@ -260,3 +260,60 @@ def plot_leads(
         fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(1 - 0.1 / width, 1.0),
                    ncol=min(len(marks), 6), fontsize=8, frameon=False)
     return fig
+
+
+#: Axis labels with units for the per-record statistics of :func:`ecgkit.describe.ecg_summary`.
+STAT_LABELS = {"hr_bpm": "heart rate (beats/min)", "rr_sd_ms": "RR standard deviation (ms)",
+               "qrs_ms": "QRS duration (ms)", "pr_ms": "PR interval (ms)", "qt_ms": "QT interval (ms)",
+               "qtc_ms": "QTc, Bazett (ms)"}
+
+
+def stat_label(column: str) -> str:
+    """A readable axis label with its unit (``amp_V1`` → "V1 amplitude (mV)")."""
+    if column.startswith("amp_"):
+        return f"{column[4:]} amplitude (mV)"
+    return STAT_LABELS.get(column, column.replace("_", " "))
+
+
+def cohort_violins(long, columns: Sequence[str], cohort: str = "cohort", ncols: int = 2) -> Figure:
+    """One violin panel per statistic, cohorts side by side, axes labelled with units; ``long`` has
+    a ``cohort`` column and one column per statistic."""
+    import seaborn as sns
+
+    nrows = int(np.ceil(len(columns) / ncols))
+    fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, col in zip(axes, columns):
+        sns.violinplot(data=long, x=cohort, y=col, hue=cohort, ax=ax, cut=0, legend=False)
+        ax.set_ylabel(stat_label(col), fontsize=11)
+        ax.set_xlabel("")
+        ax.tick_params(labelsize=10)
+        ax.grid(axis="y", color="#ddd", lw=0.6)
+    for ax in axes[len(columns):]:
+        ax.set_visible(False)
+    return fig
+
+
+def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", high: str = "high",
+                        ylabel: str = "", title: str = "", reference: float | None = None) -> Figure:
+    """Horizontal bars of ``table[estimate]`` (one per row) with their intervals as error bars;
+    a row without an interval gets none (and no invented one)."""
+    labels = [str(i) for i in table.index]
+    est = table[estimate].to_numpy(dtype=float)
+    lo, hi = table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float)
+    err = np.vstack([np.where(np.isfinite(lo), est - lo, 0), np.where(np.isfinite(hi), hi - est, 0)])
+    fig = Figure(figsize=(8, 0.45 * len(labels) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, est, xerr=np.clip(err, 0, None), color="#4c72b0", ecolor="black", capsize=3, gid="bars")
+    ax.set_yticks(y, labels)
+    finite = np.concatenate([est, lo, hi])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        ax.set_xlim(max(0.0, finite.min() - 0.05), min(1.0, finite.max() + 0.05) if finite.max() <= 1 else None)
+    if reference is not None:
+        ax.axvline(reference, color="k", lw=0.6)
+    ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    return fig

@@ -210,3 +210,22 @@ def test_plot_leads_one_dimensional_and_windows():
         plot_leads(_record(100), 100, leads=("V7",))
     with pytest.raises(ValueError, match="no samples"):
         plot_leads(_record(100), 100, seconds=(20, 30))
+
+
+def test_cohort_violins_label_axes_with_units_and_bars_carry_intervals():
+    import pandas as pd
+
+    from ecgkit.plots import bars_with_intervals, cohort_violins, stat_label
+
+    rng = np.random.default_rng(0)
+    long = pd.DataFrame({"cohort": ["real"] * 20 + ["synthetic"] * 20, "hr_bpm": rng.normal(70, 10, 40),
+                         "qrs_ms": rng.normal(95, 10, 40), "pr_ms": rng.normal(160, 20, 40)})
+    fig = cohort_violins(long, ["hr_bpm", "qrs_ms", "pr_ms"])
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_visible()]
+    assert labels == ["heart rate (beats/min)", "QRS duration (ms)", "PR interval (ms)"]
+    assert stat_label("amp_V1") == "V1 amplitude (mV)"
+    table = pd.DataFrame({"estimate": [0.7, 0.6], "low": [0.6, np.nan], "high": [0.8, np.nan]}, index=["a", "b"])
+    fig = bars_with_intervals(table, ylabel="macro AUROC")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "macro AUROC" and len(ax.patches) == 2
+    assert any(len(c.get_segments()) == 2 for c in ax.collections)      # one error bar per bar
