@@ -302,9 +302,9 @@ class Table:
     """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
 
     def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
-                 constants_to_caption: bool = True):
+                 constants_to_caption: bool = True, collapsed: bool = False):
         self.frame, self.caption, self.long_text = frame, caption or "", long_text
-        self.constants_to_caption = constants_to_caption
+        self.constants_to_caption, self.collapsed = constants_to_caption, collapsed
 
     def _cells(self):
         frame = self.frame
@@ -386,7 +386,11 @@ class Table:
             parts.append('<p class="ek-notes">' + " ".join(f"<sup>{i}</sup> –: {html.escape(r)}."
                                                          for r, i in notes.items()) + "</p>")
         parts.append("</div>")
-        return TABLE_CSS + "".join(parts)
+        body = "".join(parts)
+        if self.collapsed:     # a long reference table: one line until the reader opens it
+            body = (f"<details class=\"ek-collapsed\"><summary>{html.escape(self.caption or 'Table')} "
+                    f"({len(self.frame)} rows: click to show)</summary>{body}</details>")
+        return TABLE_CSS + body
 
     def _repr_html_(self) -> str:
         return self.to_html()
