@@ -455,7 +455,7 @@ def results_overview(directory: str | Path | None = None):
                      "profile": info.get("profile"), "seed": info.get("seed"),
                      "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
     frame = pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
-    return frame.style.hide(axis="index")
+    return show_frame(frame, "The results files behind the tables", constants_to_caption=False)
 
 
 def _chapter_title(md: Path) -> str:
@@ -466,8 +466,9 @@ def _chapter_title(md: Path) -> str:
 
 
 def chapter_map(root: str | Path | None = None, directory: str | Path | None = None) -> pd.DataFrame:
-    """The book's chapters in ``_toc.yml`` order: part, title, the data its notebook ran on and
-    its wall time in the last ``make reproduce`` (``–`` where it has not run yet)."""
+    """The book's chapters in ``_toc.yml`` order: part, title, the data its notebook ran on (and the
+    record counts named there), its profile and its wall time in the last ``make reproduce`` (``–``
+    where it has not run yet)."""
     import yaml
 
     from .config import project_root
@@ -485,11 +486,38 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
             result = directory / f"{notebook}.json" if notebook else None
             info = json.loads(result.read_text())["info"] if result and result.is_file() else {}
             seconds = times.get(notebook, {}).get("seconds") if notebook else None
+            dataset = info.get("dataset") or "–"
+            records = re.findall(r"(\d[\d,]*) records", dataset)
             rows.append({"part": part.get("caption", ""),
                          "chapter": _chapter_title(root / f"{chapter['file']}.md"),
-                         "data": info.get("dataset") or "–",
+                         "data": dataset,
+                         "records": " + ".join(records) if records else "–",
+                         "profile": info.get("profile") or "–",
                          "minutes": "–" if seconds is None else f"{seconds / 60:.1f}"})
-    return pd.DataFrame(rows, columns=["part", "chapter", "data", "minutes"])
+    return pd.DataFrame(rows, columns=["part", "chapter", "data", "records", "profile", "minutes"])
+
+
+def quick_cost(directory: str | Path | None = None, root: str | Path | None = None) -> str:
+    """What the last recorded run of the notebooks cost, from ``reproduce_times.json``: the total,
+    the slowest chapters, the CPU count and any chapter with no recorded time."""
+    directory = Path(directory) if directory else results_dir()
+    path = directory / "reproduce_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    chapters = chapter_map(root, directory)
+    if not times:
+        return "No notebook run has been recorded yet (`make reproduce` records each notebook's wall time)."
+    total = sum(t["seconds"] for t in times.values())
+    slowest = sorted(times.items(), key=lambda kv: -kv[1]["seconds"])[:3]
+    cpus = sorted({t.get("cpus") for t in times.values() if t.get("cpus")})
+    profiles = sorted({t.get("profile") for t in times.values() if t.get("profile")})
+    missing = chapters.loc[chapters["minutes"] == "–", "chapter"].tolist()
+    text = (f"The last recorded runs of {len(times)} notebooks ({'/'.join(profiles) or '?'} profile) took "
+            f"**{total / 60:.0f} minutes** of wall time in all"
+            + (f" on {' or '.join(map(str, cpus))} CPU cores" if cpus else "")
+            + "; the slowest: " + ", ".join(f"{name} {t['seconds'] / 60:.1f} min" for name, t in slowest) + ".")
+    if missing:
+        text += f" No time is recorded for: {', '.join(missing)}."
+    return text + " Setting up, the tests and the book build come on top."
 
 
 def total_minutes(directory: str | Path | None = None) -> float | None:

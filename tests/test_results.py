@@ -94,3 +94,26 @@ def test_show_table_prints_counts_as_integers(tmp_path):
     html = show_table(load_results("00_data", tmp_path), "t").to_html()
     assert ">500<" in html and ">66<" in html and "500.000" not in html
     assert "0.812" in html and "–" in html and "1.000" in html      # rates and 0/1 columns keep decimals
+
+
+def test_chapter_map_names_records_and_quick_cost_sums_the_recorded_times(tmp_path):
+    from ecgkit.reproduce import record_time
+    from ecgkit.results import Recorder, chapter_map, quick_cost
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: A\n    chapters:\n      - file: book/00_a\n        sections:\n"
+        "          - file: book/executed/00_a\n      - file: book/01_b\n        sections:\n"
+        "          - file: book/executed/01_b\n")
+    (tmp_path / "book" / "00_a.md").write_text("# 00 · Ay\n")
+    (tmp_path / "book" / "01_b.md").write_text("# 01 · Bee\n")
+    results = tmp_path / "results"
+    assert "No notebook run" in quick_cost(results, tmp_path)
+    Recorder("00_a", dataset="PTB-XL (real) ptbxl-500: 500 records, 466 patients + synthetic cohort synth: 600 records",
+             profile="quick", seed=0).save(results)
+    record_time("00_a", 1200.0, "quick")
+    table = chapter_map(tmp_path, results)
+    assert table["records"].tolist() == ["500 + 600", "–"] and table["profile"].tolist() == ["quick", "–"]
+    text = quick_cost(results, tmp_path)
+    assert "**20 minutes**" in text and "00_a 20.0 min" in text and "No time is recorded for: 01 · Bee" in text
