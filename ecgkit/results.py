@@ -220,12 +220,14 @@ def _decimals_needed(value: float, most: int = 4) -> int | None:
 def column_decimals(values) -> int:
     """One number of decimals for a column: at least as many as any value printed with few decimals
     needs (so 0.8296 and 0.8297 stay apart and a paper's sd of 0.0003 does not read 0.000), and 3
-    (1 where values reach 100), two significant digits where every value is under 0.01."""
+    (2 where values reach 10, 1 where they reach 100), two significant digits where every value is
+    under 0.01."""
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not finite:
         return 3
     exact = [_decimals_needed(v) for v in finite]
-    base = 1 if max(abs(v) for v in finite) >= 100 else 3
+    largest = max(abs(v) for v in finite)
+    base = 3 if largest < 10 else 2 if largest < 100 else 1
     small = [abs(v) for v, d in zip(finite, exact) if d is None and 0 < abs(v) < 0.01]
     if small and max(abs(v) for v in finite) < 0.01:      # only tiny values: two significant digits
         base = max(base, 1 - int(np.floor(np.log10(min(small)))))
@@ -356,7 +358,8 @@ class Table:
                     whole = float(value) == round(float(value)) and abs(float(value)) > 1
                     cells.append(("ek-num", format_number(value, 3, whole)))
                 else:
-                    cells.append(("ek-text", format_text(value, self.long_text)))
+                    text = format_text(value, self.long_text)
+                    cells.append(("ek-text" if len(str(value)) > 24 else "ek-text ek-short", text))
             rows.append(cells)
         headers = []
         for kind, c, hi, d, stem in out_cols:
@@ -409,7 +412,8 @@ TABLE_CSS = (
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
-    ".ek-table .ek-text{text-align:left;max-width:28em;overflow-wrap:anywhere}"
+    ".ek-table .ek-text{text-align:left;max-width:28em;overflow-wrap:break-word}"
+    ".ek-table .ek-short{white-space:nowrap}"
     ".ek-table details summary{cursor:pointer}"
     ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"
     ".ek-notes{font-size:0.8em;color:#555;margin-top:0.2em}"
