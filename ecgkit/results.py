@@ -187,7 +187,8 @@ def data_source(info: dict) -> str:
 
 
 INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|counts|cards|hits|positives|"
-                             r"negatives|steps|chunks|queries|tokens|files|statements|beats|rank|k|n_\w+)($|[\s_)])",
+                             r"negatives|steps|chunks|queries|tokens|files|statements|beats|rank|k|failed|errors|skipped|wordings|"
+                             r"answers|n_\w+)($|[\s_)])",
                              re.IGNORECASE)
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
 CONTENT_WIDTH_PX = 1000   # the book's content column
@@ -312,6 +313,9 @@ class Table:
         frame = self.frame
         show_index = not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
         if show_index:
+            frame = frame.copy()
+            frame.index = frame.index.set_names([" " * (i + 1) if n is None else n   # no "index" header
+                                                 for i, n in enumerate(frame.index.names)])
             frame = frame.reset_index()
         columns = list(frame.columns)
         notes, constants = {}, []
