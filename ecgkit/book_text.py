@@ -62,10 +62,15 @@ def expert_collection_sentence(examples: pd.DataFrame, conditions=None) -> str:
 
 # ---- chapter 02: how much was measured, on what ---------------------------------------------
 
-def measured_sentence(metrics: dict, delineation_records: int | None) -> str:
-    """How many real records were measured, and on how many synthetic records delineation was scored."""
+def measured_sentence(metrics: dict, delineation_records: int | None, dataset: str = "") -> str:
+    """How many real records were measured (of the records the ``dataset`` line names, where the
+    metric does not say), and on how many synthetic records delineation was scored."""
+    import re
+
     m = metrics.get("records_measured", {})
     done, of, failed = m.get("value"), m.get("of"), m.get("failed") or 0
+    if of is None and re.search(r"(\d+) records", dataset):
+        of = int(re.search(r"(\d+) records", dataset).group(1))
     parts = []
     if done is not None:
         parts.append(f"The U-Net delineated and measured **{done} of the {of if of is not None else '?'} real "

@@ -219,7 +219,8 @@ def _decimals_needed(value: float, most: int = 4) -> int | None:
 
 
 def column_decimals(values) -> int:
-    """One number of decimals for a column: at least as many as any value printed with few decimals
+    """One number of decimals for a column: measurements of 10 and more recorded at a short
+    precision (71.1 ms) keep it; otherwise at least as many as any value printed with few decimals
     needs (so 0.8296 and 0.8297 stay apart and a paper's sd of 0.0003 does not read 0.000), and 3
     (2 where values reach 10, 1 where they reach 100), two significant digits where every value is
     under 0.01."""
@@ -227,6 +228,8 @@ def column_decimals(values) -> int:
     if not finite:
         return 3
     exact = [_decimals_needed(v) for v in finite]
+    if all(d is not None for d in exact) and max(abs(v) for v in finite) >= 10:
+        return max(exact)      # measurements recorded at a precision (71.1 ms): keep it
     largest = max(abs(v) for v in finite)
     base = 3 if largest < 10 else 2 if largest < 100 else 1
     small = [abs(v) for v, d in zip(finite, exact) if d is None and 0 < abs(v) < 0.01]

@@ -85,3 +85,8 @@ def test_measured_sentence_and_data_kind():
     text = measured_sentence({"records_measured": {"value": 200, "of": 500, "failed": 0}}, 20)
     assert "200 of the 500 real records" in text and "20 held-out synthetic records" in text
     assert is_synthetic({"dataset": "synthetic cohort synth-600"}) and not is_synthetic({"dataset": "PTB-XL (real)"})
+
+
+def test_measured_sentence_takes_the_total_from_the_dataset_line():
+    text = measured_sentence({"records_measured": {"value": 200}}, None, "PTB-XL (real) ptbxl: 500 records, 466 patients")
+    assert "200 of the 500 real records" in text and "synthetic" not in text

@@ -133,3 +133,8 @@ def test_a_recorded_figure_shows_on_the_chapter_page(tmp_path):
     assert "data:image/png;base64," in shown and "AUROC &lt;per&gt; diagnosis" in shown
     assert str(tmp_path) not in shown
     assert "not recorded" in show_figure(r, "other").data
+
+
+def test_a_column_recorded_at_a_precision_keeps_it():
+    assert column_decimals([71.1, 65.7]) == 1 and column_decimals([0.5, 0.25]) == 3
+    assert column_decimals([1.0, 0.0]) == 3 and column_decimals([0.83, 0.8296]) == 4
