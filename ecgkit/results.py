@@ -314,7 +314,8 @@ class Table:
 
     def _cells(self):
         frame = self.frame
-        show_index = not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
+        plain = frame.index.name is None and frame.index.nlevels == 1 and list(frame.index) == list(range(len(frame)))
+        show_index = not plain          # 0, 1, 2 … says nothing to a reader
         if show_index:
             frame = frame.copy()
             frame.index = frame.index.set_names([" " * (i + 1) if n is None else n   # no "index" header
@@ -419,7 +420,7 @@ TABLE_CSS = (
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
-    ".ek-table .ek-text{text-align:left;max-width:28em;overflow-wrap:break-word}"
+    ".ek-table .ek-text{text-align:left;min-width:9em;max-width:28em;overflow-wrap:break-word}"
     ".ek-table .ek-short{white-space:nowrap}"
     ".ek-table details summary{cursor:pointer}"
     ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"

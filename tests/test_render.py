@@ -138,3 +138,11 @@ def test_a_recorded_figure_shows_on_the_chapter_page(tmp_path):
 def test_a_column_recorded_at_a_precision_keeps_it():
     assert column_decimals([71.1, 65.7]) == 1 and column_decimals([0.5, 0.25]) == 3
     assert column_decimals([1.0, 0.0]) == 3 and column_decimals([0.83, 0.8296]) == 4
+
+
+def test_a_plain_row_number_index_is_not_shown(tmp_path):
+    rec = Recorder("01_x", dataset="x", profile="quick", seed=0)
+    rec.table("t", pd.DataFrame({"question": ["a?", "b?"], "rank": [1, 2]}))
+    rec.save(tmp_path)
+    html = show_table(load_results("01_x", tmp_path), "t").to_html()
+    assert html.count("<th ") == 2 and ">0<" not in html
