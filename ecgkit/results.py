@@ -384,7 +384,8 @@ class Table:
         caption = html.escape(self.caption)
         if constants:
             caption += (" " if caption else "") + "; ".join(
-                f"{html.escape(_label(k))}: {format_text(v, 200)}" for k, v in constants) + "."
+                f"{html.escape(_label(k))}: {format_text(v, 200) if str(v).strip() else 'none'}"
+                for k, v in constants) + "."
         parts = ['<div class="ek-table">', "<table>"]
         if caption:
             parts.append(f"<caption>{caption}</caption>")
