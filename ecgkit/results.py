@@ -218,7 +218,7 @@ def _decimals_needed(value: float, most: int = 4) -> int | None:
     return None
 
 
-def column_decimals(values) -> int:
+def column_decimals(values, keep_exact: bool = False) -> int:
     """One number of decimals for a column: measurements of 10 and more recorded at a short
     precision (71.1 ms) keep it; otherwise at least as many as any value printed with few decimals
     needs (so 0.8296 and 0.8297 stay apart and a paper's sd of 0.0003 does not read 0.000), and 3
@@ -230,10 +230,15 @@ def column_decimals(values) -> int:
     exact = [_decimals_needed(v) for v in finite]
     if all(d is not None for d in exact) and max(abs(v) for v in finite) >= 10:
         return max(exact)      # measurements recorded at a precision (71.1 ms): keep it
+    if not keep_exact:         # a computed AUROC of 5/16 is not a paper's 0.3125
+        exact = [None] * len(exact)
     largest = max(abs(v) for v in finite)
     base = 3 if largest < 10 else 2 if largest < 100 else 1
     small = [abs(v) for v, d in zip(finite, exact) if d is None and 0 < abs(v) < 0.01]
     if small and max(abs(v) for v in finite) < 0.01:      # only tiny values: two significant digits
+        base = max(base, 1 - int(np.floor(np.log10(min(small)))))
+    small = [abs(v) for v in finite if 0 < abs(v) < 0.01]
+    if small and max(abs(v) for v in finite) < 0.01 and not keep_exact:
         base = max(base, 1 - int(np.floor(np.log10(min(small)))))
     return max([base] + [d for d in exact if d is not None])
 
@@ -279,16 +284,18 @@ def format_text(value, long_text: int = LONG_TEXT) -> str:
 INTERVAL_PAIRS = (("low", "high"), ("lo", "hi"), ("ci_low", "ci_high"), ("ci low", "ci high"))
 
 
-def interval_columns(columns) -> list[tuple]:
+def interval_columns(columns, numeric=None) -> list[tuple]:
     """(name, low column, high column) for each interval among the columns: ``X low`` beside
-    ``X high`` (name ``X``), or plain ``low`` / ``high`` (name "")."""
+    ``X high`` (name ``X``), or plain ``low`` / ``high`` (name ""), following an estimate: where
+    ``numeric`` (the numeric columns' labels) is given, the column before must be one of them (a
+    reference range's low/high after a unit is not an interval)."""
     labels = [_label(c) for c in columns]
     found = []
     for i, label in enumerate(labels):
         for lo, hi in INTERVAL_PAIRS:
             if label == lo or label.endswith((f" {lo}", f"_{lo}")):
                 stem = label[: len(label) - len(lo)]
-                if stem + hi in labels:
+                if stem + hi in labels and (numeric is None or (i > 0 and labels[i - 1] in numeric)):
                     found.append((stem.rstrip(" _"), columns[i], columns[labels.index(stem + hi)]))
                 break
     return found
@@ -299,7 +306,7 @@ def format_interval(low, high, decimals: int) -> tuple[str, str | None]:
     if _missing(low) or _missing(high):
         return "–", "not estimable (too few records or undefined)"
     if float(low) == float(high):
-        return "–", "zero width: a constant answer on the resamples"
+        return "–", "zero width: the same value on every resample (a constant answer, or the reference itself)"
     return (f"{format_number(low, decimals)}–{format_number(high, decimals)}"
             .replace("–−", "– −"), None)
 
@@ -330,12 +337,15 @@ class Table:
                         and col.nunique() == 1):
                     constants.append((c, col.iloc[0]))
             columns = [c for c in columns if c not in [k for k, _ in constants]]
-        intervals = interval_columns(columns)
+        numeric = {_label(c) for c in columns if pd.api.types.is_numeric_dtype(frame[c])
+                   and not pd.api.types.is_bool_dtype(frame[c])}
+        intervals = interval_columns(columns, numeric)
         in_interval = {key: i for i, (_, lo, hi) in enumerate(intervals) for key in (_label(lo), _label(hi))}
         decimals = {}
         for c in columns:
             if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-                decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float))
+                decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float),
+                                                      keep_exact="paper" in _label(c).lower())
         out_cols, kinds = [], []
         for c in columns:
             label = _label(c)

@@ -19,11 +19,12 @@ def render(frame, caption="") -> str:
 
 
 def test_paper_precision_is_kept_and_computed_values_get_three_decimals():
-    assert column_decimals([0.8296, 0.8297, 0.8299]) == 4
-    assert column_decimals([0.0003, 0.0011]) == 4
+    assert column_decimals([0.8296, 0.8297, 0.8299], keep_exact=True) == 4
+    assert column_decimals([0.0003, 0.0011], keep_exact=True) == 4
+    assert column_decimals([0.7411, 0.3125, 0.638]) == 3            # computed: 5/16 is not a paper's 0.3125
     assert column_decimals([0.81234567, 0.5]) == 3
     assert column_decimals([0.00031234]) >= 4                 # a tiny computed sd keeps two digits
-    html = render(pd.DataFrame({"paper": [0.8296, 0.8297], "sd": [0.0003, 0.0002],
+    html = render(pd.DataFrame({"paper": [0.8296, 0.8297], "paper sd": [0.0003, 0.0002],
                                 "ours": [0.81234567, 0.7]}, index=pd.Index(["a", "b"], name="run")))
     assert "0.8296" in html and "0.8297" in html and "0.830<" not in html
     assert "0.0003" in html and "0.000<" not in html
@@ -79,6 +80,12 @@ def test_a_recorded_table_renders_through_the_same_style(tmp_path):
     html = show_table(load_results("09_clinical_transfer", tmp_path), "ablation").to_html()
     assert "Δ interval" in html and "−0.200–0.010" in html and "Ablation" in html
     assert "nan" not in html.lower()
+
+
+def test_a_reference_range_is_not_an_interval():
+    html = render(pd.DataFrame({"unit": ["mmol/L", "g/L"], "low": [3.5, np.nan], "high": [5.1, 14.0]},
+                               index=pd.Index(["potassium", "troponin"], name="lab")))
+    assert ">3.5" in html and ">5.1" in html and "interval" not in html
 
 
 @pytest.mark.parametrize("body, problem", [
@@ -137,7 +144,7 @@ def test_a_recorded_figure_shows_on_the_chapter_page(tmp_path):
 
 def test_a_column_recorded_at_a_precision_keeps_it():
     assert column_decimals([71.1, 65.7]) == 1 and column_decimals([0.5, 0.25]) == 3
-    assert column_decimals([1.0, 0.0]) == 3 and column_decimals([0.83, 0.8296]) == 4
+    assert column_decimals([1.0, 0.0]) == 3 and column_decimals([0.83, 0.8296], keep_exact=True) == 4
 
 
 def test_a_plain_row_number_index_is_not_shown(tmp_path):
