@@ -369,7 +369,10 @@ class Table:
                 value = row[c]
                 numeric = pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                 if numeric:
-                    cells.append(("ek-num", format_number(value, d, _whole_numbers(frame[c], c))))
+                    whole = _whole_numbers(frame[c], c) or (   # a count in a column of rates (500, not 500.000)
+                        "paper" not in _label(c).lower() and not _missing(value)
+                        and float(value) == round(float(value)) and abs(float(value)) >= 2)
+                    cells.append(("ek-num", format_number(value, d, whole)))
                 elif _missing(value):
                     cells.append(("ek-num", "–"))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):

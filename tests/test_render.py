@@ -153,3 +153,10 @@ def test_a_plain_row_number_index_is_not_shown(tmp_path):
     rec.save(tmp_path)
     html = show_table(load_results("01_x", tmp_path), "t").to_html()
     assert html.count("<th ") == 2 and ">0<" not in html
+
+
+def test_counts_in_a_column_of_rates_print_as_integers():
+    frame = pd.DataFrame({"vs xqrs": [500.0, 0.946, 6016.0, 0.602]},
+                         index=pd.Index(["records", "within ±1", "beats", "mean |HR difference|"], name="quantity"))
+    html = render(frame)
+    assert ">500<" in html and ">6016<" in html and ">0.946<" in html and "500.000" not in html
