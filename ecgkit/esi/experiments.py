@@ -11,6 +11,7 @@ the ablations and curves with one seed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -256,6 +257,15 @@ def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets:
 
 
 BASELINES = ("SimCLR", "supervised (scratch)", "random init")
+
+
+def task_key(name: str) -> str:
+    """A short key for a task in metric names: "real" (PTB-XL), "synthetic", else the name's words."""
+    if name.startswith("ptbxl"):
+        return "real"
+    if name.startswith("synthetic"):
+        return "synthetic"
+    return "_".join(re.findall(r"[a-z0-9]+", name.lower()))
 
 
 def verdict(low: float, high: float) -> str:
