@@ -11,6 +11,7 @@ def test_04_descriptions(results):
     described = r.metric("statements_described")
     descriptions = r.table("descriptions")
     assert len(descriptions) == described >= 12 and (descriptions["status"] == "ok").all()
+    assert described == r.metric("statements_present")                 # every statement described
     assert descriptions["sources"].str.len().gt(0).all()
     text = r.metrics["example_record"]["text"]
     assert text.startswith("This patient is") and "ECG findings:" in text
@@ -23,22 +24,47 @@ def test_04_descriptions(results):
     # (seeded, greedy decoding): a broken retriever or an empty answer moves it well away
     f1 = r.metric("f1_documents_expert")
     assert f1 == pytest.approx(0.475, abs=0.05)          # recorded with the repetition control
-    assert r.metric("descriptions_cut") <= described      # counted (at 80 tokens all 12 are cut)
+    assert 0 <= r.metric("descriptions_cut") <= described  # counted
     assert np.isfinite(topk["F1"]).all() and topk["F1"].between(0.3, 0.7).all()
+    assert r.metric("retrieval_direction") in ("same direction", "reversed", "not comparable")
+    assert 0 <= r.metric("descriptions_suspect") <= described
+    if "statements_described_synthetic" in r.metrics:    # the real subset: the synthetic wording too
+        syn = r.metrics["statements_described_synthetic"]
+        assert syn["value"] >= 20 and syn["failed"] == 0
+        # the seeded quick run on the shared subset (SmolLM2, greedy, 80 tokens): 57 statements, every
+        # description cut at the limit, IRBBB described as a complete left bundle branch block (flagged)
+        assert described == 57 and syn["value"] == 23
+        assert r.metric("descriptions_cut") >= 50
+        assert "IRBBB" in r.metrics["descriptions_suspect"]["statements"]
 
 
 def test_05_pretraining(results):
     r = results("05_esi_pretraining")
-    assert r.info["profile"] == "quick" and len(r.info["seeds"]) >= 2
+    assert r.info["profile"] == "quick" and len(r.info["seeds"]) >= 3
+    assert r.metric("pretraining_records") >= 4000                       # thousands of ECG-text pairs
+    assert r.metric("steps") >= 100 and r.info["steps"] == r.metric("steps")
+    assert all((v.get("failed") or 0) == 0 for v in r.info["texts"].values())   # every statement described
     classification = r.table("classification")
     rows = set(classification.index)
     assert {("ESI", "linear probe"), ("SimCLR", "linear probe"), ("random init", "linear probe"),
-            ("supervised (scratch)", "supervised")} <= rows
+            ("supervised (scratch)", "linear probe"), ("supervised (scratch)", "supervised")} <= rows
     task = [c for c in classification.columns.get_level_values(0) if "superdiagnostic" in c][0]
     means = classification[(task, "mean")].dropna()
     # every encoder learns something usable: far above chance (0.5) on the first task
     assert (means > 0.65).all(), means
+    assert ((classification[(task, "low")] <= means) & (means <= classification[(task, "high")])).all()
     assert classification.loc[("ESI", "linear probe"), ("paper", "AUC")] == pytest.approx(0.927)
+    comparisons = r.table("comparisons")
+    tasks = list(dict.fromkeys(comparisons.index.get_level_values(0)))
+    assert len(tasks) == 2 and any(t.startswith("synthetic") for t in tasks)   # real subset and synthetic fold
+    assert set(comparisons.index.get_level_values(1)) == {"SimCLR", "supervised (scratch)", "random init"}
+    assert comparisons["verdict"].isin(["better", "worse", "no detectable difference"]).all()
+    assert ((comparisons["low"] <= comparisons["difference"]) & (comparisons["difference"] <= comparisons["high"])).all()
+    for key in ("real", "synthetic"):
+        for base in ("random", "simclr", "supervised"):
+            assert r.metric(f"esi_vs_{base}_{key}") == comparisons.loc[
+                (r.metrics[f"esi_vs_{base}_{key}"]["task"],
+                 {"random": "random init", "simclr": "SimCLR", "supervised": "supervised (scratch)"}[base]), "verdict"]
     zero_shot = r.table("zero_shot")
     assert (zero_shot["AUC mean"] > 0.55).all()                  # text alignment beats chance
     assert zero_shot["paper AUC"].iloc[0] == pytest.approx(0.812)
@@ -46,10 +72,10 @@ def test_05_pretraining(results):
     assert list(ablation.index) == ["ESI (full)", "w/o CQA", "w/o L_cap", "w/o L_con"]
     assert ablation["paper arrhythmia"].tolist() == [0.928, 0.901, 0.913, 0.850]
     size = r.table("size_curve")
-    assert size["records"].is_monotonic_increasing
+    assert size["records"].is_monotonic_increasing and size["records"].iloc[-1] == r.metric("pretraining_records")
     ident = r.table("identification")
     assert ident["nn_accuracy"].between(0, 1).all() and (ident["patients"] >= 2).all()
-    if "ptbxl" in task and len(r.info["seeds"]) == 2:     # the seeded quick run on the shared subset
-        assert r.metric("esi_linear_probe_auc") == pytest.approx(0.787, abs=0.03)
-        assert r.metric("random_linear_probe_auc") == pytest.approx(0.735, abs=0.03)
-        assert r.metric("esi_zero_shot_auc") == pytest.approx(0.616, abs=0.05)
+    # an ESI that learns nothing from its texts fails the zero-shot bound above; the per-method
+    # golden values of the seeded quick run (3 seeds, 160 steps, 5,000 synthetic + real folds 1-8)
+    # are still to be recorded from its first complete run on the shared subset (not run yet:
+    # see the issue-14 report); the 2-seed goldens of the earlier 480-record run no longer apply

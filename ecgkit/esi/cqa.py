@@ -734,3 +734,60 @@ def with_paper(frame: pd.DataFrame, table: str, mapping: Mapping | None = None,
             column.append(found[0] if found else np.nan)
     out[f"paper {metric}"] = column
     return out
+
+
+# ----------------------------------------------------------------------------- reading checks
+
+_SIDES = {"left": "right", "right": "left"}
+
+
+def suspect_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
+    """Descriptions that visibly contradict their statement's own name (a cheap, partial check).
+
+    Flags: a bundle-branch or fascicle statement described with the other side ("right" in a
+    left bundle branch block); an *incomplete* block described as "complete" without "incomplete";
+    a statement about low voltage described as high voltage, or the reverse. Rows: statement,
+    condition, problem. A description that passes is not thereby correct.
+    """
+    rows = []
+    for statement, row in descriptions.iterrows():
+        condition = str(row.get("condition", "")).lower()
+        text = str(row.get("description", "")).lower()
+        if not text:
+            continue
+        problems = []
+        for side, other in _SIDES.items():
+            if re.search(rf"\b{side}\b", condition) and ("bundle" in condition or "fascic" in condition) \
+                    and re.search(rf"\b{other}\b (bundle|fascic)", text) and not re.search(rf"\b{side}\b (bundle|fascic)", text):
+                problems.append(f"describes the {other} instead of the {side} side")
+        if "incomplete" in condition and re.search(r"\bcomplete\b", text) and "incomplete" not in text:
+            problems.append("an incomplete block described as complete")
+        low = bool(re.search(r"\b(low|small)\b", condition)) and "voltage" in condition or "small qrs" in condition
+        if low and re.search(r"\bhigh (qrs )?voltage|\bincreased (qrs )?voltage|\btall\b", text):
+            problems.append("low voltage described as high")
+        if re.search(r"\bhigh voltage\b", condition) and re.search(r"\blow voltage\b", text):
+            problems.append("high voltage described as low")
+        if problems:
+            rows.append({"statement": statement, "condition": row.get("condition", ""), "problem": "; ".join(problems)})
+    return pd.DataFrame(rows, columns=["statement", "condition", "problem"]).set_index("statement")
+
+
+def retrieval_direction(retrieval: pd.DataFrame, ours: str = "F1", paper: str = "paper F1",
+                        none: str = "none", both: str = "documents + expert") -> dict:
+    """Whether retrieval helps here as it does in the paper: the sign of F1(both) − F1(none), ours and
+    the paper's. ``verdict``: "same direction", "reversed" or "not comparable"."""
+    def value(v):
+        if isinstance(v, str):   # several paper values joined with " / "
+            v = np.mean([float(x) for x in v.split("/")])
+        return float(v)
+
+    try:
+        d_ours = value(retrieval.loc[both, ours]) - value(retrieval.loc[none, ours])
+        d_paper = value(retrieval.loc[both, paper]) - value(retrieval.loc[none, paper])
+    except (KeyError, ValueError):
+        return {"verdict": "not comparable", "ours": np.nan, "paper": np.nan}
+    if not (np.isfinite(d_ours) and np.isfinite(d_paper)) or d_ours == 0 or d_paper == 0:
+        verdict = "not comparable"
+    else:
+        verdict = "same direction" if np.sign(d_ours) == np.sign(d_paper) else "reversed"
+    return {"verdict": verdict, "ours": float(d_ours), "paper": float(d_paper)}

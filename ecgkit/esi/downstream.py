@@ -83,20 +83,20 @@ def predict(model, signals, batch_size: int = 128) -> np.ndarray:
 def macro_auc(y_true, scores) -> tuple[float, dict]:
     """Mean ROC AUC over the classes that have both outcomes in ``y_true``; (macro, per class).
 
-    A class with only one outcome has no AUC: it is left out of the mean and reported as NaN.
+    :func:`ecgkit.metrics.auroc` underneath. A class with only one outcome has no AUC: it is
+    left out of the mean and reported as NaN.
     """
+    from ..metrics import auroc
+
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=float)
     if y.shape != s.shape:
         raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
     columns = list(y_true.columns) if isinstance(y_true, pd.DataFrame) else list(range(y.shape[1]))
-    per = {}
-    for j, c in enumerate(columns):
-        per[c] = roc_auc_score(y[:, j], s[:, j]) if 0 < y[:, j].sum() < len(y) else float("nan")
-    values = [v for v in per.values() if not np.isnan(v)]
-    if not values:
+    values = auroc(y.astype(float), s, classes=columns)
+    if np.isnan(values.loc["macro"]):
         raise ValueError("no class has both positive and negative records: AUC is undefined")
-    return float(np.mean(values)), per
+    return float(values.loc["macro"]), {c: float(values.loc[c]) for c in columns}
 
 
 def best_thresholds(y_true, scores) -> np.ndarray:
@@ -203,16 +203,19 @@ def scorable(task: Task) -> bool:
     return len(task.train) > 0 and bool(np.any((y.sum(0) > 0) & (y.sum(0) < len(y))))
 
 
-def probe_task(encoder, task: Task, features: np.ndarray | None = None) -> dict:
+def probe_task(encoder, task: Task, features: np.ndarray | None = None, keep: dict | None = None) -> dict:
     """Linear-probe macro AUC on the task's test rows (features of its train rows, frozen encoder).
 
-    ``features``: the encoder's features of all of ``task.signals`` when already computed.
+    ``features``: the encoder's features of all of ``task.signals`` when already computed;
+    ``keep``: a dict that receives the test scores under ``"scores"`` (for paired tests).
     """
     if features is None:
         x_train, x_test = embed(encoder, task.signals[task.train]), embed(encoder, task.signals[task.test])
     else:
         x_train, x_test = features[task.train], features[task.test]
     scores = linear_probe(x_train, task.y.iloc[task.train], x_test)
+    if keep is not None:
+        keep["scores"] = scores
     auc, per = macro_auc(task.y.iloc[task.test], scores)
     return {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}}
 

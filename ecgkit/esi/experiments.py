@@ -3,12 +3,15 @@
 Every training run is cached (:mod:`ecgkit.esi.train`), so a rerun only evaluates. Results come
 as long tables (one row per seed, method, protocol, task and metric) that the notebook pivots.
 
-Settings per profile are in :data:`SETTINGS`; the quick profile uses a small encoder, few epochs,
-2 seeds, fine-tunes on the primary task only (real PTB-XL when given) and runs the ablations and
-curves with one seed.
+Settings per profile are in :data:`SETTINGS`. Every method gets the same budget: the same encoder
+and the same number of optimizer steps on the same pretraining records (ESI and its ablations on
+ECG-text pairs, SimCLR on the ECGs, the supervised baseline on the records' superclass labels).
+The quick profile uses a small encoder, a fixed budget of steps, 3 seeds, no fine-tuning, and runs
+the ablations and curves with one seed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -16,22 +19,27 @@ import numpy as np
 import pandas as pd
 
 from ..config import profile as active_profile
-from .downstream import (Task, class_prompts, embed, identification, misaligned, probe_task, subsample,
-                         supervised_task, zero_shot_task)
+from .downstream import (Task, class_prompts, embed, identification, macro_auc, misaligned, probe_task,
+                         subsample, supervised_task, zero_shot_task)
 from .encoder import ecg_encoder
 from .train import ESIConfig, QUICK_PRETRAIN, TrainConfig, fingerprint, pretrain_esi, pretrain_simclr
 
+#: the quick profile's budget: optimizer steps of batch 32 for every pretraining run
+QUICK_STEPS = 160
+
 SETTINGS = {
     "quick": {
-        "seeds": 2,
-        "pretrain": QUICK_PRETRAIN,
-        "finetune": TrainConfig(epochs=5, warmup_epochs=1, decay_every=4, lr=1e-3, batch_size=32),
-        "max_pretrain_records": 480,
-        "ablation_fraction": 0.5,
+        "seeds": 3,
+        "pretrain": replace(QUICK_PRETRAIN, max_steps=QUICK_STEPS),
+        "finetune": None,                 # no fine-tuning in the quick profile (linear probe only)
+        "max_pretrain_records": None,
+        "ablation_fraction": 1.0,
         "ablation_seeds": 1,
-        "sizes": (0.25, 0.5, 1.0),
+        "sizes": (0.1, 0.3, 1.0),
         "misalignment": (0.0, 0.5, 1.0),
         "finetune_all_tasks": False,
+        "identification_patients": 200,   # patients with two records per identification set (seeded)
+        "n_boot": 1000,
     },
     "full": {
         "seeds": 5,
@@ -43,6 +51,8 @@ SETTINGS = {
         "sizes": (0.1, 0.25, 0.5, 1.0),
         "misalignment": (0.0, 0.25, 0.5, 0.75, 1.0),
         "finetune_all_tasks": True,
+        "identification_patients": None,
+        "n_boot": 1000,
     },
 }
 
@@ -57,13 +67,19 @@ def scaled(config: TrainConfig, epochs: int | None) -> TrainConfig:
 
 
 def settings(profile: str | None = None, epochs: int | None = None, finetune_epochs: int | None = None,
-             **overrides) -> dict:
+             steps: int | None = None, **overrides) -> dict:
     """The profile's settings with ``overrides`` (None values ignored); ``epochs`` and
-    ``finetune_epochs`` rescale the schedules (:func:`scaled`)."""
+    ``finetune_epochs`` rescale the schedules (:func:`scaled`); ``steps`` sets the step budget."""
     base = dict(SETTINGS[active_profile(profile)])
+    unknown = set(overrides) - set(base)
+    if unknown:
+        raise KeyError(f"unknown ESI settings {sorted(unknown)}; known: {sorted(base)}")
     base.update({k: v for k, v in overrides.items() if v is not None})
     base["pretrain"] = scaled(base["pretrain"], epochs)
-    base["finetune"] = scaled(base["finetune"], finetune_epochs)
+    if steps:
+        base["pretrain"] = replace(base["pretrain"], max_steps=int(steps))
+    if base["finetune"] is not None:
+        base["finetune"] = scaled(base["finetune"], finetune_epochs)
     return base
 
 
@@ -79,6 +95,7 @@ class Corpus:
     plain: list
     ids: list          # "dataset:ecg_id"
     sources: dict      # dataset name -> records taken
+    labels: pd.DataFrame | None = None   # superclass multi-hot per record (the supervised baseline)
 
     @property
     def data_id(self) -> str:
@@ -90,7 +107,8 @@ class Corpus:
     def subset(self, rows) -> "Corpus":
         rows = np.asarray(rows)
         return Corpus(self.signals[rows], [self.texts[i] for i in rows], [self.plain[i] for i in rows],
-                      [self.ids[i] for i in rows], dict(self.sources))
+                      [self.ids[i] for i in rows], dict(self.sources),
+                      None if self.labels is None else self.labels.iloc[rows])
 
 
 def pretraining_corpus(datasets: Sequence, texts: dict, plain: dict, limit: int | None = None,
@@ -100,7 +118,7 @@ def pretraining_corpus(datasets: Sequence, texts: dict, plain: dict, limit: int 
     ``texts`` / ``plain``: dataset name -> Series (record id -> text). With ``limit``, datasets
     are taken in order until the limit; the last one is subsampled (seeded).
     """
-    signals, all_texts, all_plain, ids, sources = [], [], [], [], {}
+    signals, all_texts, all_plain, ids, sources, labels = [], [], [], [], {}, []
     room = limit if limit is not None else float("inf")
     for ds in datasets:
         rows = ds.part("train")
@@ -116,9 +134,12 @@ def pretraining_corpus(datasets: Sequence, texts: dict, plain: dict, limit: int 
         all_texts += texts[ds.name].loc[records].tolist()
         all_plain += plain[ds.name].loc[records].tolist()
         ids += [f"{ds.name}:{r}" for r in records]
+        y = ds.label_view("superdiagnostic").y.iloc[rows]
+        labels.append(y.set_axis([f"{ds.name}:{r}" for r in records]))
         sources[ds.name] = len(rows)
         room -= len(rows)
-    return Corpus(np.concatenate(signals), all_texts, all_plain, ids, sources)
+    y = pd.concat(labels).fillna(0).astype(np.float32)
+    return Corpus(np.concatenate(signals), all_texts, all_plain, ids, sources, y)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -131,8 +152,19 @@ class IdentificationSet:
     patient_ids: np.ndarray
 
 
-def identification_set(dataset) -> IdentificationSet:
-    return IdentificationSet(dataset.name, dataset.signals, dataset.meta["patient_id"].to_numpy())
+def identification_set(dataset, max_patients: int | None = None, seed: int = 0) -> IdentificationSet:
+    """The records of ``dataset`` for identification; with ``max_patients``, only the records of a
+    seeded sample of that many patients with two or more records (a linear probe with one class per
+    patient grows with their number)."""
+    ids = dataset.meta["patient_id"].to_numpy()
+    if max_patients is None:
+        return IdentificationSet(dataset.name, dataset.signals, ids)
+    counts = pd.Series(ids).value_counts()
+    eligible = np.sort(counts.index[counts >= 2].to_numpy())
+    if len(eligible) > max_patients:
+        eligible = np.random.default_rng(seed).choice(eligible, size=max_patients, replace=False)
+    rows = np.flatnonzero(np.isin(ids, eligible))
+    return IdentificationSet(dataset.name, np.asarray(dataset.signals[rows], dtype=np.float32), ids[rows])
 
 
 def _fitting(config: TrainConfig, n: int) -> TrainConfig:
@@ -144,10 +176,12 @@ def _rows(base: dict, values: dict, skip=("cached",)) -> list[dict]:
     return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if k not in skip]
 
 
-def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet], base: dict) -> list[dict]:
+def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet], base: dict,
+                    scores: dict | None = None) -> list[dict]:
     """Linear probe on every task and identification on every set, for one frozen encoder.
 
-    Each distinct signal array is embedded once (a dataset serves its task and its set)."""
+    Each distinct signal array is embedded once (a dataset serves its task and its set).
+    ``scores`` receives the probe's test scores per task name (for paired tests)."""
     features = {}
 
     def of(signals):
@@ -157,7 +191,11 @@ def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[Identifica
 
     rows = []
     for task in tasks:
-        rows += _rows({**base, "protocol": "linear probe", "task": task.name}, probe_task(encoder, task, of(task.signals)))
+        keep = {}
+        rows += _rows({**base, "protocol": "linear probe", "task": task.name},
+                      probe_task(encoder, task, of(task.signals), keep))
+        if scores is not None:
+            scores[task.name] = keep["scores"]
     for ids in id_sets:
         rows += _rows({**base, "protocol": "identification", "task": ids.name},
                       identification(of(ids.signals), ids.patient_ids))
@@ -166,41 +204,104 @@ def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[Identifica
 
 def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet],
                       esi_config: ESIConfig, cfg: dict, progress: bool = True) -> tuple[list[dict], dict]:
-    """ESI, SimCLR, supervised from scratch and a random encoder, for one seed.
+    """ESI, SimCLR, supervised and a random encoder, for one seed, at one budget.
 
-    Returns (rows, {"esi": Pretrained, "simclr": FitResult}). Fine-tuning runs on the first task
-    only unless ``cfg["finetune_all_tasks"]``.
+    ESI pretrains on the corpus's ECG-text pairs, SimCLR on its ECGs and the supervised baseline on
+    its superclass labels, each for the same optimizer steps (``cfg["pretrain"]``) with the same
+    encoder; all four encoders are then probed frozen. The supervised model's own head is scored
+    as well (protocol "supervised"). With ``cfg["finetune"]``, ESI, SimCLR and an encoder from
+    scratch are also fine-tuned (on the first task only unless ``cfg["finetune_all_tasks"]``).
+
+    Returns (rows, {"esi": Pretrained, "simclr": FitResult, "supervised": FitResult,
+    "scores": {(method, task): linear-probe test scores}}).
     """
     import torch
 
+    from .downstream import predict
+    from .train import train_supervised
+
     pre = _fitting(replace(cfg["pretrain"], seed=seed), len(corpus))
-    ft = _fitting(replace(cfg["finetune"], seed=seed), min(len(t.train) for t in tasks))
     variant = esi_config.variant
     esi = pretrain_esi(corpus.signals, corpus.texts, esi_config, pre, progress=progress, data_id=corpus.data_id)
     simclr = pretrain_simclr(corpus.signals, variant, pre, progress=progress, data_id=corpus.data_id)
+    supervised = train_supervised(corpus.signals, corpus.labels.to_numpy(copy=True), variant, pre, progress=progress,
+                                  data_id=[corpus.data_id, "superdiagnostic", list(corpus.labels.columns)])
     torch.manual_seed(seed)
     random_encoder = ecg_encoder(variant).eval()
-    rows = []
-    for method, encoder in (("ESI", esi.encoder), ("SimCLR", simclr.model.encoder), ("random init", random_encoder)):
-        rows += evaluate_frozen(encoder, tasks, id_sets, {"seed": seed, "method": method})
+    rows, scores = [], {}
+    for method, encoder in (("ESI", esi.encoder), ("SimCLR", simclr.model.encoder),
+                            ("supervised (scratch)", supervised.model.encoder), ("random init", random_encoder)):
+        kept = {}
+        rows += evaluate_frozen(encoder, tasks, id_sets, {"seed": seed, "method": method}, kept)
+        scores.update({(method, task): v for task, v in kept.items()})
     for task in tasks:
+        if list(task.y.columns) == list(corpus.labels.columns):
+            test = task.y.iloc[task.test]
+            auc, per = macro_auc(test, predict(supervised.model, task.signals[task.test]))
+            rows += _rows({"seed": seed, "method": "supervised (scratch)", "protocol": "supervised",
+                           "task": task.name}, {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}})
         rows += _rows({"seed": seed, "method": "ESI", "protocol": "zero-shot", "task": task.name},
                       zero_shot_task(esi.model, task, class_prompts(list(task.y.columns)),
                                      esi_config.max_text_tokens))
-    ft_tasks = tasks if cfg["finetune_all_tasks"] else tasks[:1]
-    scratch = None
-    for task in ft_tasks:
-        for method, init, init_id in (("ESI", esi.encoder, esi.fit.run_dir.name),
-                                      ("SimCLR", simclr.model.encoder, simclr.run_dir.name),
-                                      ("supervised (scratch)", None, None)):
-            metrics, result = supervised_task(task, variant, ft, init=init, init_id=init_id, progress=progress)
-            rows += _rows({"seed": seed, "method": method,
-                           "protocol": "supervised" if init is None else "fine-tune", "task": task.name}, metrics)
-            if init is None and scratch is None:
-                scratch = result
-    # identification with the encoder trained from scratch on the first task's labels
-    rows += evaluate_frozen(scratch.model.encoder, [], id_sets, {"seed": seed, "method": "supervised (scratch)"})
-    return rows, {"esi": esi, "simclr": simclr}
+    if cfg.get("finetune") is not None:
+        ft = _fitting(replace(cfg["finetune"], seed=seed), min(len(t.train) for t in tasks))
+        for task in (tasks if cfg["finetune_all_tasks"] else tasks[:1]):
+            for method, init, init_id in (("ESI", esi.encoder, esi.fit.run_dir.name),
+                                          ("SimCLR", simclr.model.encoder, simclr.run_dir.name),
+                                          ("supervised (scratch)", None, None)):
+                metrics, _ = supervised_task(task, variant, ft, init=init, init_id=init_id, progress=progress)
+                rows += _rows({"seed": seed, "method": method,
+                               "protocol": "fine-tune" if init is not None else "fine-tune (scratch)",
+                               "task": task.name}, metrics)
+    return rows, {"esi": esi, "simclr": simclr, "supervised": supervised, "scores": scores}
+
+
+BASELINES = ("SimCLR", "supervised (scratch)", "random init")
+
+
+def task_key(name: str) -> str:
+    """A short key for a task in metric names: "real" (PTB-XL), "synthetic", else the name's words."""
+    if name.startswith("ptbxl"):
+        return "real"
+    if name.startswith("synthetic"):
+        return "synthetic"
+    return "_".join(re.findall(r"[a-z0-9]+", name.lower()))
+
+
+def verdict(low: float, high: float) -> str:
+    """"better" when a 95% interval of A − B lies above 0, "worse" below, else "no detectable difference"."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not estimable"
+    if low > 0:
+        return "better"
+    if high < 0:
+        return "worse"
+    return "no detectable difference"
+
+
+def paired_comparisons(runs: dict, tasks: Sequence[Task], reference: str = "ESI",
+                       baselines: Sequence[str] = BASELINES, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Linear-probe macro AUC of ``reference`` against each baseline, per task.
+
+    ``runs``: seed -> the second value of :func:`method_comparison`. The test is a paired bootstrap
+    over the test records (:func:`ecgkit.metrics.paired_macro_auroc_difference`): each replicate
+    draws the records once and averages over seeds the difference of the two probes' macro AUCs.
+    Rows (task, baseline); columns: both AUCs, difference, 95% interval, p, seeds, verdict.
+    """
+    from ..metrics import paired_macro_auroc_difference
+
+    seeds = sorted(runs)
+    out = []
+    for task in tasks:
+        y = task.y.iloc[task.test].to_numpy(dtype=float)
+        for base in baselines:
+            a = [runs[s]["scores"][(reference, task.name)] for s in seeds]
+            b = [runs[s]["scores"][(base, task.name)] for s in seeds]
+            r = paired_macro_auroc_difference(y, a, b, n_boot=n_boot, seed=seed)
+            out.append({"task": task.name, "baseline": base, reference: r["auroc_a"], "baseline AUC": r["auroc_b"],
+                        "difference": r["difference"], "low": r["low"], "high": r["high"], "p": r["p_value"],
+                        "seeds": len(seeds), "test records": len(y), "verdict": verdict(r["low"], r["high"])})
+    return pd.DataFrame(out).set_index(["task", "baseline"])
 
 
 def _esi_variant_rows(name: str, corpus: Corpus, texts, esi_config: ESIConfig, pre: TrainConfig, tasks,
@@ -269,11 +370,18 @@ def misalignment_curve(corpus: Corpus, tasks, esi_config: ESIConfig, cfg: dict, 
 
 def summary(rows: Sequence[dict] | pd.DataFrame, index: Sequence[str], columns: Sequence[str] = ("task",),
             metric: str = "auc") -> pd.DataFrame:
-    """Mean and sd over seeds of one metric: ``index`` rows, (``columns``..., mean|sd|n) columns."""
+    """Mean, sd and 95% interval (t over seeds) of one metric: ``index`` rows, (``columns``...,
+    mean|sd|low|high|n) columns."""
+    from scipy.stats import t as student
+
     frame = pd.DataFrame(rows)
     frame = frame[frame["metric"] == metric]
     grouped = frame.groupby(list(index) + list(columns), sort=False)["value"]
     stats = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.size()})
+    half = stats["sd"] * student.ppf(0.975, (stats["n"] - 1).clip(lower=1)) / np.sqrt(stats["n"])
+    half[stats["n"] < 2] = np.nan
+    stats.insert(2, "low", stats["mean"] - half)
+    stats.insert(3, "high", stats["mean"] + half)
     out = stats.unstack(list(columns))
     out.columns = out.columns.reorder_levels(list(range(1, out.columns.nlevels)) + [0])
     return out.sort_index(axis=1, level=list(range(out.columns.nlevels - 1)), sort_remaining=False)

@@ -53,6 +53,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     mixed_precision: str = "auto"   # "auto": bf16 (fp16 without bf16) on GPU, "no" on CPU
     seed: int = 0
+    max_steps: int | None = None    # a fixed budget of optimizer steps (epochs then only shape the schedule)
 
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides) -> "TrainConfig":
@@ -65,8 +66,23 @@ class TrainConfig:
 QUICK_PRETRAIN = TrainConfig(epochs=6, warmup_epochs=1, decay_every=4, lr=1e-3, batch_size=32)
 
 
+def total_steps(steps_per_epoch: int, config: TrainConfig) -> int:
+    """The run's optimizer steps: ``max_steps`` when set, else ``epochs`` × ``steps_per_epoch``."""
+    return int(config.max_steps) if config.max_steps else config.epochs * steps_per_epoch
+
+
 def learning_rate(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
-    """Linear warm-up over ``warmup_epochs``, then ×``decay`` every ``decay_every`` epochs."""
+    """Linear warm-up over ``warmup_epochs``, then ×``decay`` every ``decay_every`` epochs.
+
+    With ``max_steps`` the same shape is laid over the step budget: warm-up over the share
+    ``warmup_epochs / epochs`` of it, ×``decay`` after every share ``decay_every / epochs``."""
+    if config.max_steps:
+        total = config.max_steps
+        warmup = max(1, round(total * config.warmup_epochs / config.epochs))
+        period = max(1, round(total * config.decay_every / config.epochs))
+        if step < warmup:
+            return config.lr * (step + 1) / warmup
+        return config.lr * config.decay ** (step // period)
     warmup = config.warmup_epochs * steps_per_epoch
     if step < warmup:
         return config.lr * (step + 1) / warmup
@@ -137,6 +153,8 @@ def fingerprint(*parts) -> str:
 def run_folder(kind: str, spec: dict, data: str, config: TrainConfig) -> Path:
     """The cache folder of a training run, named by a hash of everything that shapes its weights."""
     train = {**asdict(config), "mixed_precision": resolve_precision(config.mixed_precision)}
+    if train["max_steps"] is None:   # runs without a step budget keep their earlier keys
+        del train["max_steps"]
     key = fingerprint({"kind": kind, "spec": spec, "data": data, "train": train, "format": FORMAT_VERSION})
     return cache_dir("esi", "runs") / f"{kind}-{key[:16]}"
 
@@ -248,7 +266,7 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
     if steps_per_epoch == 0:
         raise ValueError(f"{len(data)} records make no full batch of {config.batch_size} "
                          f"on {accelerator.num_processes} process(es); lower batch_size")
-    total = config.epochs * steps_per_epoch
+    total = total_steps(steps_per_epoch, config)
     rank = accelerator.process_index
     resumed_from = step
     start = time.perf_counter()
@@ -264,13 +282,15 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
         accelerator.wait_for_everyone()
 
     model.train()
-    for epoch in range(step // steps_per_epoch, config.epochs):
+    for epoch in range(step // steps_per_epoch, -(-total // steps_per_epoch)):
         loader.set_epoch(epoch)
         done_in_epoch = step - epoch * steps_per_epoch
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         if not done_in_epoch:
             sums = {}
         for batch in batches:
+            if step >= total:
+                break
             torch.manual_seed(config.seed * 1_000_003 + step * 997 + rank)
             lr = learning_rate(step, steps_per_epoch, config)
             for group in optimizer.param_groups:
@@ -289,8 +309,9 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
             bar.update(1)
             if on_step is not None:
                 on_step(step, losses)
-            if step % steps_per_epoch == 0:
-                mean = {k: v / steps_per_epoch for k, v in sums.items()}
+            if step % steps_per_epoch == 0 or step == total:
+                done = steps_per_epoch if step % steps_per_epoch == 0 else step % steps_per_epoch
+                mean = {k: v / done for k, v in sums.items()}
                 reduced = accelerator.reduce(torch.tensor(list(mean.values()), device=accelerator.device), "mean")
                 history.append({"epoch": epoch + 1, "lr": lr, **dict(zip(mean, reduced.tolist()))})
                 sums = {}
