@@ -70,7 +70,9 @@ def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeou
 
 
 def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None,
-            parameters: dict | None = None, results: str | Path | None = None) -> list[Path]:
+            parameters=None, results: str | Path | None = None) -> list[Path]:
+    """Execute the notebooks; ``parameters``: a dict for every notebook, or a function of the
+    notebook's path giving its own (``ecgkit.smoke.notebook_parameters``)."""
     profile = check_profile(profile)
     out_dir = Path(out_dir).resolve()
     os.environ["ECGKIT_PROFILE"] = profile
@@ -81,7 +83,8 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
     for nb in notebooks(source, only):
         start = time.time()
         print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
-        done.append(run_notebook(nb, out_dir, {"profile": profile, **(parameters or {})}))
+        extra = parameters(nb) if callable(parameters) else (parameters or {})
+        done.append(run_notebook(nb, out_dir, {"profile": profile, **extra}))
         seconds = time.time() - start
         print(f"[reproduce] {nb.name} done in {seconds:.0f} s", flush=True)
         record_time(nb.stem, seconds, profile)
