@@ -39,7 +39,7 @@ ENV = "ECGKIT_SMOKE"
 
 #: sizes no notebook parameter reaches (applied only when :func:`active`)
 LIBRARY = {
-    "delineator": dict(n_records=24, epochs=1),       # alfred.delineation.PROFILES["full"]
+    "delineator": dict(n_records=8, epochs=1),         # alfred.delineation.PROFILES["full"]
     "synthetic_records": 160,                          # data.sources.SYNTHETIC_RECORDS["full"]
 }
 
@@ -101,7 +101,7 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
             "toy record counts"),
         run("full knowledge settings (100,000-vector HNSW test)", "notebook 01", "2,000 vectors"),
         run("full-profile delineator (UNet1D, trained for the full profile's key)", "alfred.delineation",
-            "24 synthetic records, 1 epoch"),
+            "8 synthetic records, 1 epoch"),
         run("ALFRED full prompt options (whole prompt, all lead features, full rule detail, 400 tokens)",
             "alfred.pipeline.PROMPT_OPTIONS['full']", "stand-in endpoint"),
         run("CQA descriptions, 192 tokens, all statements", "esi.cqa", "3 statements, 16 tokens"),
