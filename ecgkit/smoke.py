@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 __all__ = ["ENV", "active", "overrides", "LIBRARY", "NOTEBOOKS", "notebook_parameters", "branches",
-           "multiprocess_check", "run"]
+           "multiprocess_check", "step_architectures", "toy_ptbxl", "run"]
 
 ENV = "ECGKIT_SMOKE"
 
@@ -73,6 +73,42 @@ def overrides(name: str, default=None):
     return LIBRARY[name]
 
 
+#: real PTB-XL records kept per fold and superclass in the smoke run's subset (:func:`toy_ptbxl`)
+PTBXL_PER_CLASS = 1
+
+
+def toy_ptbxl(source, dest, per_class: int = PTBXL_PER_CLASS) -> Path:
+    """A PTB-XL folder at ``dest`` with a few records of ``source`` per fold: the first
+    ``per_class`` of each diagnostic superclass (NORM, MI, STTC, CD, HYP), so every class and fold
+    stays present. Signal files are linked, not copied; the tables are filtered copies."""
+    import pandas as pd
+
+    from .data.ptbxl import ptbxl_metadata
+
+    source, dest = Path(source), Path(dest)
+    meta, scp = ptbxl_metadata(source)
+    diagnostic = scp["diagnostic"].fillna(0).astype(float) == 1.0
+    classes = scp.loc[diagnostic, "diagnostic_class"].dropna().to_dict()
+    supers = meta["scp_codes"].map(lambda codes: {classes[c] for c in codes if c in classes})
+    keep = []
+    for fold, rows in meta.groupby("strat_fold"):
+        for cls in ("NORM", "MI", "STTC", "CD", "HYP"):
+            ids = [i for i in rows.index if cls in supers[i] and i not in keep][:per_class]
+            keep += ids
+    dest.mkdir(parents=True, exist_ok=True)
+    table = pd.read_csv(source / "ptbxl_database.csv", index_col="ecg_id")
+    table.loc[sorted(keep)].to_csv(dest / "ptbxl_database.csv")
+    (dest / "scp_statements.csv").write_bytes((source / "scp_statements.csv").read_bytes())
+    for column in ("filename_lr", "filename_hr"):
+        for name in table.loc[keep, column]:
+            for suffix in (".hea", ".dat"):
+                src, link = source / f"{name}{suffix}", dest / f"{name}{suffix}"
+                if src.is_file() and not link.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(src.resolve())
+    return dest
+
+
 def notebook_parameters(notebook: str) -> dict:
     """The papermill parameters of a notebook (its file name or stem) in the smoke run."""
     name = Path(notebook).name
@@ -109,8 +145,8 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
             "esi.train.ESIConfig.for_profile('full')", "1 epoch, 48 records"),
         run("ESI full experiments (all tasks fine-tuned, 5 seeds' code path, size and misalignment curves)",
             "esi.experiments.SETTINGS['full']", "1 seed, 2 sizes, 2 misalignment shares"),
-        run("ConvNeXt1D base (instantiated, one training step)", "esi.encoder", "no full setting selects it "
-            "today; stepped in the multi-process check"),
+        run("ConvNeXt1D tiny and base (instantiated, one training step each)", "esi.encoder",
+            "no notebook setting selects base today (variant='base'); stepped by step_architectures"),
         run("LoRA of the paper (r 16, alpha 32, every block, 1,024 tokens, batch 4 x 4, gradient "
             "checkpointing)", "ecgllm.finetune.LoraSettings.for_profile('full')", "2 optimizer steps"),
         run("ECG-LLM full evaluation (top-3 RAG, 256 tokens, 40 judge controls' code path)", "notebook 08",
@@ -130,6 +166,34 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
         gpu("NCCL multi-GPU all-gather of the contrastive negatives", "esi.model.gather_with_grad", cuda,
             "needs several GPUs; the same code ran here over gloo with 2 CPU processes"),
     ]
+
+
+def step_architectures(variants=("tiny", "base"), records: int = 2, samples: int = 1000) -> list[dict]:
+    """One AdamW step of each ConvNeXt1D variant of the paper on random ECGs: it builds, its
+    gradients reach every parameter, the loss is finite."""
+    import torch
+
+    from .esi.encoder import ecg_encoder
+
+    rows = []
+    for variant in variants:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        encoder = ecg_encoder(variant, drop_path=0.1).train()
+        head = torch.nn.LazyLinear(5)
+        x = torch.randn(records, 12, samples)
+        loss = head(encoder(x).flatten(1)).pow(2).mean()
+        optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-4)
+        loss.backward()
+        missing = [n for n, p in encoder.named_parameters() if p.grad is None]
+        optimizer.step()
+        if missing or not torch.isfinite(loss):
+            raise AssertionError(f"ConvNeXt1D {variant}: loss {float(loss)}, no gradient for {missing[:3]}")
+        rows.append({"variant": variant, "parameters_m": round(sum(p.numel() for p in encoder.parameters()) / 1e6, 2),
+                     "loss": float(loss), "seconds": round(time.perf_counter() - start, 1)})
+        print(f"[smoke] ConvNeXt1D {variant}: {rows[-1]['parameters_m']} M parameters, one step in "
+              f"{rows[-1]['seconds']} s", flush=True)
+    return rows
 
 
 # ----------------------------------------------------------------------------- multi-process
@@ -245,7 +309,7 @@ def run(out_dir="_build/smoke/executed", results="_build/smoke/results", only=No
         if row["status"] == "skipped":
             print(f"[smoke] SKIPPED {row['branch']}: {row['reason']}", flush=True)
     start = time.perf_counter()
-    previous = {k: os.environ.get(k) for k in (ENV, "ECGKIT_LLM_BASE_URL", "ECGKIT_LLM_MODEL",
+    previous = {k: os.environ.get(k) for k in (ENV, "ECGKIT_PTBXL", "ECGKIT_LLM_BASE_URL", "ECGKIT_LLM_MODEL",
                                                "ECGKIT_LLM_API_KEY", "ECGKIT_LLM_TIMEOUT")}
     # a fresh model name per run: the generation cache never answers for the server
     model = f"ecgkit-standin-{int(time.time())}"
@@ -253,6 +317,13 @@ def run(out_dir="_build/smoke/executed", results="_build/smoke/results", only=No
         os.environ.update({ENV: "1", "ECGKIT_LLM_BASE_URL": server.url, "ECGKIT_LLM_MODEL": model,
                            "ECGKIT_LLM_TIMEOUT": "2"})
         os.environ.pop("ECGKIT_LLM_API_KEY", None)
+        from .config import ptbxl_dir
+
+        real = ptbxl_dir()
+        if real is not None:
+            os.environ["ECGKIT_PTBXL"] = str(toy_ptbxl(real, results.parent / "ptbxl-toy"))
+            print(f"[smoke] real PTB-XL at {real}: {os.environ['ECGKIT_PTBXL']} keeps a few records "
+                  f"per fold and superclass", flush=True)
         print(f"[smoke] stand-in endpoint {server.url} (model {model}; every 25th request 503, "
               f"every 97th stalls past the 2 s time-out)", flush=True)
         try:
@@ -265,6 +336,7 @@ def run(out_dir="_build/smoke/executed", results="_build/smoke/results", only=No
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+    report["architectures"] = step_architectures()
     if multiprocess:
         report["multiprocess"] = multiprocess_check()
     report["seconds"] = round(time.perf_counter() - start, 1)

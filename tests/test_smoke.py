@@ -113,3 +113,16 @@ def test_gpu_branches_are_skipped_with_a_reason_without_cuda():
     assert any("QLoRA" in b for b in skipped) and any("bf16" in b for b in skipped)
     assert all(r["reason"] for r in rows if r["status"] == "skipped")
     assert all(r["status"] == "executed" for r in smoke.branches(cuda=True, bitsandbytes=True))
+
+
+def test_toy_ptbxl_keeps_each_superclass_per_fold_and_links_the_signals(tiny_ptbxl, tmp_path):
+    import pandas as pd
+
+    from ecgkit.data import load_real
+
+    toy = smoke.toy_ptbxl(tiny_ptbxl, tmp_path / "toy", per_class=1)
+    meta = pd.read_csv(toy / "ptbxl_database.csv", index_col="ecg_id")
+    # record 5 (rhythm only) has no superclass; 6 (IMI) shares fold 10 with 5 and is kept
+    assert sorted(meta.index) == [1, 2, 3, 4, 6]
+    assert (toy / "records500" / "00000" / "00001_hr.dat").is_symlink()
+    assert len(load_real(toy, rate=100)) == 5
