@@ -210,8 +210,10 @@ texts = [words[i % 4] + " with normal axis" for i in range(16)]
 config = ESIConfig.for_profile("full", drop_path=0.0)
 train = TrainConfig.for_profile("full", epochs=1, warmup_epochs=1, decay_every=1, batch_size=int(sys.argv[2]))
 out = pretrain_esi(x, texts, config, train, progress=False)
+from accelerate import PartialState
 import shutil
-shutil.copytree(out.fit.run_dir, sys.argv[1], dirs_exist_ok=True)
+if PartialState().is_main_process:
+    shutil.copytree(out.fit.run_dir, sys.argv[1], dirs_exist_ok=True)
 '''
 
 LORA_SCRIPT = '''
@@ -224,8 +226,13 @@ items = [{"type": "open", "question": f"What does lead {l} show in case {i}?",
 settings = LoraSettings.for_profile("full", max_steps=2, batch_size=int(sys.argv[2]),
                                     gradient_accumulation=int(sys.argv[3]), dropout=0.0, max_length=256)
 result = finetune("local", items, settings, cache=False, progress=False)
-import torch, shutil
-shutil.copytree(result.adapter_dir, sys.argv[1], dirs_exist_ok=True)
+from accelerate import PartialState
+import shutil
+state = PartialState()
+if state.is_main_process:
+    shutil.copytree(result.adapter_dir, sys.argv[1], dirs_exist_ok=True)
+    (Path(sys.argv[1]) / "run.json").write_text(json.dumps(
+        {"processes": state.num_processes, "steps": result.steps, "loss": [h["loss"] for h in result.history]}))
 '''
 
 
@@ -236,11 +243,13 @@ def _free_port() -> int:
 
 
 def _launch(script: Path, args: list[str], processes: int, cache: Path, timeout: int = 600) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ECGKIT_CACHE": str(cache), "ACCELERATE_USE_CPU": "true"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ECGKIT_CACHE": str(cache)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                       os.environ.get("PYTHONPATH")]))
     if processes > 1:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+        # --multi_gpu without CUDA: accelerate's torchrun launcher, gloo, MULTI_CPU (``--cpu`` would
+        # start a single process)
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), str(script), *args]
     else:
@@ -280,9 +289,10 @@ def multiprocess_check(work: Path | None = None, tolerance: float = 1e-4) -> lis
         t1 = _launch(script, [str(one_dir), *one_args], 1, work / f"{script.stem}-cache-one")
         diff = _max_difference(one_dir, two_dir, weights)
         info = {}
-        for f in ("run.json", "training.json"):
-            if (two_dir / f).is_file():
-                info = json.loads((two_dir / f).read_text())
+        if (two_dir / "run.json").is_file():
+            info = json.loads((two_dir / "run.json").read_text())
+        if info.get("processes", 2) != 2:
+            raise AssertionError(f"{name}: the launch ran {info.get('processes')} process(es), not 2")
         rows.append({"check": name, "processes": 2, "max_weight_difference": diff, "tolerance": tolerance,
                      "equal": diff <= tolerance, "steps": info.get("steps"),
                      "seconds_two": round(t2, 1), "seconds_one": round(t1, 1)})
