@@ -50,12 +50,13 @@ NOTEBOOKS = {
     "02": dict(n_scored=3, n_real=12, n_baseline=6),
     "03": dict(n_llm=4, n_val=8, n_boot=50, n_synthetic_test=6),
     "04": dict(n_statements=3, n_ablation=1, top_ks=[1, 3], max_new_tokens=16),
-    "05": dict(n_synthetic=160, n_seeds=1, epochs=1, finetune_epochs=1, max_pretrain_records=48,
+    # 100 Hz: ConvNeXt1D tiny at 500 Hz costs 13 GFLOP a record (02/03 read 500 Hz)
+    "05": dict(rate=100, n_synthetic=40, n_seeds=1, epochs=1, finetune_epochs=1, max_pretrain_records=32,
                ablation_fraction=0.5, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
     "06": dict(n_examples=2),
     "07": dict(n_train=8, max_steps=2, n_heldout=4),
     "08": dict(n_train=8, max_steps=2, n_mcq=4, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
-    "09": dict(n_synthetic=200, batch_size=16, pretrain_steps=2, finetune_steps=2, joint_steps=2,
+    "09": dict(n_synthetic=80, batch_size=16, pretrain_steps=2, finetune_steps=2, joint_steps=2,
                n_boot=50, n_explained=1),
 }
 
@@ -133,7 +134,7 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
                                           {"branch": branch, "where": where, "status": "skipped",
                                            "reason": why})
     return [
-        run("full-size synthetic cohort and 500 Hz signals", "data.sources, notebooks 00/02/03/05",
+        run("full-size synthetic cohort and 500 Hz signals", "data.sources, notebooks 00/02/03",
             "toy record counts"),
         run("full knowledge settings (100,000-vector HNSW test)", "notebook 01", "2,000 vectors"),
         run("full-profile delineator (UNet1D, trained for the full profile's key)", "alfred.delineation",
@@ -142,7 +143,7 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
             "alfred.pipeline.PROMPT_OPTIONS['full']", "stand-in endpoint"),
         run("CQA descriptions, 192 tokens, all statements", "esi.cqa", "3 statements, 16 tokens"),
         run("ESI full model (ConvNeXt1D tiny, trainable BERT, 512-wide 4-layer caption decoder, drop path)",
-            "esi.train.ESIConfig.for_profile('full')", "1 epoch, 48 records"),
+            "esi.train.ESIConfig.for_profile('full')", "1 epoch, 32 records, 100 Hz (500 Hz is read in 02/03)"),
         run("ESI full experiments (all tasks fine-tuned, 5 seeds' code path, size and misalignment curves)",
             "esi.experiments.SETTINGS['full']", "1 seed, 2 sizes, 2 misalignment shares"),
         run("ConvNeXt1D base (instantiated, one training step)", "esi.encoder",

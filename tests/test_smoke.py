@@ -126,3 +126,12 @@ def test_toy_ptbxl_keeps_each_superclass_per_fold_and_links_the_signals(tiny_ptb
     assert sorted(meta.index) == [1, 2, 3, 4, 6]
     assert (toy / "records500" / "00000" / "00001_hr.dat").is_symlink()
     assert len(load_real(toy, rate=100)) == 5
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tmp_path):
+    """ESI pretraining (the full model) and the paper's LoRA under `accelerate launch
+    --num_processes 2` (gloo) end where one process with the same global batch ends."""
+    rows = smoke.multiprocess_check(tmp_path)
+    assert [r["processes"] for r in rows] == [2, 2]
+    assert all(r["equal"] for r in rows), rows
