@@ -344,7 +344,7 @@ def run(out_dir="_build/smoke/executed", results="_build/smoke/results", only=No
                                                "ECGKIT_LLM_API_KEY", "ECGKIT_LLM_TIMEOUT")}
     # a fresh model name per run: the generation cache never answers for the server
     model = f"ecgkit-standin-{int(time.time())}"
-    with StandIn(model=model, fail_every=25, stall_every=97, stall_seconds=4.0) as server:
+    with StandIn(model=model, fail_every=25, stall_every=40, stall_seconds=4.0) as server:
         os.environ.update({ENV: "1", "ECGKIT_LLM_BASE_URL": server.url, "ECGKIT_LLM_MODEL": model,
                            "ECGKIT_LLM_TIMEOUT": "2"})
         os.environ.pop("ECGKIT_LLM_API_KEY", None)
@@ -356,7 +356,7 @@ def run(out_dir="_build/smoke/executed", results="_build/smoke/results", only=No
             print(f"[smoke] real PTB-XL at {real}: {os.environ['ECGKIT_PTBXL']} keeps a few records "
                   f"per fold and superclass", flush=True)
         print(f"[smoke] stand-in endpoint {server.url} (model {model}; every 25th request 503, "
-              f"every 97th stalls past the 2 s time-out)", flush=True)
+              f"every 40th stalls past the 2 s time-out)", flush=True)
         try:
             done = run_all(source, out_dir, "full", only, parameters=notebook_parameters, results=results)
             report["notebooks"] = {p.stem: "executed" for p in done}
