@@ -1191,7 +1191,7 @@ class OpenAIChat(LLM):
     ``base_url`` (e.g. ``http://localhost:8000/v1``), ``model`` and ``api_key`` default to
     ``$ECGKIT_LLM_BASE_URL``, ``$ECGKIT_LLM_MODEL`` and ``$ECGKIT_LLM_API_KEY``; keep the key in
     the environment. Without a model name, the first model of ``GET {base_url}/models`` is used.
-    Each request gets ``timeout`` seconds; connection errors, time-outs, 429 and 5xx are retried
+    Each request gets ``timeout`` seconds (None: ``$ECGKIT_LLM_TIMEOUT``, else 60); connection errors, time-outs, 429 and 5xx are retried
     ``retries`` times with exponential backoff (``backoff * 2**attempt`` s, or the server's
     ``Retry-After``, at most ``max_retry_after`` s); other 4xx fail at once with the server's
     message. ``max_workers`` requests run concurrently.
@@ -1209,7 +1209,7 @@ class OpenAIChat(LLM):
         model: str | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 60,
+        timeout: float | None = None,
         retries: int = 4,
         backoff: float = 1.0,
         max_workers: int = 4,
@@ -1231,7 +1231,7 @@ class OpenAIChat(LLM):
         self._model = model or os.environ.get(ENV_MODEL) or None
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         self._api_key = key or None
-        self.timeout = float(timeout)
+        self.timeout = float(timeout if timeout is not None else os.environ.get("ECGKIT_LLM_TIMEOUT") or 60)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self.max_workers = max(1, int(max_workers))

@@ -70,7 +70,9 @@ def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeou
 
 
 def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None,
-            parameters: dict | None = None, results: str | Path | None = None) -> list[Path]:
+            parameters=None, results: str | Path | None = None) -> list[Path]:
+    """Execute the notebooks; ``parameters``: a dict for every notebook, or a function of the
+    notebook's path giving its own (``ecgkit.smoke.notebook_parameters``)."""
     profile = check_profile(profile)
     out_dir = Path(out_dir).resolve()
     os.environ["ECGKIT_PROFILE"] = profile
@@ -81,7 +83,8 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
     for nb in notebooks(source, only):
         start = time.time()
         print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
-        done.append(run_notebook(nb, out_dir, {"profile": profile, **(parameters or {})}))
+        extra = parameters(nb) if callable(parameters) else (parameters or {})
+        done.append(run_notebook(nb, out_dir, {"profile": profile, **extra}))
         seconds = time.time() - start
         print(f"[reproduce] {nb.name} done in {seconds:.0f} s", flush=True)
         record_time(nb.stem, seconds, profile)
@@ -101,6 +104,15 @@ def record_time(notebook: str, seconds: float, profile: str) -> None:
     path.write_text(json.dumps(times, indent=1))
 
 
+def _parse_value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="ecgkit reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,9 +121,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="book/executed")
     ap.add_argument("--results", default=None, help="results folder (default $ECGKIT_RESULTS or _build/results)")
     ap.add_argument("--only", nargs="*", help="run only these notebooks (prefix, e.g. 00)")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a notebook parameter (VALUE read as JSON when it parses, else a string), "
+                         "e.g. -p cpsc_dir /data/icbeb -p n_seeds 3")
     args = ap.parse_args(argv)
     try:
-        run_all(args.source, args.out, args.profile, args.only, results=args.results)
+        run_all(args.source, args.out, args.profile, args.only, results=args.results,
+                parameters={name: _parse_value(value) for name, value in args.param})
     except NotebookFailed as exc:
         print(f"[reproduce] FAILED: {exc}", file=sys.stderr)
         return 1

@@ -66,3 +66,26 @@ def test_notebooks_are_committed_clean():
         nb = nbformat.read(path, as_version=4)
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} has outputs"
+
+
+def test_parameters_per_notebook_and_from_the_command_line(tmp_path, monkeypatch):
+    from ecgkit.reproduce import _parse_value, main
+
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "res"))   # run_all sets both: restored after
+    monkeypatch.setenv("ECGKIT_PROFILE", "quick")
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    _write(src / "00_a.ipynb", ["print('n', n if 'n' in dir() else None)"])
+    _write(src / "01_b.ipynb", ["print('n', n if 'n' in dir() else None)"])
+    out = run_all(src, tmp_path / "out", profile="full", results=tmp_path / "res",
+                  parameters=lambda nb: {"n": 3} if nb.name.startswith("01") else {})
+    texts = ["".join(o.get("text", "") for c in nbformat.read(p, as_version=4).cells for o in c.get("outputs", []))
+             for p in out]
+    assert "n None" in texts[0] and "n 3" in texts[1]
+    assert (tmp_path / "res" / "reproduce_times.json").is_file()
+    assert _parse_value("3") == 3 and _parse_value("[1, 2]") == [1, 2] and _parse_value("/data/x") == "/data/x"
+    assert main(["--source", str(src), "--out", str(tmp_path / "cli"), "--results", str(tmp_path / "res"),
+                 "--only", "00", "-p", "n", "7"]) == 0
+    cli = nbformat.read(tmp_path / "cli" / "00_a.ipynb", as_version=4)
+    assert "n 7" in "".join(o.get("text", "") for c in cli.cells for o in c.get("outputs", []))

@@ -463,10 +463,12 @@ def read_delineator(folder: str | os.PathLike) -> UNet1D:
 def delineator_config(profile: str | None = None, seed: int = 0, **overrides) -> dict:
     """The training configuration of a profile's delineator (:data:`PROFILES`, then ``overrides``)."""
     from ..config import profile as active_profile
+    from ..smoke import overrides as smoke_sizes   # toy sizes under `make smoke`
 
     return {**dict(window=2048, augment=True, records_per_batch=4, lr=3e-3, base=8, depth=4,
                    kernel=7),
-            **PROFILES[active_profile(profile)], **overrides, "seed": int(seed)}
+            **PROFILES[active_profile(profile)], **smoke_sizes("delineator", {}), **overrides,
+            "seed": int(seed)}
 
 
 def shipped_delineator_dir(profile: str = "quick") -> Path:

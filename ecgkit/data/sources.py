@@ -20,7 +20,9 @@ def load_synthetic(n_records: int | None = None, seed: int = 0, rate: int = 100,
     """The synthetic cohort (generated once per size and seed, then cached)."""
     from ..synthetic import synthetic_cohort
 
-    n_records = n_records or SYNTHETIC_RECORDS[active_profile(profile)]
+    from ..smoke import overrides as smoke_sizes   # toy sizes under `make smoke`
+
+    n_records = n_records or smoke_sizes("synthetic_records") or SYNTHETIC_RECORDS[active_profile(profile)]
     path = synthetic_cohort(n_records=n_records, seed=seed)
     return load_ptbxl(path, rate, name=f"synthetic-{n_records}-seed{seed}", **kwargs)
 

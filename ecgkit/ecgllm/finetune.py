@@ -285,7 +285,10 @@ def _train(base, chats, settings: LoraSettings, key: str, target: Path, base_nam
 
     four_bit = _use_4bit(settings.quantize)
     mixed = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed)
+    # cpu=True without CUDA: several CPU processes (accelerate launch) then use gloo; without it each
+    # process would train alone (found by `make smoke`)
+    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed,
+                              cpu=not torch.cuda.is_available())
     torch.manual_seed(settings.seed)
     model, tokenizer, folder = _load_for_training(base, four_bit, accelerator, settings.gradient_checkpointing)
     model = get_peft_model(model, _lora_config(model, settings))
