@@ -140,3 +140,16 @@ def test_held_out_curve_falls_on_the_trained_answers_and_the_adapter_loads_by_ke
     assert load_adapter(result.adapter_dir).key == result.key
     with pytest.raises(FileNotFoundError, match="run notebook 07"):
         load_adapter("no-such-key")
+
+
+def test_heldout_verdict_reads_the_curve():
+    from ecgkit.ecgllm.finetune import heldout_verdict
+
+    curve = [{"step": 0, "heldout_loss": 2.5}, {"step": 5, "heldout_loss": 2.0}, {"step": 10, "heldout_loss": 2.1}]
+    v = heldout_verdict(curve)
+    assert v["verdict"] == "falls clearly" and v["best_step"] == 5 and v["relative_change"] == pytest.approx(-0.16)
+    assert heldout_verdict(curve[:1] + [{"step": 5, "heldout_loss": 2.45}])["verdict"] == "falls slightly"
+    assert heldout_verdict(curve[:1] + [{"step": 5, "heldout_loss": 2.6}])["verdict"] == "does not fall"
+    assert heldout_verdict([])["verdict"] == "no curve"
+    import pandas as pd
+    assert heldout_verdict(pd.DataFrame(curve).set_index("step"))["end"] == 2.1
