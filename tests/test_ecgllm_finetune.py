@@ -143,7 +143,7 @@ def test_held_out_curve_falls_on_the_trained_answers_and_the_adapter_loads_by_ke
 
 
 def test_heldout_verdict_reads_the_curve():
-    from ecgkit.ecgllm.finetune import heldout_verdict
+    from ecgkit.ecgllm.evaluate import heldout_verdict
 
     curve = [{"step": 0, "heldout_loss": 2.5}, {"step": 5, "heldout_loss": 2.0}, {"step": 10, "heldout_loss": 2.1}]
     v = heldout_verdict(curve)

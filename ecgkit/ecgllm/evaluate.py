@@ -26,7 +26,7 @@ from .mcq import accuracy_ci, mcnemar, score_by_letter, score_by_loglikelihood
 from .prompts import SYSTEM, open_prompt
 
 __all__ = ["Configuration", "configurations", "endpoint_llm", "retrieve", "run_mcq", "mcq_table", "mcnemar_table",
-           "run_open", "text_table", "paired_text_tests", "judge_table", "results_table", "rankings", "ranking_agreement",
+           "run_open", "text_table", "paired_text_tests", "heldout_verdict", "judge_table", "results_table", "rankings", "ranking_agreement",
            "findings", "PAPER_FINDINGS"]
 
 #: The paper's qualitative findings (as summarised in the project's issue; no numbers are restated).
@@ -237,6 +237,22 @@ def judge_table(judged: pd.DataFrame) -> pd.DataFrame:
                           "unparsed": grouped["judge_score"].apply(lambda s: int(s.isna().sum()))})
     table.index.name = "configuration"
     return table
+
+
+def heldout_verdict(curve, clear: float = 0.05) -> dict:
+    """What the held-out loss curve says: ``start`` (before training), ``end``, ``best`` (and its
+    ``best_step``), the relative change ``end / start - 1``, and ``verdict``: "falls clearly" (by
+    at least ``clear``, 5 %), "falls slightly", "does not fall" or "no curve" (none recorded)."""
+    points = [(int(c["step"]), float(c["heldout_loss"])) for c in (curve.reset_index().to_dict("records")
+              if hasattr(curve, "reset_index") else curve)]
+    if len(points) < 2:
+        return {"verdict": "no curve", "points": len(points)}
+    start, end = points[0][1], points[-1][1]
+    best_step, best = min(points, key=lambda p: p[1])
+    change = end / start - 1
+    verdict = "falls clearly" if change <= -clear else "falls slightly" if change < 0 else "does not fall"
+    return {"verdict": verdict, "points": len(points), "start": start, "end": end, "best": best,
+            "best_step": best_step, "relative_change": change}
 
 
 # ----------------------------------------------------------------------------- one table

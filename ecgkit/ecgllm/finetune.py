@@ -39,8 +39,7 @@ from ..config import cache_dir
 from .prompts import SYSTEM, training_messages
 from ..versions import VERSIONS
 
-__all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "heldout_verdict", "load_adapter",
-           "load_finetuned",
+__all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "load_adapter", "load_finetuned",
            "finetuned_llm", "reference_nll", "main"]
 
 log = logging.getLogger(__name__)
@@ -283,22 +282,6 @@ def finetune(base, items: Sequence[dict], settings: LoraSettings = LoraSettings(
         return _train(base, chats, settings, key, target, base_name, cache, progress, eval_chats)
     finally:
         torch.set_num_threads(previous_threads)
-
-
-def heldout_verdict(curve, clear: float = 0.05) -> dict:
-    """What the held-out loss curve says: ``start`` (before training), ``end``, ``best`` (and its
-    ``best_step``), the relative change ``end / start - 1``, and ``verdict``: "falls clearly" (by
-    at least ``clear``, 5 %), "falls slightly", "does not fall" or "no curve" (none recorded)."""
-    points = [(int(c["step"]), float(c["heldout_loss"])) for c in (curve.reset_index().to_dict("records")
-              if hasattr(curve, "reset_index") else curve)]
-    if len(points) < 2:
-        return {"verdict": "no curve", "points": len(points)}
-    start, end = points[0][1], points[-1][1]
-    best_step, best = min(points, key=lambda p: p[1])
-    change = end / start - 1
-    verdict = "falls clearly" if change <= -clear else "falls slightly" if change < 0 else "does not fall"
-    return {"verdict": verdict, "points": len(points), "start": start, "end": end, "best": best,
-            "best_step": best_step, "relative_change": change}
 
 
 def _answer_loss(model, rows, batch_size: int, pad_id: int) -> float:
