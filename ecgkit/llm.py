@@ -79,6 +79,7 @@ from .config import cache_dir
 __all__ = [
     "ANTI_LOOP",
     "anti_loop_options",
+    "keep_prefix",
     "Generation",
     "LLM",
     "LocalLLM",
@@ -186,6 +187,18 @@ def anti_loop_options(llm) -> dict:
     if isinstance(inner, OpenAIChat):
         return dict(ANTI_LOOP["endpoint"])
     return {}
+
+
+@contextlib.contextmanager
+def keep_prefix(llm):
+    """:meth:`LocalLLM.keep_prefix` of ``llm`` (or of the local model a :class:`CachedLLM` wraps);
+    nothing for other backends."""
+    inner = getattr(llm, "llm", llm)
+    if isinstance(inner, LocalLLM):
+        with inner.keep_prefix():
+            yield llm
+    else:
+        yield llm
 
 
 def count_cut(generations: Iterable[Generation]) -> int:
@@ -840,6 +853,18 @@ class LocalLLM(LLM):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tok)
+        kept = getattr(self, "_kept", None) if getattr(self, "_keeping", False) else None
+        if kept is not None and input_ids.shape[0] == 1:
+            # start from the cache of the prompt scored last (keep_prefix): prefill only the rest
+            ctx, cache = kept
+            shared = min(_common_prefix_length([list(ctx), input_ids[0].tolist()]), input_ids.shape[1] - 1,
+                         cache.get_seq_length())
+            if shared > 0:
+                extra = cache.get_seq_length() - shared
+                if extra > 0:
+                    cache.crop(-extra)
+                kwargs[_cache_argument(model)] = cache      # "cache" in recent transformers
+                self._kept = None           # generation extends the cache: not reusable afterwards
         with torch.inference_mode():
             out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new = out[:, input_ids.shape[1]:].tolist()
@@ -863,6 +888,18 @@ class LocalLLM(LLM):
             results.append(Generation(text=text, finish_reason=reason, prompt_tokens=len(ids),
                                       completion_tokens=n, truncated=truncated))
         return results
+
+    @contextlib.contextmanager
+    def keep_prefix(self):
+        """Within the block, the key/value cache of the last prompt scored by :meth:`option_logprobs`
+        survives the call: the next scoring call, or a one-prompt :meth:`generate` that starts
+        like it, runs only the tokens after the shared start (e.g. ``ecgkit diagnose``: the label
+        probabilities, then the answer, on one prefill of the prompt)."""
+        self._keeping, self._kept = True, None
+        try:
+            yield self
+        finally:
+            self._keeping, self._kept = False, None
 
     # -- scoring
 
@@ -999,12 +1036,16 @@ class LocalLLM(LLM):
             batches.append(current)
         show = progress if progress is not None else len(batches) >= PROGRESS_MIN_BATCHES
         with self._lock, _flush_denormals(model), _torch_threads(self.threads), torch.inference_mode():
-            self._prefix = None        # (context ids, cache) of the previous single-prompt batch
+            # (context ids, cache) of the previous single-prompt batch; inside keep_prefix(), the
+            # last one of the previous call
+            self._prefix = getattr(self, "_kept", None)
             try:
                 for batch in tqdm(batches, desc="score", unit="batch", disable=not show):
                     for k, scores in self._score_groups(batch):
                         results[k] = scores
             finally:
+                if getattr(self, "_keeping", False):
+                    self._kept = self._prefix
                 self._prefix = None
         return results  # type: ignore[return-value]
 

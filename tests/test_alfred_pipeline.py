@@ -136,6 +136,22 @@ def test_scores_count_missing_labels_as_negative():
     assert np.isnan(table.loc["Rules only", ("paper", "PPV")])
     assert table.loc["Proposed", ("ours", "Spec")].startswith("1.000")
     assert per_class_table({"Proposed": s}).loc[("Proposed", "macro"), "Sens"] == 1.0
+    assert table.loc["Proposed", ("run", "LLM")] == "yes"                 # the model's name goes to the caption
+
+
+def test_macro_cells_say_how_many_classes_they_average_and_rules_meet_the_paper():
+    from ecgkit.alfred.evaluate import _macro_cell, rules_vs_paper
+
+    # no HYP, STTC or CD record: their sensitivity is undefined, the macro is over NORM and MI
+    truth = pd.DataFrame([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]],
+                         columns=list(SUPERCLASSES)).astype(bool)
+    s = score_diagnoses(truth, _diag([[True] * 5] * 4), n_boot=50)
+    assert _macro_cell(s, "Sens") == "1.000 (no interval: constant) (mean of 2 of 5 classes)"
+    assert "classes" not in _macro_cell(s, "Spec") or "of 5" in _macro_cell(s, "Spec")
+    verdict = rules_vs_paper(s)
+    assert verdict["against"] == "Proposed" and verdict["rates"]["Sens"]["paper"] == pytest.approx(0.477)
+    assert "Sens" in verdict["above"] and verdict["rates"]["Sens"]["side"] == "above"
+    assert verdict["rates"]["PPV"]["ours"] < verdict["rates"]["PPV"]["paper"] and "PPV" in verdict["below"]
 
 
 def test_truth_and_sampling(tiny_ptbxl):

@@ -65,7 +65,8 @@ def test_a_judge_that_failed_its_control_is_shown_but_never_ranks():
     mcq, text, judge = _tables()
     table = results_table(mcq, text, judge, judge_ok=False, experts=None, notes={"endpoint": "not configured"})
     assert table.loc["fine-tuned", ("LLM judge", "mean (1-5)")] == 4.0
-    assert (table[("LLM judge", "status")] == "failed the control pairs: not used to rank").all()
+    assert (table[("LLM judge", "status")].drop("endpoint") == "failed the control pairs: not used to rank").all()
+    assert table.loc["endpoint", ("LLM judge", "status")] == "not run"           # skipped, never judged
     assert (table[("experts", "status")] == "no filled rating sheet imported").all()
     assert table.loc["endpoint", ("", "note")] == "not configured"
     ranks = rankings(table, judge_ok=False)
@@ -81,11 +82,18 @@ def test_findings_set_ours_beside_the_papers():
     found = findings(table, ranks)
     assert found.loc["fine-tuned vs base", "agree"] == "yes"                  # better by all 7 methods
     assert found.loc["rankings between methods", "agree"] == "yes"           # letter and ROUGE-L put RAG first
-    assert found.loc["RAG", "agree"] == "–"
+    # fine-tuned vs RAG on multiple choice and text: ahead by log-likelihood, BLEU, BERTScore (3 of 5)
+    assert found.loc["fine-tuned vs RAG", "agree"] == "partly"
+    assert "by 2 of the 5" in found.loc["fine-tuned vs RAG", "why"]
+    swapped = table.copy()
+    swapped.loc["fine-tuned"], swapped.loc["RAG"] = table.loc["RAG"], table.loc["fine-tuned"]
+    against = findings(swapped, rankings(swapped, judge_ok=True)).loc["fine-tuned vs RAG"]
+    assert against["agree"] == "no" and "by 3 of the 5" in against["why"]
     tests = pd.DataFrame({"p": [0.4, 0.7]}, index=pd.MultiIndex.from_tuples(
         [("fine-tuned vs base", "option log-likelihood"), ("fine-tuned vs base", "generated letter")]))
     qualified = findings(table, ranks, tests).loc["fine-tuned vs base"]
     assert qualified["agree"].startswith("in direction only") and "p = 0.4" in qualified["ours"]
+    assert "no McNemar test below 0.05" in qualified["why"]
     agreement = ranking_agreement(ranks)
     assert len(agreement) == 21 and agreement["kendall_tau"].between(-1, 1).all()
     same = ranks[["multiple choice / accuracy (log-likelihood)"]].assign(copy=lambda f: f.iloc[:, 0])
@@ -94,3 +102,43 @@ def test_findings_set_ours_beside_the_papers():
     flipped = table.copy()
     flipped.loc["fine-tuned"], flipped.loc["base"] = table.loc["base"], table.loc["fine-tuned"]
     assert findings(flipped, rankings(flipped, judge_ok=True)).loc["fine-tuned vs base", "agree"] == "no"
+
+
+def test_paired_text_tests_find_a_consistent_gain_and_refuse_a_noisy_one():
+    from ecgkit.ecgllm.evaluate import paired_text_tests
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.3, 20)
+    answers = pd.DataFrame({"configuration": ["base"] * 20 + ["fine-tuned"] * 20 + ["RAG"] * 20,
+                            "id": [f"q{i}" for i in range(20)] * 3,
+                            "rouge1": np.r_[base, base + 0.05, base + rng.normal(0, 0.05, 20)]})
+    tests = paired_text_tests(answers, pairs=(("fine-tuned", "base"), ("RAG", "base"), ("endpoint", "base")),
+                              metrics=("rouge1",))
+    gain = tests.loc[("fine-tuned vs base", "rouge1")]
+    assert gain["mean difference"] == pytest.approx(0.05) and gain["low"] > 0 and gain["wilcoxon p"] < 0.001
+    assert gain["verdict"] == "fine-tuned better" and gain["A better on"] == 20
+    noisy = tests.loc[("RAG vs base", "rouge1")]
+    assert noisy["low"] < 0 < noisy["high"] and noisy["verdict"] == "no difference shown"
+    assert ("endpoint vs base", "rouge1") not in tests.index                   # absent configuration skipped
+    ties = paired_text_tests(answers.assign(rouge1=0.2), pairs=(("fine-tuned", "base"),), metrics=("rouge1",))
+    assert ties.iloc[0]["wilcoxon p"] == 1.0 and ties.iloc[0]["verdict"] == "no difference shown"
+
+
+def test_open_answers_are_generated_with_the_backends_repetition_control(tmp_cache, monkeypatch):
+    import ecgkit.llm
+
+    seen = []
+
+    class Recording(ScriptedLLM):
+        def generate(self, prompts, **kwargs):
+            seen.append(kwargs)
+            return super().generate(prompts, **kwargs)
+
+    llm = Recording(lambda p: "It is.", name="rec")
+    monkeypatch.setattr(ecgkit.llm, "anti_loop_options",
+                        lambda x: {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4} if x is llm else {})
+    answers = run_open(configurations(llm, None, rag=False), OPEN, {}, max_new_tokens=8)
+    assert seen[-1]["repetition_penalty"] == 1.15 and seen[-1]["no_repeat_ngram_size"] == 4
+    assert set(answers["repetition_control"]) == {"repetition_penalty=1.15, no_repeat_ngram_size=4"}
+    plain = run_open(configurations(llm, None, rag=False), OPEN, {}, max_new_tokens=8, anti_loop=False)
+    assert "repetition_penalty" not in seen[-1] and set(plain["repetition_control"]) == {"none"}

@@ -120,3 +120,36 @@ def test_command_line_trains_from_a_jsonl(tiny, tmp_cache, tmp_path, capsys):
     report = json.loads(out.out)
     assert report["steps"] == 1 and report["examples"] == 2          # the evaluation item is not trained on
     assert "d.jsonl:4: skipped" in out.err
+
+
+def test_held_out_curve_falls_on_the_trained_answers_and_the_adapter_loads_by_key(tiny, tmp_cache):
+    from ecgkit.ecgllm.finetune import load_adapter
+
+    items = [OPEN, MCQ]
+    settings = LoraSettings(r=4, alpha=8, max_steps=6, batch_size=2, learning_rate=5e-2, warmup_ratio=0.0,
+                            quantize="none", eval_every=3)
+    result = finetune(str(tiny), items, settings, progress=False, eval_items=items)
+    assert [c["step"] for c in result.curve] == [0, 3, 6] and result.eval_examples == 2
+    assert result.curve[0]["train_loss"] is None and all(np.isfinite(c["train_loss"]) for c in result.curve[1:])
+    # held-out = the training answers here: six steps at a high rate must lower their loss
+    assert result.curve[-1]["heldout_loss"] < result.curve[0]["heldout_loss"]
+    without = finetune(str(tiny), items, settings, progress=False)
+    assert without.key != result.key and without.curve == []              # the held-out set is part of the key
+    loaded = load_adapter(result.key)
+    assert loaded.cached and loaded.key == result.key and loaded.curve == result.curve
+    assert load_adapter(result.adapter_dir).key == result.key
+    with pytest.raises(FileNotFoundError, match="run notebook 07"):
+        load_adapter("no-such-key")
+
+
+def test_heldout_verdict_reads_the_curve():
+    from ecgkit.ecgllm.evaluate import heldout_verdict
+
+    curve = [{"step": 0, "heldout_loss": 2.5}, {"step": 5, "heldout_loss": 2.0}, {"step": 10, "heldout_loss": 2.1}]
+    v = heldout_verdict(curve)
+    assert v["verdict"] == "falls clearly" and v["best_step"] == 5 and v["relative_change"] == pytest.approx(-0.16)
+    assert heldout_verdict(curve[:1] + [{"step": 5, "heldout_loss": 2.45}])["verdict"] == "falls slightly"
+    assert heldout_verdict(curve[:1] + [{"step": 5, "heldout_loss": 2.6}])["verdict"] == "does not fall"
+    assert heldout_verdict([])["verdict"] == "no curve"
+    import pandas as pd
+    assert heldout_verdict(pd.DataFrame(curve).set_index("step"))["end"] == 2.1

@@ -446,3 +446,33 @@ def test_anti_loop_options_follow_the_backend(tmp_path, llm_dir):
     endpoint = OpenAIChat(model="m", base_url="http://127.0.0.1:9/v1")
     assert anti_loop_options(endpoint) == {"frequency_penalty": 0.5}
     assert anti_loop_options(object()) == {}
+
+
+def test_keep_prefix_lets_generate_start_from_the_scored_prompt(tiny):
+    from ecgkit.llm import keep_prefix
+
+    messages = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": "NORM:"}]
+    items = [(PROMPT, f"{c}:", [" yes", " no"]) for c in SUPERCLASSES]
+    plain = tiny.generate([messages], max_new_tokens=6, system=SYSTEM_PROMPT)[0]
+    model, _ = tiny._load()
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        with keep_prefix(tiny):
+            scored = tiny.option_logprobs(items, system=SYSTEM_PROMPT)
+            seen.clear()
+            shared = tiny.generate([messages], max_new_tokens=6, system=SYSTEM_PROMPT)[0]
+        assert tiny._kept is None and not tiny._keeping                    # nothing survives the block
+        seen_after = list(seen)
+        seen.clear()
+        again = tiny.generate([messages], max_new_tokens=6, system=SYSTEM_PROMPT)[0]
+    finally:
+        hook.remove()
+    assert shared.text == plain.text == again.text and shared.completion_tokens == plain.completion_tokens
+    prompt_tokens = plain.prompt_tokens
+    assert seen_after[0] < 8 < prompt_tokens and seen[0] == prompt_tokens     # only the tail was prefilled
+    fresh = tiny.option_logprobs(items, system=SYSTEM_PROMPT)                   # same scores without keep_prefix
+    assert np.allclose([s.logprobs[o] for s in scored for o in (" yes", " no")],
+                       [s.logprobs[o] for s in fresh for o in (" yes", " no")], atol=1e-4)
+    with keep_prefix(object()) as other:                                       # other backends: nothing to keep
+        assert isinstance(other, object)

@@ -277,6 +277,7 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
     from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
     from .pipeline import diagnose, measure_ecgs
     from .rules import rules_to_superclasses
+    from ..llm import keep_prefix
 
     start = time.perf_counter()
     signal, rate, info = read_record(path, fs, leads)
@@ -302,22 +303,24 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
         raise RecordError(name, f"no heartbeat could be delineated in {'; '.join(why + implausible)}")
     cfg = CONFIGURATIONS[config]
     use_llm = cfg.llm and llm is not None
-    d = diagnose(measured, cfg if use_llm else "Rules only", llm if use_llm else None,
-                 index if use_llm else None, profile=profile)
+    probabilities = {}
+    with keep_prefix(llm):
+        # P(yes) per class first; a local model keeps that prefill, so the answer only runs the tail
+        if use_llm and getattr(llm, "option_scoring", None):
+            from .probabilities import diagnose_probabilities
+
+            try:
+                row = diagnose_probabilities(measured, cfg, llm, index, profile=profile).iloc[0]
+                probabilities = {s: _num(row.get(s)) for s in SUPERCLASSES}
+            except Exception as exc:   # the text answer stands; say why the probabilities are missing
+                info["warnings"].append(f"label probabilities not available ({type(exc).__name__}: {exc})")
+        d = diagnose(measured, cfg if use_llm else "Rules only", llm if use_llm else None,
+                     index if use_llm else None, profile=profile)
     rules = measured.rules[0]
     feats = measured.features.iloc[0]
     prompt = d.prompts[0] if d.prompts else None
     diagnosis = {s: d.predictions.iloc[0][s] for s in SUPERCLASSES}
     explanation = d.answers.iloc[0]["explanation"]
-    probabilities = {}
-    if use_llm and prompt is not None and getattr(llm, "option_scoring", None):
-        from .probabilities import label_probabilities   # P(yes) per class: one more prefill
-
-        try:
-            row = label_probabilities(llm, [prompt], ids=[name]).iloc[0]
-            probabilities = {s: _num(row.get(s)) for s in SUPERCLASSES}
-        except Exception as exc:   # the text answer stands; say why the probabilities are missing
-            info["warnings"].append(f"label probabilities not available ({type(exc).__name__}: {exc})")
     report = {
         "record": name, "source": str(path), "fs": rate, "age": age, "sex": sex,
         "leads": info["leads"], "configuration": d.config, "llm": d.llm, "llm_asked": bool(use_llm),

@@ -17,7 +17,7 @@ __all__ = ["DEFAULTS", "defaults"]
 DEFAULTS = {
     "quick": {
         "eval_fraction": 0.25,
-        "n_train": 128,          # training chats (1 epoch, rank 8 on the top 8 blocks, <= 192 tokens each)
+        "n_train": 128,          # training chats (1.5 epochs, rank 8 on the top 4 blocks, <= 192 tokens each)
         "n_mcq": 24,             # evaluation multiple-choice questions
         "n_open": 12,            # evaluation open questions
         "max_new_tokens": 40,    # per open answer

@@ -39,7 +39,7 @@ from ..config import cache_dir
 from .prompts import SYSTEM, training_messages
 from ..versions import VERSIONS
 
-__all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "load_finetuned",
+__all__ = ["LoraSettings", "FinetuneResult", "tokenize_chat", "finetune", "load_adapter", "load_finetuned",
            "finetuned_llm", "reference_nll", "main"]
 
 log = logging.getLogger(__name__)
@@ -76,18 +76,19 @@ class LoraSettings:
     max_grad_norm: float = 1.0
     quantize: str = "auto"
     gradient_checkpointing: bool = False
+    eval_every: int | None = 5
     seed: int = 0
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "LoraSettings":
-        """``quick``: rank 8 on the top 8 blocks, one epoch at a high learning rate (2e-3, for a few
-        dozen steps), short chats (CPU minutes).
+        """``quick``: rank 8 on the top 4 blocks, 1.5 epochs in batches of 4 at a high learning rate
+        (2e-3), short chats (CPU minutes; the held-out loss measured every 5 steps).
         ``full``: a QLoRA run of the paper's kind (rank 16 on every block, three epochs, 1,024
-        tokens, effective batch 16)."""
+        tokens, effective batch 16; the held-out loss every 50 steps)."""
         base = {
-            "quick": {},
+            "quick": dict(top_layers=4, batch_size=4, epochs=1.5),
             "full": dict(r=16, alpha=32, top_layers=None, learning_rate=2e-4, epochs=3.0, batch_size=4,
-                         gradient_accumulation=4, max_length=1024, gradient_checkpointing=True),
+                         gradient_accumulation=4, max_length=1024, gradient_checkpointing=True, eval_every=50),
         }[profile]
         return cls(**{**base, **overrides})
 
@@ -102,6 +103,8 @@ class FinetuneResult:
     base_name: str
     settings: dict
     history: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # per eval step: mean training loss since the last, held-out loss
+    eval_examples: int = 0
     examples: int = 0
     skipped: int = 0
     tokens: int = 0  # processed in training (padding excluded)
@@ -242,21 +245,27 @@ def _lora_config(model, settings: LoraSettings):
 
 
 def finetune(base, items: Sequence[dict], settings: LoraSettings = LoraSettings(), cache: bool = True,
-             progress: bool = True, system: str = SYSTEM, threads: int | None = None) -> FinetuneResult:
+             progress: bool = True, system: str = SYSTEM, threads: int | None = None,
+             eval_items: Sequence[dict] | None = None) -> FinetuneResult:
     """Train a LoRA adapter of ``base`` (any :func:`ecgkit.models.llm_path` name) on ``items``.
 
     ``items``: dataset items (their split is not checked here: pass the training split). Chats
-    longer than ``settings.max_length`` tokens are skipped and counted. Returns the cached adapter
-    when the same base, data and settings were trained before. ``threads``: torch CPU threads
-    while training (None: ``$ECGKIT_LLM_THREADS``, else torch's default).
+    longer than ``settings.max_length`` tokens are skipped and counted. ``eval_items``: held-out
+    items (e.g. the evaluation split, whose topics are never trained on) whose answer loss is
+    measured before training and every ``settings.eval_every`` optimizer steps (the result's
+    ``curve``). Returns the cached adapter when the same base, data and settings were trained
+    before. ``threads``: torch CPU threads while training (None: ``$ECGKIT_LLM_THREADS``, else
+    torch's default).
     """
     import torch
 
     if not items:
         raise ValueError("no training items")
     chats = [training_messages(item, system) for item in items]
+    eval_chats = [training_messages(item, system) for item in eval_items or ()]
     base_name = _base_name(base)
     spec = {"version": FORMAT_VERSION, "base": base_name, "data": _data_hash(chats),
+            "eval_data": _data_hash(eval_chats) if eval_chats else None,
             "settings": dataclasses.asdict(settings),
             "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
@@ -270,13 +279,36 @@ def finetune(base, items: Sequence[dict], settings: LoraSettings = LoraSettings(
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _train(base, chats, settings, key, target, base_name, cache, progress)
+        return _train(base, chats, settings, key, target, base_name, cache, progress, eval_chats)
     finally:
         torch.set_num_threads(previous_threads)
 
 
+def _answer_loss(model, rows, batch_size: int, pad_id: int) -> float:
+    """Mean negative log-likelihood per answer token of ``rows`` (eval mode, no gradients)."""
+    import torch
+
+    collate = _collate(pad_id)
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size]).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            labels = batch["labels"][:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                    ignore_index=-100, reduction="sum")
+            total += float(nll)
+            count += int((labels != -100).sum())
+    if was_training:
+        model.train()
+    return total / max(count, 1)
+
+
 def _train(base, chats, settings: LoraSettings, key: str, target: Path, base_name: str, cache: bool,
-           progress: bool) -> FinetuneResult:
+           progress: bool, eval_chats=()) -> FinetuneResult:
     import torch
     from accelerate import Accelerator
     from peft import get_peft_model
@@ -297,6 +329,7 @@ def _train(base, chats, settings: LoraSettings, key: str, target: Path, base_nam
     rows = [r for r in rows if r is not None]
     if not rows:
         raise ValueError(f"all {len(chats)} training chats are longer than max_length={settings.max_length} tokens")
+    eval_rows = [r for r in (tokenize_chat(tokenizer, chat, settings.max_length) for chat in eval_chats) if r is not None]
     generator = torch.Generator().manual_seed(settings.seed)
     loader = torch.utils.data.DataLoader(rows, batch_size=settings.batch_size, shuffle=True,
                                          collate_fn=_collate(tokenizer.pad_token_id), generator=generator)
@@ -310,8 +343,15 @@ def _train(base, chats, settings: LoraSettings, key: str, target: Path, base_nam
     n = accelerator.num_processes
     scheduler = accelerator.prepare(get_scheduler("linear", optimizer, num_training_steps=steps * n,
                                                   num_warmup_steps=int(settings.warmup_ratio * steps) * n))
+    curve: list[dict] = []
+    every = settings.eval_every if eval_rows and settings.eval_every else None
+    if every:
+        curve.append({"step": 0, "train_loss": None,
+                      "heldout_loss": _answer_loss(model, eval_rows, settings.batch_size, tokenizer.pad_token_id)})
     model.train()
     history, step, tokens, start = [], 0, 0, time.perf_counter()
+    since_eval: list[float] = []
+    eval_seconds = 0.0
     bar = tqdm(total=steps, desc="LoRA", unit="step", disable=not progress or not accelerator.is_main_process)
     window: list[float] = []
     while step < steps:
@@ -331,17 +371,26 @@ def _train(base, chats, settings: LoraSettings, key: str, target: Path, base_nam
                 history.append({"step": step, "loss": sum(window) / len(window),
                                 "lr": scheduler.get_last_lr()[0],
                                 "seconds": round(time.perf_counter() - start, 3)})
+                since_eval.append(history[-1]["loss"])
                 window = []
+                if every and (step % every == 0 or step == steps):
+                    tic = time.perf_counter()
+                    curve.append({"step": step, "train_loss": sum(since_eval) / len(since_eval),
+                                  "heldout_loss": _answer_loss(model, eval_rows, settings.batch_size,
+                                                               tokenizer.pad_token_id)})
+                    since_eval = []
+                    eval_seconds += time.perf_counter() - tic
                 bar.update(1)
                 bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
                 if step >= steps:
                     break
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - eval_seconds   # training only (the held-out evaluations excluded)
     model.eval()
     result = FinetuneResult(
         adapter_dir=target, key=key, base=str(folder), base_name=base_name,
-        settings=dataclasses.asdict(settings), history=history, examples=len(rows), skipped=skipped,
+        settings=dataclasses.asdict(settings), history=history, curve=curve, eval_examples=len(eval_rows),
+        examples=len(rows), skipped=skipped,
         tokens=tokens, steps=step, train_seconds=seconds, quantized=four_bit,
         device=str(accelerator.device), cached=False)
     accelerator.wait_for_everyone()
@@ -372,6 +421,18 @@ def _save(model, tokenizer, result: FinetuneResult, target: Path, cache: bool) -
 
 
 # ----------------------------------------------------------------------------- inference
+
+
+def load_adapter(key_or_dir) -> FinetuneResult:
+    """A trained adapter from its cache key (as recorded by notebook 07) or its folder."""
+    folder = Path(key_or_dir)
+    if not (folder / TRAINING_FILE).is_file():
+        folder = cache_dir("ecgllm", "adapters") / str(key_or_dir)
+    if not (folder / TRAINING_FILE).is_file():
+        raise FileNotFoundError(f"no trained adapter {key_or_dir!r} (looked for {TRAINING_FILE} in the folder and in "
+                                f"the adapter cache): run notebook 07 first")
+    info = json.loads((folder / TRAINING_FILE).read_text())
+    return FinetuneResult(**{**info, "adapter_dir": folder, "cached": True})
 
 
 def _as_dir(adapter) -> Path:
