@@ -49,10 +49,10 @@ NOTEBOOKS = {
     "01": dict(n_random=2000, max_new_tokens=12),
     "02": dict(n_scored=3, n_real=12, n_baseline=6),
     "03": dict(n_llm=4, n_val=8, n_boot=50, n_synthetic_test=6),
-    "04": dict(n_statements=3, n_ablation=1, top_ks=[1, 3], max_new_tokens=16),
+    "04": dict(n_synthetic=40, n_statements=3, n_ablation=1, top_ks=[1, 3], max_new_tokens=16),
     # 100 Hz: ConvNeXt1D tiny at 500 Hz costs 13 GFLOP a record (02/03 read 500 Hz)
-    "05": dict(rate=100, n_synthetic=40, n_seeds=1, epochs=1, finetune_epochs=1, max_pretrain_records=32,
-               ablation_fraction=0.5, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
+    "05": dict(rate=100, n_synthetic=40, n_seeds=1, steps=2, epochs=1, finetune_epochs=1,
+               max_pretrain_records=32, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
     "06": dict(n_examples=2),
     "07": dict(n_train=8, max_steps=2, n_heldout=4),
     "08": dict(n_train=8, max_steps=2, n_mcq=4, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
