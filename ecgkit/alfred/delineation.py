@@ -30,12 +30,12 @@ a message saying so.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import cache_dir
-from ..data.wfdb_io import LEADS
+from ..cache import key as cache_key
+from ..config import ProfileSettings, cache_dir
+from ..vocabulary import LEADS
 from ..versions import VERSIONS
 
 __all__ = [
@@ -66,11 +67,27 @@ OUTPUT_COLUMNS = ("p_on", "p_peak", "p_off", "qrs_on", "r_peak", "qrs_off", "t_o
                   "t_off")
 #: Fiducials scored by :func:`score_delineation`.
 SCORED = ("p_on", "p_off", "qrs_on", "qrs_off", "r_peak", "t_off")
+
+
+@dataclass(frozen=True)
+class DelineatorSettings(ProfileSettings):
+    """The training configuration of the delineator (defaults: the quick profile's)."""
+
+    window: int = 2048
+    augment: bool = True
+    records_per_batch: int = 4
+    lr: float = 3e-3
+    base: int = 8
+    depth: int = 4
+    kernel: int = 7
+    n_records: int = 300
+    epochs: int = 10
+
+    PROFILES = {"full": dict(n_records=2000, epochs=15)}
+
+
 #: Training profiles for :func:`load_delineator`.
-PROFILES = {
-    "quick": dict(n_records=300, epochs=10),
-    "full": dict(n_records=2000, epochs=15),
-}
+PROFILES = {name: DelineatorSettings.for_profile(name).as_dict() for name in ("quick", "full")}
 #: Minimum durations (ms) below which a predicted segment is discarded as spurious.
 MIN_MS = {1: 30.0, 2: 30.0, 3: 50.0}
 #: Gaps (ms) of "none" shorter than this inside one wave are closed.
@@ -424,10 +441,9 @@ def train_delineator(n_records: int = 300, epochs: int = 6, seed: int = 0, windo
 # --------------------------------------------------------------------------------------------
 
 def delineator_key(config: dict) -> str:
-    """Cache key: the training config, the generator's and this module's versions."""
-    blob = json.dumps({**config, "generator": VERSIONS["synthetic"],
-                       "delineator": DELINEATOR_VERSION}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Cache key: the training config and the generator's version (the delineator's own version
+    is the key's version)."""
+    return cache_key("delineator", {**config, "generator": VERSIONS["synthetic"]}, DELINEATOR_VERSION)
 
 
 def save_delineator(model: UNet1D, folder: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -461,12 +477,8 @@ def read_delineator(folder: str | os.PathLike) -> UNet1D:
 
 
 def delineator_config(profile: str | None = None, seed: int = 0, **overrides) -> dict:
-    """The training configuration of a profile's delineator (:data:`PROFILES`, then ``overrides``)."""
-    from ..config import profile as active_profile
-
-    return {**dict(window=2048, augment=True, records_per_batch=4, lr=3e-3, base=8, depth=4,
-                   kernel=7),
-            **PROFILES[active_profile(profile)], **overrides, "seed": int(seed)}
+    """The training configuration of a profile's delineator (:class:`DelineatorSettings`)."""
+    return {**DelineatorSettings.for_profile(profile, **overrides).as_dict(), "seed": int(seed)}
 
 
 def shipped_delineator_dir(profile: str = "quick") -> Path:

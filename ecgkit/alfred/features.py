@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from ..data.wfdb_io import LEADS
 from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
+from ..vocabulary import LEADS, sex_code
 from .beats import EDGE_MS, counted
 
 __all__ = ["extract_features", "extract_features_many", "feature_names", "feature_table",
@@ -526,20 +526,8 @@ def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -
 # --------------------------------------------------------------------------------------------
 
 def _sex_code(sex) -> float:
-    if sex is None:
-        return np.nan
-    if isinstance(sex, str):
-        s = sex.strip().lower()
-        if s in ("m", "male", "man", "0"):
-            return 0.0
-        if s in ("f", "female", "woman", "1"):
-            return 1.0
-        return np.nan
-    try:
-        v = float(sex)
-    except (TypeError, ValueError):
-        return np.nan
-    return v if v in (0.0, 1.0) else np.nan
+    """:func:`ecgkit.vocabulary.sex_code`, NaN for a value it does not understand (named in ``missing``)."""
+    return sex_code(sex, errors="nan")
 
 
 #: Limb leads as combinations of I and II (Einthoven: III = II − I; Goldberger: aVR = −(I + II)/2,

@@ -46,7 +46,8 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES, LEADS, condition, feature
+from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES, condition, feature
+from ..vocabulary import LEADS, SUPERCLASSES
 
 __all__ = [
     "PromptConfig", "CONFIGURATIONS", "get_config", "DEFAULT_LEAD_FEATURES", "SUPERCLASSES",
@@ -57,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 QUERY_TEMPLATE = "{name} is defined as"   # same as ecgkit.knowledge.index.QUERY_TEMPLATE
 DOCS = ("documents",)
 DOCS_EXPERT = ("documents", "expert")

@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import pandas as pd
 
-from ..knowledge.catalog import LEADS, condition, feature
+from ..knowledge.catalog import condition, feature
+from ..vocabulary import LEADS, SUPERCLASSES
 
 __all__ = [
     "DEPTH_CONVENTION", "Rule", "RULES", "rule", "evaluate_rules", "positive_conditions",
@@ -51,7 +52,6 @@ __all__ = [
 #: count as no wave) or ``"depth"`` (stored as positive depths: negative values count as 0).
 DEPTH_CONVENTION = "abs"
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 Tri = Optional[bool]
 

@@ -154,21 +154,13 @@ def corpus_part(k: int = 10) -> dict:
     out["embed_mean_chars"] = round(float(np.mean([len(s) for s in sentences])), 1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        old = os.environ.get("ECGKIT_CACHE")
-        os.environ["ECGKIT_CACHE"] = tmp
-        try:
-            start = time.perf_counter()
-            hnsw = KnowledgeIndex.build(kind="hnsw", use_env=False)
-            out["corpus_build_s"] = round(time.perf_counter() - start, 2)
-            start = time.perf_counter()
-            again = KnowledgeIndex.build(kind="hnsw", use_env=False)
-            out["corpus_load_s"] = round(time.perf_counter() - start, 2)
-            assert not again.built
-        finally:
-            if old is None:
-                os.environ.pop("ECGKIT_CACHE", None)
-            else:
-                os.environ["ECGKIT_CACHE"] = old
+        start = time.perf_counter()
+        hnsw = KnowledgeIndex.build(kind="hnsw", use_env=False, cache_root=tmp)
+        out["corpus_build_s"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        again = KnowledgeIndex.build(kind="hnsw", use_env=False, cache_root=tmp)
+        out["corpus_load_s"] = round(time.perf_counter() - start, 2)
+        assert not again.built
     out["corpus_files"] = hnsw.report.get("loaded")
     out["corpus_skipped"] = len(hnsw.report.get("skipped", {}))
     out["corpus_chunks"] = len(hnsw)

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import signal as sps
 
-from .wfdb_io import LEADS
+from ..vocabulary import LEADS
 
 __all__ = [
     "ecg_bandpass",
