@@ -44,8 +44,8 @@ ENVIRONMENT = {
                                "`documents=/path/a:expert=/path/b`", "none"),
     "ECGKIT_PTBXL_URL": ("where `ecgkit download-ptbxl` fetches PTB-XL from (a mirror)",
                          "PhysioNet's PTB-XL 1.0.3"),
-    "ECGKIT_ECGLLM_RATINGS": ("a CSV of expert ratings of chapter 08's answers, imported with "
-                              "`ecgkit.ecgllm.rating`", "none: the LLM judge only"),
+    "ECGKIT_ECGLLM_RATINGS": ("a folder of filled expert rating sheets of chapter 08 (one CSV per rater), "
+                              "imported when the notebook's `filled_sheets` is not set", "none: no expert layer"),
 }
 
 

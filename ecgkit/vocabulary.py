@@ -24,7 +24,7 @@ def sex_code(value, errors: str = "raise") -> float:
     """0.0 (male), 1.0 (female) or NaN (unknown: None, NaN, "", "Unknown") from the spellings
     datasets use ("Male"/"Female", "M"/"F", 0/1); anything else raises a ``ValueError`` naming it
     (``errors="nan"``: gives NaN instead)."""
-    if value is None:
+    if value is None or type(value).__name__ == "NAType":  # None, pandas.NA
         return math.nan
     if isinstance(value, str):
         text = value.strip().lower()
