@@ -92,7 +92,7 @@ __all__ = [
     "GENERATOR_VERSION", "CONDITIONS", "Condition", "LAB_UNITS", "LAB_REFERENCE", "LAB_MISSING",
     "DOWER", "INVERSE_DOWER", "HEADER_LEADS", "FIDUCIAL_COLUMNS",
     "make_synthetic_ptbxl", "synthetic_cohort", "simulate_ecg", "vcg_to_ecg", "ecg_to_vcg",
-    "scp_statements", "conditions_table", "main",
+    "scp_statements", "main",
 ]
 
 #: Bump when the generator changes what it writes (part of the cache key).
@@ -256,13 +256,6 @@ def scp_statements() -> pd.DataFrame:
             "Statement Category": c.category,
         })
     return pd.DataFrame(rows, index=pd.Index(list(CONDITIONS), name=None))
-
-
-def conditions_table() -> pd.DataFrame:
-    """:data:`CONDITIONS` as a table (code, kind, superclass, subclass, description)."""
-    return pd.DataFrame([{"code": c.code, "kind": c.kind, "superclass": c.superclass,
-                          "subclass": c.subclass, "description": c.description}
-                         for c in CONDITIONS.values()]).set_index("code")
 
 
 # --------------------------------------------------------------------------------------------
