@@ -55,7 +55,7 @@ __all__ = [
     "train_step", "load_delineator", "save_delineator", "read_delineator", "delineator_key",
     "delineator_config", "shipped_delineator_dir", "held_out_records", "held_out_scores",
     "delineate", "score_delineation", "neurokit_fiducials", "align_beats", "P_SHARE", "WEAK_SHARE",
-    "SPLIT_RR", "WEAK_ENERGY",
+    "SPLIT_RR", "WEAK_ENERGY", "DelineatorSettings", "compare_with_neurokit",
 ]
 
 #: Bump when the model, the labels or the training loop change (part of the cache key).
@@ -997,3 +997,23 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def compare_with_neurokit(n_records: int = 20, seed: int = 1000, model: UNet1D | None = None,
+                          batch_size: int = 64) -> dict:
+    """The U-Net against NeuroKit2 (``dwt``, lead by lead) on ``n_records`` held-out synthetic
+    records (seeds ``seed…``, outside training): ``scores`` (:func:`score_delineation` of each
+    against the generator's ground truth), the seconds each took, and NeuroKit2's failed leads."""
+    model = model if model is not None else load_delineator("quick", progress=False)
+    signals, truths = held_out_records(n_records, seed)
+    delineate(signals[:1], FS, model=model)  # warm-up
+    t = time.perf_counter()
+    unet = delineate(signals, FS, model=model, batch_size=batch_size)
+    unet_s = time.perf_counter() - t
+    t = time.perf_counter()
+    nk = [neurokit_fiducials(s, FS, method="dwt") for s in signals]
+    nk_s = time.perf_counter() - t
+    return {"records": n_records, "unet_seconds": unet_s, "neurokit_seconds": nk_s,
+            "nk_failed_leads": sum(12 - f["lead"].nunique() if len(f) else 12 for f in nk),
+            "scores": {"unet": score_delineation(unet, truths, FS),
+                       "neurokit": score_delineation(nk, truths, FS)}}
