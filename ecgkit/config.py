@@ -1,33 +1,159 @@
-"""Settings read from the environment: profile, data paths, cache and results folders.
+"""Settings: the one place that reads the environment, and the one ``for_profile``.
 
-Every setting has an environment variable so that `make reproduce`, the notebooks and the
-tests agree without passing paths around:
+:func:`settings` reads every ``ECGKIT_*`` variable (and ``HF_HUB_OFFLINE``) into a frozen
+:class:`Settings`; nothing else in the package reads ``os.environ`` (the command-line entry points
+and the tests aside). It is read afresh on each call (a dictionary look-up per variable), so a
+variable set by a test or by ``ecgkit.reproduce`` is seen at once. :data:`ENVIRONMENT` documents
+each variable; the README's settings table lists the same ones (a test compares them).
 
-- ``ECGKIT_PROFILE``: ``quick`` (default) or ``full``.
-- ``ECGKIT_PTBXL``: a PTB-XL folder (full dataset or any subset); empty means the synthetic cohort.
-- ``ECGKIT_CACHE``: where derived data, converted models and caches go (default ``~/.cache/ecgkit``).
-- ``ECGKIT_RESULTS``: where notebooks record their results (default ``_build/results`` in the book's root).
+:class:`ProfileSettings` is the base of the settings dataclass of each paper: its
+:meth:`~ProfileSettings.for_profile` takes the class defaults, applies the profile's values
+(``PROFILES[profile]``), then the overrides, dropping the ``None`` ones and rejecting unknown
+names with the list of known ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Mapping
 
 PROFILES = ("quick", "full")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+#: every environment variable ecgkit reads: name -> (what, default)
+ENVIRONMENT = {
+    "ECGKIT_PTBXL": ("a PTB-XL folder (holding `ptbxl_database.csv`, `records100/`, `records500/`)",
+                     "none: synthetic cohort"),
+    "ECGKIT_PROFILE": ("`quick` or `full`", "`quick`"),
+    "ECGKIT_CACHE": ("converted models, signal caches, synthetic cohorts, generations", "`~/.cache/ecgkit`"),
+    "ECGKIT_RESULTS": ("results files", "`_build/results`"),
+    "ECGKIT_LLM": ("a local model folder or a hub id instead of the default LLM", "SmolLM2-135M-Instruct"),
+    "ECGKIT_TEXT_ENCODER": ("a local model folder or a hub id instead of the default text encoder",
+                            "all-MiniLM-L6-v2"),
+    "ECGKIT_ALLOW_DOWNLOAD": ("`1`: allow hub downloads (off: everything offline)", "off"),
+    "HF_HUB_OFFLINE": ("`0` also allows hub downloads (Hugging Face's own switch)", "offline"),
+    "ECGKIT_LLM_BASE_URL": ("an OpenAI-compatible endpoint (vLLM, llama.cpp server, hosted model) used "
+                            "instead of the local LLM", "none: local model, nothing leaves the machine"),
+    "ECGKIT_LLM_MODEL": ("the endpoint's model name", "the endpoint's first model"),
+    "ECGKIT_LLM_API_KEY": ("the endpoint's key (read from the environment only)", "none"),
+    "ECGKIT_LLM_THREADS": ("torch threads for the local LLM (1 helps on a busy machine)", "torch's default"),
+    "ECGKIT_KNOWLEDGE_EXTRA": ("your own markdown/text/PDF files for the knowledge base, e.g. "
+                               "`documents=/path/a:expert=/path/b`", "none"),
+    "ECGKIT_PTBXL_URL": ("where `ecgkit download-ptbxl` fetches PTB-XL from (a mirror)",
+                         "PhysioNet's PTB-XL 1.0.3"),
+    "ECGKIT_ECGLLM_RATINGS": ("a folder of filled expert rating sheets of chapter 08 (one CSV per rater), "
+                              "imported when the notebook's `filled_sheets` is not set", "none: no expert layer"),
+}
 
 
-def profile(value: str | None = None) -> str:
-    """The active profile, checked against the known ones."""
-    value = value or os.environ.get("ECGKIT_PROFILE") or "quick"
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
+def _threads(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"ECGKIT_LLM_THREADS must be a whole number, not {value!r}") from None
+
+
+def _profile_name(value: str | None) -> str:
+    value = value or "quick"
     if value not in PROFILES:
         raise ValueError(f"unknown profile {value!r}; choose one of {PROFILES}")
     return value
 
 
-def cache_dir(*parts: str) -> Path:
-    """A folder under the ecgkit cache, created on demand."""
-    root = Path(os.environ.get("ECGKIT_CACHE") or Path.home() / ".cache" / "ecgkit")
-    path = root.joinpath(*parts)
+@dataclass(frozen=True)
+class Settings:
+    """Everything ecgkit takes from the environment (see :data:`ENVIRONMENT`)."""
+
+    profile: str = "quick"
+    ptbxl: str | None = None
+    cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecgkit")
+    results: Path | None = None
+    llm: str | None = None
+    text_encoder: str | None = None
+    allow_download: bool = False
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_threads: int | None = None
+    knowledge_extra: str | None = None
+    ptbxl_url: str | None = None
+    ecgllm_ratings: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        cache = _text(env, "ECGKIT_CACHE")
+        results = _text(env, "ECGKIT_RESULTS")
+        hub = (env.get("HF_HUB_OFFLINE") or "").strip().lower()
+        return cls(
+            profile=_profile_name(_text(env, "ECGKIT_PROFILE")),
+            ptbxl=_text(env, "ECGKIT_PTBXL"),
+            cache=Path(cache).expanduser() if cache else Path.home() / ".cache" / "ecgkit",
+            results=Path(results).expanduser() if results else None,
+            llm=_text(env, "ECGKIT_LLM"),
+            text_encoder=_text(env, "ECGKIT_TEXT_ENCODER"),
+            allow_download=(env.get("ECGKIT_ALLOW_DOWNLOAD") or "").strip().lower() in _TRUE
+            or hub in _FALSE,
+            llm_base_url=_text(env, "ECGKIT_LLM_BASE_URL"),
+            llm_model=_text(env, "ECGKIT_LLM_MODEL"),
+            llm_api_key=env.get("ECGKIT_LLM_API_KEY"),
+            llm_threads=_threads(_text(env, "ECGKIT_LLM_THREADS")),
+            knowledge_extra=_text(env, "ECGKIT_KNOWLEDGE_EXTRA"),
+            ptbxl_url=_text(env, "ECGKIT_PTBXL_URL"),
+            ecgllm_ratings=_text(env, "ECGKIT_ECGLLM_RATINGS"),
+        )
+
+    @property
+    def endpoint_configured(self) -> bool:
+        """True when an OpenAI-compatible endpoint is set (it replaces the local LLM)."""
+        return bool(self.llm_base_url)
+
+
+def settings() -> Settings:
+    """The current settings (the environment as it is now)."""
+    return Settings.from_env()
+
+
+def profile(value: str | None = None) -> str:
+    """The active profile, checked against the known ones."""
+    return _profile_name(value or settings().profile)
+
+
+class ProfileSettings:
+    """Base of the per-paper settings dataclasses: ``PROFILES`` maps a profile to its values."""
+
+    PROFILES: ClassVar[Mapping[str, Mapping]] = {}
+
+    @classmethod
+    def for_profile(cls, profile: str | None = None, **overrides):
+        """The class defaults, then the profile's values, then ``overrides`` (``None`` ones dropped)."""
+        name = _profile_name(profile or settings().profile)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        values = {**cls.PROFILES.get(name, {}),
+                  **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:
+    """A folder under the ecgkit cache (or under ``root``), created on demand."""
+    base = Path(root) if root is not None else settings().cache
+    path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -43,15 +169,14 @@ def project_root(start: Path | None = None) -> Path:
 
 def results_dir() -> Path:
     """``$ECGKIT_RESULTS``, else ``_build/results`` in the book's root."""
-    env = os.environ.get("ECGKIT_RESULTS")
-    path = Path(env) if env else project_root() / "_build" / "results"
+    path = settings().results or project_root() / "_build" / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def ptbxl_dir(value: str | os.PathLike | None = None) -> Path | None:
     """The PTB-XL folder to use, or None when there is none (use the synthetic cohort)."""
-    value = value or os.environ.get("ECGKIT_PTBXL") or ""
+    value = value or settings().ptbxl or ""
     if not str(value):
         return None
     path = Path(value).expanduser()

@@ -14,6 +14,8 @@
   (e.g. LLM label probabilities), with bootstrap intervals; :func:`paired_auroc_difference`: the
   difference of two configurations' AUROC on the same records, the same bootstrap draws for both
   (paired), with an interval and a two-sided bootstrap p-value.
+* :func:`auroc_ranks` (vectorised over resamples), :func:`macro_auroc_bootstrap` (every model on
+  the same resamples) and :func:`percentile_interval`: the fast paired bootstrap of chapter 09.
 
 Missing predictions (NaN/None, e.g. an unparseable LLM answer) are an error by default;
 ``missing="negative"`` counts them as negative predictions, ``missing="drop"`` leaves the
@@ -22,14 +24,16 @@ records out.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
 
 __all__ = ["RATES", "binary_metrics", "multilabel_report", "bootstrap_ci", "auroc", "auroc_ci",
-           "paired_auroc_difference"]
+           "paired_auroc_difference", "auroc_ranks", "macro_auroc_bootstrap", "percentile_interval"]
 
 RATES = ("PPV", "NPV", "Sens", "Spec")
 
@@ -315,18 +319,60 @@ def paired_auroc_difference(y_true, scores_a, scores_b, classes: Optional[Sequen
     return pd.DataFrame(rows).set_index("class")
 
 
-def _fast_auroc(t: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Per-column AUROC by ranks (ties averaged) of records × classes arrays; NaN for a column with
-    one label value."""
-    from scipy.stats import rankdata
-
-    pos = t.sum(axis=0)
-    neg = len(t) - pos
-    ranks = rankdata(s, axis=0)
+def auroc_ranks(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUROC of each column (the Mann–Whitney statistic with average ranks for ties, equal to
+    :func:`sklearn.metrics.roc_auc_score`), vectorised over leading axes: ``y`` and ``p`` of shape
+    (..., n, C) give (..., C); NaN where a column has no positive or no negative."""
+    y = np.asarray(y, dtype=float)
+    ranks = rankdata(np.asarray(p, dtype=float), axis=-2)
+    n_pos = y.sum(axis=-2)
+    n_neg = y.shape[-2] - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * t).sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
-    auc[(pos == 0) | (neg == 0)] = np.nan
-    return auc
+        out = ((ranks * y).sum(axis=-2) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
+
+
+def macro_auroc_bootstrap(y_true: pd.DataFrame, probs: list, n_boot: int = 1000,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Macro AUROC of each model in ``probs`` on all records (shape (M,)) and on ``n_boot``
+    resamples of the records (shape (n_boot, M)); every model is scored on the same resample.
+    The macro mean skips labels without a positive or a negative in a resample."""
+    cols = list(y_true.columns)
+    y = y_true.to_numpy(float)
+    p = np.stack([pr[cols].to_numpy(float) for pr in probs])            # (M, n, C)
+
+    def macro(yy, pp):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)         # a resample without positives
+            return np.nanmean(auroc_ranks(np.broadcast_to(yy, pp.shape), pp), axis=-1)
+
+    estimate = macro(y, p)
+    rng = np.random.default_rng(seed)
+    reps = np.empty((n_boot, len(probs)))
+    for start in range(0, n_boot, 200):
+        idx = rng.integers(0, len(y), size=(min(200, n_boot - start), len(y)))
+        reps[start:start + len(idx)] = macro(y[idx][:, None], np.transpose(p[:, idx], (1, 0, 2, 3)))
+    return estimate, reps
+
+
+def _interval(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    valid = np.isfinite(reps)
+    low = np.array([np.quantile(reps[valid[:, j], j], alpha / 2) if valid[:, j].any() else np.nan
+                    for j in range(reps.shape[1])])
+    high = np.array([np.quantile(reps[valid[:, j], j], 1 - alpha / 2) if valid[:, j].any() else np.nan
+                     for j in range(reps.shape[1])])
+    return low, high, valid.sum(axis=0)
+
+
+def percentile_interval(reps: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of bootstrap replicates ``reps`` (n_boot, K): the percentile interval's low and
+    high ends over the finite replicates (NaN when none) and how many replicates were finite."""
+    valid = np.isfinite(reps)
+    low = np.array([np.quantile(reps[valid[:, j], j], alpha / 2) if valid[:, j].any() else np.nan
+                    for j in range(reps.shape[1])])
+    high = np.array([np.quantile(reps[valid[:, j], j], 1 - alpha / 2) if valid[:, j].any() else np.nan
+                     for j in range(reps.shape[1])])
+    return low, high, valid.sum(axis=0)
 
 
 def paired_macro_auroc_difference(y_true, runs_a: Sequence, runs_b: Sequence, n_boot: int = 1000,
@@ -346,7 +392,7 @@ def paired_macro_auroc_difference(y_true, runs_a: Sequence, runs_b: Sequence, n_
         raise ValueError(f"need as many runs of A as of B (at least one), got {len(a)} and {len(b)}")
 
     def macro(idx, s):
-        v = _fast_auroc(t[idx], s[idx])
+        v = auroc_ranks(t[idx], s[idx])
         return np.nanmean(v) if np.isfinite(v).any() else np.nan
 
     every = np.arange(len(t))

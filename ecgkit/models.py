@@ -19,8 +19,8 @@ Names accepted by :func:`llm_path` / :func:`text_encoder_path` / the loaders:
   Downloads happen only when explicitly allowed with ``ECGKIT_ALLOW_DOWNLOAD=1`` or
   ``HF_HUB_OFFLINE=0``; otherwise :class:`ModelNotFoundError` says what is missing.
 
-Importing this module sets ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` unless they are
-already set (or downloads are allowed), so that nothing reaches for the network by default.
+Importing this module changes no environment variable: the loaders pass ``local_files_only``
+(unless downloads are allowed), so that nothing reaches for the network by default.
 
 Command line: ``python -m ecgkit.models prepare`` (convert and check both defaults, print their
 folders) and ``python -m ecgkit.models path llm|text [--name NAME]``.
@@ -40,23 +40,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import cache_dir
+from .config import cache_dir, settings
 from .hashing import file_sha256
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def _downloads_allowed() -> bool:
-    """Hub downloads are allowed only on explicit request."""
-    if os.environ.get("ECGKIT_ALLOW_DOWNLOAD", "").strip().lower() in _TRUE:
-        return True
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _FALSE
+    """Hub downloads are allowed only on explicit request (``ECGKIT_ALLOW_DOWNLOAD=1`` or
+    ``HF_HUB_OFFLINE=0``)."""
+    return settings().allow_download
 
 
-if not _downloads_allowed():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+def _offline() -> dict:
+    """The keyword that keeps a ``from_pretrained`` call off the network unless downloads are allowed."""
+    return {} if _downloads_allowed() else {"local_files_only": True}
 
 __all__ = [
     "ModelNotFoundError",
@@ -146,18 +142,12 @@ def _hub_online():
     """Temporarily lift huggingface_hub's offline switch (only used when downloads are allowed)."""
     from huggingface_hub import constants
 
-    old_env = os.environ.get("HF_HUB_OFFLINE")
     old_const = constants.HF_HUB_OFFLINE
-    os.environ["HF_HUB_OFFLINE"] = "0"
     constants.HF_HUB_OFFLINE = False
     try:
         yield
     finally:
         constants.HF_HUB_OFFLINE = old_const
-        if old_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _from_hub_cache(repo_id: str, what: str, env: str) -> Path:
@@ -212,7 +202,7 @@ def llm_path(name: str | os.PathLike | None = None) -> Path:
     default, a local folder, a local ``.gguf`` file or a hub id found in the local HF cache.
     """
     if name is None:
-        name = os.environ.get("ECGKIT_LLM") or None
+        name = settings().llm
     if name is None or str(name).lower() in _LLM_ALIASES:
         package = _package_dir(_LLM_PACKAGE, _LLM_DIST, "LLM (SmolLM2-135M-Instruct)")
         gguf_file = package / _LLM_GGUF
@@ -228,7 +218,7 @@ def llm_path(name: str | os.PathLike | None = None) -> Path:
 def text_encoder_path(name: str | os.PathLike | None = None) -> Path:
     """Folder of a BERT-like sentence encoder (default: the packaged all-MiniLM-L6-v2)."""
     if name is None:
-        name = os.environ.get("ECGKIT_TEXT_ENCODER") or None
+        name = settings().text_encoder
     if name is None or str(name).lower() in _TEXT_ALIASES:
         folder = _package_dir(_TEXT_PACKAGE, _TEXT_DIST, "text encoder (all-MiniLM-L6-v2)") / "model"
         if not (folder / "config.json").is_file():
@@ -379,12 +369,12 @@ def load_llm(name=None, dtype=None, device=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = llm_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **_offline())
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     torch_dtype = _torch_dtype(dtype)
-    kwargs = {"dtype": torch_dtype if torch_dtype is not None else "auto"}
+    kwargs = {"dtype": torch_dtype if torch_dtype is not None else "auto", **_offline()}
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     model.to(_device(device))
     model.eval()
@@ -399,8 +389,8 @@ def load_text_encoder(name=None, device=None):
     from transformers import AutoModel, AutoTokenizer
 
     folder = text_encoder_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **_offline())
+    model = AutoModel.from_pretrained(folder, **_offline())
     model.to(_device(device) if device is not None else "cpu")
     model.eval()
     return model, tokenizer

@@ -85,14 +85,14 @@ from scipy import signal as sps
 from scipy.special import expit
 
 from .config import cache_dir
-from .data.wfdb_io import LEADS
+from .vocabulary import LAB_REFERENCE, LAB_UNITS, LEADS, SUPERCLASSES
 from .versions import VERSIONS
 
 __all__ = [
     "GENERATOR_VERSION", "CONDITIONS", "Condition", "LAB_UNITS", "LAB_REFERENCE", "LAB_MISSING",
     "DOWER", "INVERSE_DOWER", "HEADER_LEADS", "FIDUCIAL_COLUMNS",
     "make_synthetic_ptbxl", "synthetic_cohort", "simulate_ecg", "vcg_to_ecg", "ecg_to_vcg",
-    "scp_statements", "conditions_table", "main",
+    "scp_statements", "main",
 ]
 
 #: Bump when the generator changes what it writes (part of the cache key).
@@ -258,31 +258,12 @@ def scp_statements() -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index(list(CONDITIONS), name=None))
 
 
-def conditions_table() -> pd.DataFrame:
-    """:data:`CONDITIONS` as a table (code, kind, superclass, subclass, description)."""
-    return pd.DataFrame([{"code": c.code, "kind": c.kind, "superclass": c.superclass,
-                          "subclass": c.subclass, "description": c.description}
-                         for c in CONDITIONS.values()]).set_index("code")
-
-
 # --------------------------------------------------------------------------------------------
 # Laboratory values
 # --------------------------------------------------------------------------------------------
 
-#: Columns of ``labs.csv`` (after ``ecg_id``) and their units.
-LAB_UNITS = {
-    "potassium": "mmol/L", "calcium": "mmol/L (total)", "magnesium": "mmol/L",
-    "troponin": "ng/L (high-sensitivity troponin T)", "nt_probnp": "pg/mL",
-    "creatinine": "µmol/L", "haemoglobin": "g/L", "heart_rate": "beats/min",
-    "sbp": "mmHg", "dbp": "mmHg", "spo2": "%",
-}
-#: Reference ranges (low, high) used by the generator and the reports.
-LAB_REFERENCE = {
-    "potassium": (3.5, 5.1), "calcium": (2.15, 2.55), "magnesium": (0.70, 1.05),
-    "troponin": (0.0, 14.0), "nt_probnp": (0.0, 125.0), "creatinine": (55.0, 110.0),
-    "haemoglobin": (120.0, 175.0), "heart_rate": (60.0, 100.0), "sbp": (90.0, 140.0),
-    "dbp": (60.0, 90.0), "spo2": (94.0, 100.0),
-}
+# Columns of ``labs.csv`` (after ``ecg_id``) and their units: :data:`ecgkit.vocabulary.LAB_UNITS`;
+# reference ranges: :data:`ecgkit.vocabulary.LAB_REFERENCE` (both imported above).
 #: Probability that a value is missing from ``labs.csv`` (the ECG still reflects the true value).
 LAB_MISSING = {
     "potassium": 0.03, "calcium": 0.06, "magnesium": 0.12, "troponin": 0.15, "nt_probnp": 0.2,
@@ -1333,7 +1314,7 @@ def _folds(recs: list[dict], superclasses: list[set], seed: int) -> np.ndarray:
     pat: dict[int, list[int]] = {}
     for i, r in enumerate(recs):
         pat.setdefault(r["pid"], []).append(i)
-    classes = ["NORM", "MI", "STTC", "CD", "HYP"]
+    classes = list(SUPERCLASSES)
     plab = {p: set().union(*(superclasses[i] for i in idx)) or {"NORM"} for p, idx in pat.items()}
     freq = {c: sum(c in s for s in plab.values()) for c in classes}
     order = sorted(pat, key=lambda p: (min(freq[c] for c in plab[p]), -len(pat[p]), rng.random()))

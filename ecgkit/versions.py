@@ -14,4 +14,5 @@ VERSIONS = {
     "esi_train": 1,        # ecgkit.esi.train: checkpoints
     "ecgllm_dataset": 1,   # ecgkit.ecgllm.dataset: instruction and MCQ items
     "ecgllm_adapter": 1,   # ecgkit.ecgllm.finetune: LoRA adapters
+    "clinical": 1,         # ecgkit.clinical.train: stage weights (training loop, models)
 }

@@ -321,13 +321,23 @@ def test_cli_path(capsys, monkeypatch):
     assert "ecgkit-tests/missing-model" in capsys.readouterr().err
 
 
-def test_import_sets_offline_mode_by_default():
+def test_import_changes_no_environment_and_loaders_stay_offline(monkeypatch):
+    """Offline by default without touching the environment: the loaders pass local_files_only."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ECGKIT_ALLOW_DOWNLOAD")}
-    code = "import os, ecgkit.models; print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'])"
+    code = ("import os, ecgkit.models; print(os.environ.get('HF_HUB_OFFLINE', 'unset'), "
+            "os.environ.get('TRANSFORMERS_OFFLINE', 'unset'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "1"]
-    env["ECGKIT_ALLOW_DOWNLOAD"] = "1"
-    code = "import os, ecgkit.models; print(os.environ.get('HF_HUB_OFFLINE', 'unset'))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["unset"]
+    assert out.stdout.split() == ["unset", "unset"]
+    monkeypatch.delenv("ECGKIT_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert models._offline() == {"local_files_only": True}
+    seen = []
+    import transformers
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: seen.append(k) or (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError, match="stop"):
+        models.load_text_encoder()
+    assert seen == [{"local_files_only": True}]
+    monkeypatch.setenv("ECGKIT_ALLOW_DOWNLOAD", "1")
+    assert models._offline() == {}

@@ -113,8 +113,8 @@ def test_cpsc_reads_values_labels_and_meta(cpsc_dir):
     assert ds.labels.loc["A0001"].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]
     assert ds.labels.loc["A0002", ["AF", "RBBB"]].tolist() == [1, 1] and ds.labels.loc["A0002"].sum() == 2
     assert ds.labels.loc["A0003", ["PVC", "STD", "STE"]].tolist() == [1, 1, 1]
-    assert ds.meta.loc["A0001", "sex"] == "Male" and ds.meta.loc["A0001", "age"] == 74
-    assert ds.meta.loc["A0002", "sex"] == "Female" and np.isnan(ds.meta.loc["A0002", "age"])
+    assert ds.meta.loc["A0001", "sex"] == 0.0 and ds.meta.loc["A0001", "age"] == 74
+    assert ds.meta.loc["A0002", "sex"] == 1.0 and np.isnan(ds.meta.loc["A0002", "age"])
     assert ds.meta.loc["A0002", "first_label"] == "AF"
     assert ds.meta.loc["A0003", "n_samples_source"] == 1500
 
@@ -263,9 +263,9 @@ def test_cinc_reads_values_labels_and_meta(cinc_dir):
     assert ds.labels.loc["A0002"].tolist() == [1, 1, 0, 0, 0]
     assert ds.labels.loc["HR00001"].tolist() == [0, 0, 1, 1, 0]
     m = ds.meta
-    assert m.loc["A0001", "age"] == 74 and m.loc["A0001", "sex"] == "Male"
+    assert m.loc["A0001", "age"] == 74 and m.loc["A0001", "sex"] == 0.0
     assert np.isnan(m.loc["A0002", "age"]) and pd.isna(m.loc["A0002", "sex"])
-    assert m.loc["HR00001", "sex"] == "Female" and m.loc["HR00001", "site"] == "test"
+    assert m.loc["HR00001", "sex"] == 1.0 and m.loc["HR00001", "site"] == "test"
     assert m.loc["A0002", "dx_names"] == ["atrial fibrillation", "right bundle branch block"]
     assert m.loc["A0001", "source"] == "cpsc_2018" and m.loc["HR00001", "source"] == "ptb-xl"
     assert pd.isna(m.loc["A0001", "rx"])

@@ -26,9 +26,10 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
+from ..vocabulary import SUPERCLASSES
+
 __all__ = ["ParsedAnswer", "parse_answer", "parse_many", "parse_value", "SUPERCLASSES"]
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 _ALIASES = {
     "NORM": ["norm", "normal ecg", "normal", "normal ekg"],

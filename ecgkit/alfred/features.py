@@ -51,13 +51,14 @@ How it measures
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from ..data.wfdb_io import LEADS
 from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
+from ..vocabulary import LEADS, sex_code
 from .beats import EDGE_MS, counted
 
 __all__ = ["extract_features", "extract_features_many", "feature_names", "feature_table",
@@ -290,48 +291,59 @@ def _largest(x: np.ndarray) -> int:
 # Lead features
 # --------------------------------------------------------------------------------------------
 
-def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -> tuple[dict, dict, dict]:
-    keys = [f.key for f in LEAD_FEATURES]
-    val = {k: np.nan for k in keys}
-    why: dict[str, str] = {}
-    extra = {"p_area": np.nan}
+class _LeadValues:
+    """The lead features being measured, with the reason of each one that stays missing."""
 
-    def miss(names, reason):
+    def __init__(self):
+        self.keys = [f.key for f in LEAD_FEATURES]
+        self.val = {k: np.nan for k in self.keys}
+        self.why: dict[str, str] = {}
+        self.extra = {"p_area": np.nan}
+
+    def miss(self, names, reason):
         for k in ([names] if isinstance(names, str) else names):
-            if np.isnan(val[k]) and k not in why:
-                why[k] = reason
+            if np.isnan(self.val[k]) and k not in self.why:
+                self.why[k] = reason
 
-    ms = 1000.0 / fs
-    if not np.all(np.isfinite(raw)):
-        for k in keys:
-            why[k] = "signal contains NaN or infinite values"
-        return val, why, extra
-    # baseline drift needs no delineation
-    if raw.size > 3 * fs:
-        sos = sps.butter(4, 0.5, "lowpass", fs=fs, output="sos")
-        lp = sps.sosfiltfilt(sos, raw)
-        val["baseline_drift"] = float(lp.max() - lp.min())
-    else:
-        miss("baseline_drift", "record shorter than 3 s")
-    if fd is None:
-        for k in keys:
-            miss(k, "lead not delineated")
-        return val, why, extra
+    def result(self) -> tuple[dict, dict, dict]:
+        return self.val, self.why, self.extra
+
+
+@dataclass
+class _MedianBeat:
+    """The baseline-corrected median beat of a lead and where its waves are (samples)."""
+
+    med: np.ndarray
+    o: int             # QRS onset
+    j: int             # QRS offset (J point)
+    pr_rel: float      # P onset relative to QRS onset (negative; NaN without P)
+    toff_rel: float    # T offset relative to QRS onset (NaN without T)
+    has_p: bool
+    x: np.ndarray      # the baseline-corrected signal
+    on: np.ndarray     # QRS onsets of the beats used
+    pre: int
+    post: int
+    n_beats: int
+    p_off_rel: float = math.nan
+    t_peak_rel: float = math.nan
+
+
+def _median_beat(raw, fs, fd, rr_med, out: _LeadValues) -> _MedianBeat | None:
+    """Align the beats on QRS onset, correct the baseline and take the median (None: not possible,
+    with the reason recorded)."""
     ok = ~np.isnan(fd["qrs_on"]) & ~np.isnan(fd["qrs_off"])
     fd = {k: v[ok] for k, v in fd.items()}
     nb = int(ok.sum())
     if nb < 1:
-        for k in keys:
-            miss(k, "no beats with QRS onset and offset")
-        return val, why, extra
+        out.miss(out.keys, "no beats with QRS onset and offset")
+        return None
     base, nknots = _baseline_curve(raw, fd, fs)
     if nknots == 0:
-        for k in keys:
-            miss(k, "no isoelectric segment (PR or TP) found")
-        return val, why, extra
+        out.miss(out.keys, "no isoelectric segment (PR or TP) found")
+        return None
     x = raw - base
     on = fd["qrs_on"]
-    has_p = ~np.isnan(fd["p_on"]) & ~np.isnan(fd["p_off"])
+    has_p = bool((~np.isnan(fd["p_on"]) & ~np.isnan(fd["p_off"])).any())
     pr_rel = _rel(fd, "p_on")  # negative
     off_rel = int(round(_rel(fd, "qrs_off")))
     toff_rel = _rel(fd, "t_off")
@@ -350,46 +362,53 @@ def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -
     o = pre  # index of QRS onset in the median beat
     j = o + off_rel
     if j <= o + 1:
-        for k in keys:
-            miss(k, "QRS offset not after QRS onset")
-        return val, why, extra
+        out.miss(out.keys, "QRS offset not after QRS onset")
+        return None
+    return _MedianBeat(med, o, j, pr_rel, toff_rel, has_p, x, on, pre, post, nb,
+                       _rel(fd, "p_off"), _rel(fd, "t_peak"))
 
-    # noise: residual around the median beat after a 1 Hz high-pass
-    if raw.size > 3 * fs and nb >= 2:
+
+def _noise(raw, fs, beat: _MedianBeat, out: _LeadValues) -> None:
+    """Residual around the median beat after a 1 Hz high-pass."""
+    if raw.size > 3 * fs and beat.n_beats >= 2:
         sos = sps.butter(2, 1.0, "highpass", fs=fs, output="sos")
         hp = sps.sosfiltfilt(sos, raw)
-        hm = _beat_matrix(hp, on, pre, post)
+        hm = _beat_matrix(hp, beat.on, beat.pre, beat.post)
         with np.errstate(all="ignore"):
             res = hm - np.nanmedian(hm, axis=0)[None, :]
             # across-beat RMS at each instant, then the median over the beat: stationary noise
             # counts in full, small beat-to-beat shifts of steep waves (RR-dependent T) do not
             per_t = np.sqrt(np.nanmean(res ** 2, axis=0))
-            val["noise_level"] = float(np.nanmedian(per_t))
+            out.val["noise_level"] = float(np.nanmedian(per_t))
     else:
-        miss("noise_level", "fewer than 2 beats" if nb < 2 else "record shorter than 3 s")
+        out.miss("noise_level", "fewer than 2 beats" if beat.n_beats < 2 else "record shorter than 3 s")
 
-    # --- P wave
-    if has_p.any() and not np.isnan(pr_rel):
-        p0, p1 = o + int(round(pr_rel)), o + int(round(_rel(fd, "p_off")))
-        if p1 > p0:
-            pw = med[p0:p1 + 1]
-            val["p_amplitude"] = float(pw[_largest(pw)])
-            val["p_duration"] = (p1 - p0) * ms
-            mid = (p0 + p1) // 2
-            term = med[mid:p1 + 1]
-            val["p_terminal_negative"] = float(-np.minimum(term, 0.0).sum() * ms)
-            val["pr_interval_lead"] = (o - p0) * ms
-            extra["p_area"] = float(pw.sum() * ms)
-        else:
-            miss(["p_amplitude", "p_duration", "p_terminal_negative", "pr_interval_lead"],
-                 "P offset not after P onset")
-    else:
-        miss(["p_amplitude", "p_duration", "p_terminal_negative", "pr_interval_lead"],
-             "no P wave detected")
 
-    # --- QRS
-    q = med[o:j + 1]
-    val["qrs_duration_lead"] = (j - o) * ms
+def _p_wave(beat: _MedianBeat, ms: float, out: _LeadValues) -> None:
+    val, med, o = out.val, beat.med, beat.o
+    names = ["p_amplitude", "p_duration", "p_terminal_negative", "pr_interval_lead"]
+    if not (beat.has_p and not np.isnan(beat.pr_rel)):
+        out.miss(names, "no P wave detected")
+        return
+    p0, p1 = o + int(round(beat.pr_rel)), o + int(round(beat.p_off_rel))
+    if p1 <= p0:
+        out.miss(names, "P offset not after P onset")
+        return
+    pw = med[p0:p1 + 1]
+    val["p_amplitude"] = float(pw[_largest(pw)])
+    val["p_duration"] = (p1 - p0) * ms
+    mid = (p0 + p1) // 2
+    term = med[mid:p1 + 1]
+    val["p_terminal_negative"] = float(-np.minimum(term, 0.0).sum() * ms)
+    val["pr_interval_lead"] = (o - p0) * ms
+    out.extra["p_area"] = float(pw.sum() * ms)
+
+
+def _qrs(beat: _MedianBeat, ms: float, out: _LeadValues) -> None:
+    """QRS amplitudes, durations, ratios, notches and the delta wave."""
+    val, miss = out.val, out.miss
+    q = beat.med[beat.o:beat.j + 1]
+    val["qrs_duration_lead"] = (beat.j - beat.o) * ms
     val["qrs_amplitude"] = float(q.max() - q.min())
     val["qrs_area"] = float(q.sum() * ms)
     w = _qrs_waves(q)
@@ -437,9 +456,13 @@ def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -
         target, sign = None, 1.0
     named_idx = (w["r"], w["q"], w["s"], w["rp"], w.get("qs"))
     val["qrs_notch"] = float(sum(1 for e in w["ext"] if e not in named_idx))
-    # delta wave: from the visible start of the upstroke of the first main deflection (0.02 mV
-    # from its start: QRS onset or the nadir/peak of a preceding q/r) to where its slope first
-    # reaches 40 % of its steepest value
+    _delta_wave(q, w, target, sign, ms, out)
+
+
+def _delta_wave(q, w, target, sign, ms, out: _LeadValues) -> None:
+    """From the visible start of the upstroke of the first main deflection (0.02 mV from its start:
+    QRS onset or the nadir/peak of a preceding q/r) to where its slope first reaches 40 % of its
+    steepest value."""
     if target is not None and target >= 2:
         prior = [e for e in w["ext"] if e < target]
         start = prior[-1] if prior else 0
@@ -449,76 +472,111 @@ def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -
         vis = np.nonzero(seg > 0.02)[0]
         if dmax > 0 and vis.size:
             steep = int(np.argmax(d >= 0.4 * dmax))
-            val["delta_wave"] = float(max(0, steep - vis[0] + 1) * ms)
+            out.val["delta_wave"] = float(max(0, steep - vis[0] + 1) * ms)
         else:
-            miss("delta_wave", "no upstroke in the QRS")
+            out.miss("delta_wave", "no upstroke in the QRS")
     elif target is not None:
-        val["delta_wave"] = 0.0
+        out.val["delta_wave"] = 0.0
     else:
-        miss("delta_wave", "no QRS deflection above 0.025 mV")
+        out.miss("delta_wave", "no QRS deflection above 0.025 mV")
 
-    # --- ST
-    n = med.size
+
+def _st(beat: _MedianBeat, fs: float, out: _LeadValues) -> None:
+    med, j, n = beat.med, beat.j, beat.med.size
     for key, dt in (("st_j", 0.0), ("st_j60", 0.06)):
         k = j + int(round(dt * fs))
         if k < n:
-            val[key] = float(med[k])
+            out.val[key] = float(med[k])
         else:
-            miss(key, "median beat ends before the ST point")
+            out.miss(key, "median beat ends before the ST point")
     k80 = j + int(round(0.08 * fs))
     if k80 < n:
-        val["st_slope"] = float((med[k80] - med[j]) / 0.08)
+        out.val["st_slope"] = float((med[k80] - med[j]) / 0.08)
     else:
-        miss("st_slope", "median beat ends before J+80 ms")
+        out.miss("st_slope", "median beat ends before J+80 ms")
 
-    # --- T and U
+
+def _t_and_u(beat: _MedianBeat, fs: float, ms: float, rr_med: float, out: _LeadValues) -> None:
+    val, miss = out.val, out.miss
+    med, o, j, n = beat.med, beat.o, beat.j, beat.med.size
+    toff_rel, pr_rel = beat.toff_rel, beat.pr_rel
     t_keys = ["t_amplitude", "t_duration", "t_area", "t_symmetry", "qt_interval_lead",
               "u_wave_amplitude"]
     if np.isnan(toff_rel):
         miss(t_keys, "T offset missing")
-    elif o + toff_rel <= j + 2 or o + toff_rel >= n:
+        return
+    if o + toff_rel <= j + 2 or o + toff_rel >= n:
         miss(t_keys, "T offset not inside the beat after the QRS")
+        return
+    te = o + int(round(toff_rel))
+    val["qt_interval_lead"] = (te - o) * ms
+    seg = med[j:te + 1]
+    tp_rel = beat.t_peak_rel
+    if not np.isnan(tp_rel) and j < o + tp_rel < te:
+        c = int(round(o + tp_rel)) - j
+        lo, hi = max(0, c - int(0.02 * fs)), min(seg.size, c + int(0.02 * fs) + 1)
+        c = lo + _largest(seg[lo:hi])
     else:
-        te = o + int(round(toff_rel))
-        val["qt_interval_lead"] = (te - o) * ms
-        seg = med[j:te + 1]
-        tp_rel = _rel(fd, "t_peak")
-        if not np.isnan(tp_rel) and j < o + tp_rel < te:
-            c = int(round(o + tp_rel)) - j
-            lo, hi = max(0, c - int(0.02 * fs)), min(seg.size, c + int(0.02 * fs) + 1)
-            c = lo + _largest(seg[lo:hi])
-        else:
-            c = _largest(seg)
-        tpk = j + c
-        # T onset: the point between J and the T peak farthest behind the chord J → peak
-        ts = 0
-        if c > 1:
-            chord = med[j] + (med[tpk] - med[j]) * np.arange(c + 1) / c
-            sgn = 1.0 if med[tpk] >= med[j] else -1.0
-            behind = (chord - med[j:tpk + 1]) * sgn
-            ts = int(np.argmax(behind)) if behind.max() > 0 else 0
-        t0 = j + ts
-        val["t_amplitude"] = float(med[tpk])
-        val["t_duration"] = (te - t0) * ms
-        val["t_area"] = float(med[t0:te + 1].sum() * ms)
-        if te > tpk and tpk > t0:
-            val["t_symmetry"] = (tpk - t0) / (te - tpk)
-        else:
-            miss("t_symmetry", "T peak at a T boundary")
-        # U: the largest interior extremum after T offset, before the next P / QRS
-        u_end = n - 1
-        if not np.isnan(rr_med):
-            nxt = rr_med + (pr_rel if not np.isnan(pr_rel) else 0.0) - 0.02 * fs
-            u_end = int(min(u_end, o + nxt, te + 0.25 * fs))
-        uw = med[te:u_end + 1]
-        if uw.size >= 5:
-            interior = [i for i in range(1, uw.size - 1)
-                        if (uw[i] - uw[i - 1]) * (uw[i + 1] - uw[i]) <= 0 and uw[i] != uw[i - 1]]
-            val["u_wave_amplitude"] = float(uw[max(interior, key=lambda i: abs(uw[i]))]) \
-                if interior else 0.0
-        else:
-            miss("u_wave_amplitude", "no room after the T wave before the next beat")
-    return val, why, extra
+        c = _largest(seg)
+    tpk = j + c
+    # T onset: the point between J and the T peak farthest behind the chord J → peak
+    ts = 0
+    if c > 1:
+        chord = med[j] + (med[tpk] - med[j]) * np.arange(c + 1) / c
+        sgn = 1.0 if med[tpk] >= med[j] else -1.0
+        behind = (chord - med[j:tpk + 1]) * sgn
+        ts = int(np.argmax(behind)) if behind.max() > 0 else 0
+    t0 = j + ts
+    val["t_amplitude"] = float(med[tpk])
+    val["t_duration"] = (te - t0) * ms
+    val["t_area"] = float(med[t0:te + 1].sum() * ms)
+    if te > tpk and tpk > t0:
+        val["t_symmetry"] = (tpk - t0) / (te - tpk)
+    else:
+        miss("t_symmetry", "T peak at a T boundary")
+    # U: the largest interior extremum after T offset, before the next P / QRS
+    u_end = n - 1
+    if not np.isnan(rr_med):
+        nxt = rr_med + (pr_rel if not np.isnan(pr_rel) else 0.0) - 0.02 * fs
+        u_end = int(min(u_end, o + nxt, te + 0.25 * fs))
+    uw = med[te:u_end + 1]
+    if uw.size >= 5:
+        interior = [i for i in range(1, uw.size - 1)
+                    if (uw[i] - uw[i - 1]) * (uw[i + 1] - uw[i]) <= 0 and uw[i] != uw[i - 1]]
+        val["u_wave_amplitude"] = float(uw[max(interior, key=lambda i: abs(uw[i]))]) \
+            if interior else 0.0
+    else:
+        miss("u_wave_amplitude", "no room after the T wave before the next beat")
+
+
+def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -> tuple[dict, dict, dict]:
+    """The lead features of one lead: baseline drift, then (with a delineation) the median beat
+    and each wave's measurements; ``(values, reason of each missing value, extra)``."""
+    out = _LeadValues()
+    ms = 1000.0 / fs
+    if not np.all(np.isfinite(raw)):
+        for k in out.keys:
+            out.why[k] = "signal contains NaN or infinite values"
+        return out.result()
+    # baseline drift needs no delineation
+    if raw.size > 3 * fs:
+        sos = sps.butter(4, 0.5, "lowpass", fs=fs, output="sos")
+        lp = sps.sosfiltfilt(sos, raw)
+        out.val["baseline_drift"] = float(lp.max() - lp.min())
+    else:
+        out.miss("baseline_drift", "record shorter than 3 s")
+    if fd is None:
+        out.miss(out.keys, "lead not delineated")
+        return out.result()
+    beat = _median_beat(raw, fs, fd, rr_med, out)
+    if beat is None:
+        return out.result()
+    _noise(raw, fs, beat, out)
+    _p_wave(beat, ms, out)
+    _qrs(beat, ms, out)
+    _st(beat, fs, out)
+    _t_and_u(beat, fs, ms, rr_med, out)
+    return out.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,20 +584,8 @@ def _lead_features(raw: np.ndarray, fs: float, fd: dict | None, rr_med: float) -
 # --------------------------------------------------------------------------------------------
 
 def _sex_code(sex) -> float:
-    if sex is None:
-        return np.nan
-    if isinstance(sex, str):
-        s = sex.strip().lower()
-        if s in ("m", "male", "man", "0"):
-            return 0.0
-        if s in ("f", "female", "woman", "1"):
-            return 1.0
-        return np.nan
-    try:
-        v = float(sex)
-    except (TypeError, ValueError):
-        return np.nan
-    return v if v in (0.0, 1.0) else np.nan
+    """:func:`ecgkit.vocabulary.sex_code`, NaN for a value it does not understand (named in ``missing``)."""
+    return sex_code(sex, errors="nan")
 
 
 #: Limb leads as combinations of I and II (Einthoven: III = II − I; Goldberger: aVR = −(I + II)/2,

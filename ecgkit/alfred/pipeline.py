@@ -20,29 +20,43 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import ProfileSettings
 from ..config import profile as active_profile
 from .answer import SUPERCLASSES, parse_many
 from .features import extract_features_many
 from .prompt import SYSTEM_PROMPT, BuiltPrompt, assemble_prompts_many, get_config
 from .rules import evaluate_rules, rules_to_superclasses
 
-__all__ = ["Measured", "Diagnoses", "PROMPT_OPTIONS", "MAX_NEW_TOKENS", "measure_ecgs",
+__all__ = ["Measured", "Diagnoses", "PromptBudget", "PROMPT_OPTIONS", "MAX_NEW_TOKENS", "measure_ecgs",
            "diagnose", "prompt_options", "truth_labels", "sample_ids", "label_choices"]
 
-#: prompt budget per profile (arguments of :func:`ecgkit.alfred.prompt.assemble_prompts_many`)
-PROMPT_OPTIONS = {
-    "quick": dict(max_chars=4800, max_chunk_chars=200, max_feature_docs=2, max_condition_docs=2,
-                  lead_features=("q_amplitude", "st_j60", "t_amplitude"), rule_detail="names"),
-    "full": dict(max_chars=None, max_chunk_chars=None, max_feature_docs=None,
-                 max_condition_docs=None, lead_features="all", rule_detail="full"),
-}
+@dataclass(frozen=True)
+class PromptBudget(ProfileSettings):
+    """Prompt budget (arguments of :func:`ecgkit.alfred.prompt.assemble_prompts_many`); the
+    defaults are the full profile's (no limit: the whole prompt, as the paper sends it)."""
+
+    max_chars: int | None = None
+    max_chunk_chars: int | None = None
+    max_feature_docs: int | None = None
+    max_condition_docs: int | None = None
+    lead_features: tuple | str = "all"
+    rule_detail: str = "full"
+
+    PROFILES = {"quick": dict(max_chars=4800, max_chunk_chars=200, max_feature_docs=2,
+                              max_condition_docs=2, lead_features=("q_amplitude", "st_j60", "t_amplitude"),
+                              rule_detail="names")}
+
+
+#: prompt budget per profile, as dictionaries
+PROMPT_OPTIONS = {name: PromptBudget.for_profile(name).as_dict() for name in ("quick", "full")}
 #: answer length per profile: five label lines need ~25 tokens, the explanation the rest
 MAX_NEW_TOKENS = {"quick": 32, "full": 400}
 
 
 def prompt_options(profile: str | None = None, **overrides) -> dict:
-    """The profile's prompt budget with ``overrides`` applied."""
-    return {**PROMPT_OPTIONS[active_profile(profile)], **overrides}
+    """The profile's prompt budget with ``overrides`` applied (``None`` ones dropped; an unknown
+    name is an error)."""
+    return PromptBudget.for_profile(profile, **overrides).as_dict()
 
 
 @dataclass

@@ -46,7 +46,9 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES, LEADS, condition, feature
+from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES, condition, feature
+from ..vocabulary import LEADS, SUPERCLASSES
+from .rules import as_number
 
 __all__ = [
     "PromptConfig", "CONFIGURATIONS", "get_config", "DEFAULT_LEAD_FEATURES", "SUPERCLASSES",
@@ -57,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 QUERY_TEMPLATE = "{name} is defined as"   # same as ecgkit.knowledge.index.QUERY_TEMPLATE
 DOCS = ("documents",)
 DOCS_EXPERT = ("documents", "expert")
@@ -156,16 +157,6 @@ RESPONSE_FORMAT = ("Answer in exactly this format: five lines, each with the sup
 
 
 # ----------------------------------------------------------------------------- formatting
-def _num(x) -> Optional[float]:
-    if x is None or isinstance(x, bool):
-        return None if x is None else float(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
 def _get(features: Mapping, name: str):
     try:
         return features[name]
@@ -191,8 +182,8 @@ def _unit(u: str) -> str:
 
 
 def _patient_line(features: Mapping) -> str:
-    age = _num(_get(features, "age"))
-    sex = _num(_get(features, "sex"))
+    age = as_number(_get(features, "age"))
+    sex = as_number(_get(features, "sex"))
     age_s = "unknown" if age is None else f"{age:.0f} years"
     sex_s = {0.0: "male", 1.0: "female"}.get(sex, "unknown")
     return f"Patient: age {age_s}, sex {sex_s}."
@@ -201,7 +192,7 @@ def _patient_line(features: Mapping) -> str:
 def _global_lines(features: Mapping) -> list[str]:
     out = ["Global features:"]
     for f in GLOBAL_FEATURES:
-        v = _num(_get(features, f.key))
+        v = as_number(_get(features, f.key))
         u = _unit(f.unit)
         val = _fmt(v) + ("" if not u or v is None else u if u == "°" else f" {u}")
         out.append(f"- {f.name}: {val}")
@@ -216,7 +207,7 @@ def _lead_rows(features: Mapping, lead_features: Sequence[str]) -> list[str]:
         label = f"{f.name}" + (f" ({u})" if u else "")
         vals = []
         for lead in LEADS:
-            v = _num(_get(features, f"{key}_{lead}"))
+            v = as_number(_get(features, f"{key}_{lead}"))
             vals.append("n/m" if v is None else _fmt(v))
         rows.append(f"{label} | " + " | ".join(vals))
     return rows

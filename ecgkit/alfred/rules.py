@@ -39,11 +39,12 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import pandas as pd
 
-from ..knowledge.catalog import LEADS, condition, feature
+from ..knowledge.catalog import condition, feature
+from ..vocabulary import LEADS, SUPERCLASSES
 
 __all__ = [
     "DEPTH_CONVENTION", "Rule", "RULES", "rule", "evaluate_rules", "positive_conditions",
-    "rules_to_superclasses", "rule_table", "SUPERCLASSES", "CONTIGUOUS_PAIRS",
+    "rules_to_superclasses", "rule_table", "SUPERCLASSES", "CONTIGUOUS_PAIRS", "as_number",
 ]
 
 #: How Q/S depths are read from ``q_amplitude``/``s_amplitude``: ``"abs"`` (magnitude, works for
@@ -51,7 +52,6 @@ __all__ = [
 #: count as no wave) or ``"depth"`` (stored as positive depths: negative values count as 0).
 DEPTH_CONVENTION = "abs"
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 Tri = Optional[bool]
 
@@ -89,7 +89,9 @@ PTF_V1_MVMS = 4.0            # 0.1 mV x 40 ms = Morris index 0.04 mm·s (1 mm = 
 
 
 # ---- three-valued helpers ---------------------------------------------------------------
-def _num(x) -> Optional[float]:
+def as_number(x) -> Optional[float]:
+    """``x`` as a float, None when it is missing, NaN or not a number (the one reading of a feature
+    value in ``ecgkit.alfred``)."""
     if x is None:
         return None
     try:
@@ -193,7 +195,7 @@ class _Features:
             v = self._data[name]
         except (KeyError, IndexError):
             return None
-        return _num(v)
+        return as_number(v)
 
     def lead(self, feat: str, lead: str) -> Optional[float]:
         return self(f"{feat}_{lead}")
@@ -867,7 +869,7 @@ def _evidence(features: Mapping, needs: Iterable[str]) -> str:
     present, missing = [], []
     for n in needs:
         try:
-            v = _num(features[n])
+            v = as_number(features[n])
         except (KeyError, IndexError):
             v = None
         if v is None:

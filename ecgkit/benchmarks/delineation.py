@@ -8,10 +8,9 @@ per-lead ground truth. The model is the shipped quick-profile delineator.
 from __future__ import annotations
 
 import os
-import time
 
-import numpy as np
 import pandas as pd
+
 
 def _summary(score: pd.DataFrame, prefix: str) -> dict:
     out = {}
@@ -24,26 +23,17 @@ def _summary(score: pd.DataFrame, prefix: str) -> dict:
 
 
 def run(n_records: int = 20, seed: int = 1000, model=None, return_scores: bool = False) -> dict:
-    """Time and score both methods on ``n_records`` records (seeds ``seed…``, outside training)."""
-    from ..alfred.delineation import delineate, held_out_records, load_delineator, \
-        neurokit_fiducials, score_delineation
+    """Time and score both methods on ``n_records`` records (seeds ``seed…``, outside training):
+    :func:`ecgkit.alfred.delineation.compare_with_neurokit`, summarised."""
+    from ..alfred.delineation import compare_with_neurokit
 
-    model = model if model is not None else load_delineator("quick", progress=False)
-    signals, truths = held_out_records(n_records, seed)
-    delineate(signals[:1], 500, model=model)  # warm-up
-    t = time.perf_counter()
-    unet = delineate(signals, 500, model=model, batch_size=64)
-    t_unet = time.perf_counter() - t
-    t = time.perf_counter()
-    nk = [neurokit_fiducials(s, 500, method="dwt") for s in signals]
-    t_nk = time.perf_counter() - t
-    s_unet = score_delineation(unet, truths, 500)
-    s_nk = score_delineation(nk, truths, 500)
+    c = compare_with_neurokit(n_records, seed, model)
+    s_unet, s_nk = c["scores"]["unet"], c["scores"]["neurokit"]
     result = {"benchmark": "12-lead delineation: U-Net (batched) vs neurokit2 dwt",
-              "records": n_records, "unet_ecg_per_s": n_records / t_unet,
-              "neurokit_ecg_per_s": n_records / t_nk, "speedup": t_nk / t_unet,
-              "cpus": os.cpu_count(), "nk_failed_leads": sum(
-                  12 - f["lead"].nunique() if len(f) else 12 for f in nk)}
+              "records": n_records, "unet_ecg_per_s": n_records / c["unet_seconds"],
+              "neurokit_ecg_per_s": n_records / c["neurokit_seconds"],
+              "speedup": c["neurokit_seconds"] / c["unet_seconds"],
+              "cpus": os.cpu_count(), "nk_failed_leads": c["nk_failed_leads"]}
     result.update(_summary(s_unet, "unet"))
     result.update(_summary(s_nk, "nk"))
     if return_scores:

@@ -3,33 +3,21 @@ lab-abnormality heads, the ablation table, the paper's claims beside ours, and p
 explanations as a clinician reads them.
 
 Bootstrap intervals resample the test records (percentile intervals, fixed seed); each replicate
-recomputes every model's AUROCs on the same resample, so differences and ratios are paired.
+recomputes every model's AUROCs on the same resample, so differences and ratios are paired
+(:func:`ecgkit.metrics.macro_auroc_bootstrap`, :func:`ecgkit.metrics.auroc_ranks`).
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
+from ..metrics import auroc_ranks as auroc
+from ..metrics import macro_auroc_bootstrap
+from ..metrics import percentile_interval as _interval
 from .labs import FLAG_NAMES, REFERENCE_RANGES, lab_status
 
 __all__ = ["auroc", "auroc_table", "macro_auroc_bootstrap", "gap_closed", "ablation_table",
            "lab_head_auroc", "PAPER_CLAIMS", "claims_table", "explanations"]
-
-
-def auroc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """AUROC of each column (the Mann–Whitney statistic with average ranks for ties, equal to
-    :func:`sklearn.metrics.roc_auc_score`), vectorised over leading axes: ``y`` and ``p`` of shape
-    (..., n, C) give (..., C); NaN where a column has no positive or no negative."""
-    y = np.asarray(y, dtype=float)
-    ranks = rankdata(np.asarray(p, dtype=float), axis=-2)
-    n_pos = y.sum(axis=-2)
-    n_neg = y.shape[-2] - n_pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = ((ranks * y).sum(axis=-2) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
 
 
 def auroc_table(y_true: pd.DataFrame, probs: dict) -> pd.DataFrame:
@@ -40,38 +28,6 @@ def auroc_table(y_true: pd.DataFrame, probs: dict) -> pd.DataFrame:
     frame["positives"] = list(y_true.sum().astype(int)) + [int(y_true.to_numpy().sum())]
     frame.index.name = "label"
     return frame
-
-
-def macro_auroc_bootstrap(y_true: pd.DataFrame, probs: list, n_boot: int = 1000,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Macro AUROC of each model in ``probs`` on all records (shape (M,)) and on ``n_boot``
-    resamples of the records (shape (n_boot, M)); every model is scored on the same resample.
-    The macro mean skips labels without a positive or a negative in a resample."""
-    cols = list(y_true.columns)
-    y = y_true.to_numpy(float)
-    p = np.stack([pr[cols].to_numpy(float) for pr in probs])            # (M, n, C)
-
-    def macro(yy, pp):
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)         # a resample without positives
-            return np.nanmean(auroc(np.broadcast_to(yy, pp.shape), pp), axis=-1)
-
-    estimate = macro(y, p)
-    rng = np.random.default_rng(seed)
-    reps = np.empty((n_boot, len(probs)))
-    for start in range(0, n_boot, 200):
-        idx = rng.integers(0, len(y), size=(min(200, n_boot - start), len(y)))
-        reps[start:start + len(idx)] = macro(y[idx][:, None], np.transpose(p[:, idx], (1, 0, 2, 3)))
-    return estimate, reps
-
-
-def _interval(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    valid = np.isfinite(reps)
-    low = np.array([np.quantile(reps[valid[:, j], j], alpha / 2) if valid[:, j].any() else np.nan
-                    for j in range(reps.shape[1])])
-    high = np.array([np.quantile(reps[valid[:, j], j], 1 - alpha / 2) if valid[:, j].any() else np.nan
-                     for j in range(reps.shape[1])])
-    return low, high, valid.sum(axis=0)
 
 
 def gap_closed(y_true: pd.DataFrame, signal: pd.DataFrame, ours: pd.DataFrame, multimodal: pd.DataFrame,

@@ -14,8 +14,8 @@ The lab-abnormality heads predict binary flags (:func:`abnormality_flags`): one 
 ``<lab>_low`` or ``<lab>_high`` per direction that :data:`FLAGS` lists, 1.0 when the value is
 beyond that limit, 0.0 when it is not, NaN when it was not measured (the loss masks those).
 
-The limits are adult reference intervals in SI units, as used by the synthetic cohort's generator
-(``ecgkit.synthetic.LAB_REFERENCE``, checked equal in the tests). MIMIC-IV values are converted to
+The limits are adult reference intervals in SI units, defined once in
+:data:`ecgkit.vocabulary.LAB_RANGES` (the synthetic cohort's generator uses the same table). MIMIC-IV values are converted to
 these units by :mod:`ecgkit.clinical.mimic` before they are labelled.
 """
 from __future__ import annotations
@@ -23,27 +23,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..vocabulary import LAB_RANGES
+
 __all__ = ["REFERENCE_RANGES", "FLAGS", "FLAG_NAMES", "reference_table", "lab_status",
            "status_table", "abnormality_flags"]
 
-_NAN = float("nan")
-
-#: lab, unit, low, high, source (NaN: no limit on that side).
+#: lab, unit, low, high, source (NaN: no limit on that side): :data:`ecgkit.vocabulary.LAB_RANGES`.
 REFERENCE_RANGES = pd.DataFrame(
-    [
-        ("potassium", "mmol/L", 3.5, 5.1, "Tietz Clinical Guide to Laboratory Tests (4th ed.), adult serum"),
-        ("calcium", "mmol/L (total)", 2.15, 2.55, "Tietz Clinical Guide to Laboratory Tests (4th ed.), adult serum total calcium"),
-        ("magnesium", "mmol/L", 0.70, 1.05, "Tietz Clinical Guide to Laboratory Tests (4th ed.), adult serum"),
-        ("troponin", "ng/L", _NAN, 14.0, "99th-percentile upper reference limit of hs-cTnT (Elecsys); Fourth Universal Definition of MI (Thygesen et al. 2018)"),
-        ("nt_probnp", "pg/mL", _NAN, 125.0, "ESC 2021 heart-failure guideline, non-acute rule-out threshold (McDonagh et al. 2021)"),
-        ("creatinine", "µmol/L", 55.0, 110.0, "adult serum reference interval (enzymatic, both sexes pooled; Tietz)"),
-        ("haemoglobin", "g/L", 120.0, 175.0, "WHO anaemia threshold 120 g/L (non-pregnant women; men 130); upper limit Tietz"),
-        ("heart_rate", "beats/min", 60.0, 100.0, "AHA/ACCF/HRS ECG recommendations: sinus bradycardia < 60, tachycardia > 100 (Surawicz et al. 2009)"),
-        ("sbp", "mmHg", 90.0, 140.0, "ESC/ESH 2018 hypertension guideline (≥ 140 hypertensive); hypotension < 90"),
-        ("dbp", "mmHg", 60.0, 90.0, "ESC/ESH 2018 hypertension guideline (≥ 90 hypertensive); hypotension < 60"),
-        ("spo2", "%", 94.0, _NAN, "BTS 2017 emergency oxygen guideline: target 94–98 % (no upper abnormality)"),
-    ],
-    columns=["lab", "unit", "low", "high", "source"],
+    [(lab, *row) for lab, row in LAB_RANGES.items()], columns=["lab", "unit", "low", "high", "source"],
 ).set_index("lab")
 
 #: The abnormality flags the heads predict: (lab, direction); each needs the limit on its side.

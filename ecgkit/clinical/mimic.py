@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..vocabulary import sex_code
 from .records import ClinicalRecords
 
 __all__ = ["MIMIC_LAB_ITEMS", "LABEVENTS_COLUMNS", "D_LABITEMS_COLUMNS", "find_table",
@@ -221,7 +222,7 @@ def mimic_clinical_records(ecg_dir: str | os.PathLike, hosp_dir: str | os.PathLi
         p = patients.reindex(meta["subject_id"].to_numpy())
         year = pd.to_datetime(meta["ecg_time"]).dt.year.to_numpy()
         values["age"] = (p["anchor_age"].to_numpy(dtype=float) + (year - p["anchor_year"].to_numpy(dtype=float)))
-        values["sex"] = p["gender"].map({"M": 0.0, "F": 1.0}).to_numpy(dtype=float)
+        values["sex"] = np.array([sex_code(g, errors="nan") for g in p["gender"]], dtype=float)
         kinds.update({"age": "biometric", "sex": "biometric"})
     values.index.name = "study_id"
     source = (f"MIMIC-IV-ECG {Path(ecg_dir).name} + MIMIC-IV labevents ({window_hours:g} h window, "

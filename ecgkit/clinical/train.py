@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -51,8 +51,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..cache import key as cache_key
 from ..config import cache_dir
-from ..config import profile as active_profile
+from ..config import ProfileSettings
+from ..hashing import content_sha256
 from .model import (ECGClassifier, ECGViews, JointEmbedding, MultimodalClassifier, TabularEncoder,
                     TabularScaler, masked_bce, vicreg_loss)
 from .records import ClinicalRecords
@@ -74,11 +76,10 @@ def ablation_design(has_labs: bool = True) -> dict:
             "signal-only": {"stage 1": "none", "stage 3 heads": "no"}}
 
 
-_VERSION = "clinical-v1"     # bump when a change to the training makes cached weights stale
 
 
 @dataclass(frozen=True)
-class TransferConfig:
+class TransferConfig(ProfileSettings):
     """Training settings; :meth:`for_profile` gives the quick (CPU minutes) and full settings."""
 
     encoder: str = "small"          # ESI ConvNeXt1D variant
@@ -98,13 +99,9 @@ class TransferConfig:
     ecg_only_control: bool = True   # also train the control: stage 1 on two crops of the ECG, no record
     seed: int = 0
 
-    @classmethod
-    def for_profile(cls, profile: str | None = None, **overrides) -> "TransferConfig":
-        profile = active_profile(profile)
-        base = cls() if profile == "quick" else cls(
-            encoder="tiny", batch_size=128, pretrain_steps=4000, finetune_steps=2000,
-            joint_steps=2000, lr=5e-4, crop_seconds=5.0, tab_dim=128, tab_depth=3, proj_dim=512)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    PROFILES = {"full": dict(encoder="tiny", batch_size=128, pretrain_steps=4000, finetune_steps=2000,
+                             joint_steps=2000, lr=5e-4, crop_seconds=5.0, tab_dim=128, tab_depth=3,
+                             proj_dim=512)}
 
 
 @dataclass
@@ -132,12 +129,11 @@ class TransferData:
         return self.flags.shape[1] > 0
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for arr in (self.ecg, self.y.to_numpy(float), self.values, self.missing, self.flags.to_numpy(float)):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(json.dumps({k: [int(i) for i in v] for k, v in self.parts.items()}).encode())
-        h.update(json.dumps([list(self.y.columns), list(self.flags.columns), self.features]).encode())
-        return h.hexdigest()[:20]
+        """sha256 of the arrays, the parts and the column names (part of the cache keys)."""
+        return content_sha256(self.ecg, self.y.to_numpy(float), self.values, self.missing,
+                              self.flags.to_numpy(float),
+                              {k: [int(i) for i in v] for k, v in self.parts.items()},
+                              [list(self.y.columns), list(self.flags.columns), self.features])
 
 
 def prepare_transfer_data(dataset, records: ClinicalRecords, view: str = "superdiagnostic",
@@ -191,7 +187,7 @@ def prepare_transfer_data(dataset, records: ClinicalRecords, view: str = "superd
 # --------------------------------------------------------------------------------------------
 
 def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return cache_key("clinical", list(parts))
 
 
 def _seed_for(cfg: TransferConfig, name: str) -> int:
@@ -345,7 +341,7 @@ def run_transfer(data: TransferData, cfg: TransferConfig, progress: bool = True)
     from ..esi.encoder import ecg_encoder
 
     n_labels, n_flags, n_feat = data.y.shape[1], data.flags.shape[1], data.values.shape[1]
-    base = _key(_VERSION, data.fingerprint(), asdict(cfg))
+    base = _key(data.fingerprint(), asdict(cfg))
     models, keys, hist, loaded = {}, {}, {}, {}
 
     def new_encoder(name):

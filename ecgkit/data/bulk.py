@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import RecordError, SkipReport
 from .preprocess import ecg_fill_nan, ecg_resample, fixed_length
-from .wfdb_io import LEADS
+from ..vocabulary import LEADS
 
 
 def prepare_record(sig: np.ndarray, fs_in: float, record: str, fs: float | None = None,

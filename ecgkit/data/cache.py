@@ -6,7 +6,6 @@ added or removed record rebuilds the cache and nothing stale is ever served.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,28 +13,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import key
 from ..config import cache_dir
-from ..versions import VERSIONS
-
-CACHE_VERSION = VERSIONS["signal_cache"]
 
 
 def fingerprint(files, extra: str = "") -> str:
-    """A hash of file names, sizes and modification times (cheap; no file is read)."""
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{extra}".encode())
+    """The cache key of some files' names, sizes and modification times (cheap; no file is read)."""
     parts = []
     for f in sorted(map(str, files)):
         try:
             st = os.stat(f)
-            parts.append(f"{f}|{st.st_size}|{st.st_mtime_ns}")
+            parts.append([f, st.st_size, st.st_mtime_ns])
         except FileNotFoundError:
-            parts.append(f"{f}|missing")
-    h.update("\n".join(parts).encode())
-    return h.hexdigest()[:20]
+            parts.append([f, "missing"])
+    return key("signal_cache", {"extra": extra, "files": parts})
 
 
-def cache_path(dataset: str, rate: float, key: str) -> Path:
-    return cache_dir("signals", dataset) / f"{int(rate)}hz-{key}"
+def cache_path(dataset: str, rate: float, key: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the signals of ``dataset`` at ``rate`` with content key ``key`` are cached."""
+    return cache_dir("signals", dataset, root=root) / f"{int(rate)}hz-{key}"
 
 
 def load_cached(path: Path):

@@ -23,7 +23,7 @@ from .dataset import ECGDataset, parse_age, parse_sex
 from .errors import RecordError
 from .bulk import collect_records, prepare_record
 from .preprocess import window_samples
-from .wfdb_io import LEADS
+from ..vocabulary import LEADS
 
 CPSC_FS = 500.0
 #: column names of the 9-class multi-hot table, in the order of the numeric labels 1–9

@@ -41,6 +41,8 @@ from urllib.parse import quote
 
 import requests
 
+from ..config import settings
+
 log = logging.getLogger(__name__)
 
 PTBXL_URL = "https://physionet.org/files/ptb-xl/1.0.3/"
@@ -330,7 +332,7 @@ def fetch_file(
 
 def resolve_url(base_url: str | None = None) -> str:
     """The PTB-XL base URL: argument, then ``$ECGKIT_PTBXL_URL``, then :data:`PTBXL_URL`."""
-    url = base_url or os.environ.get(URL_ENV) or PTBXL_URL
+    url = base_url or settings().ptbxl_url or PTBXL_URL
     return url if url.endswith("/") else url + "/"
 
 

@@ -19,12 +19,11 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import signal as sps
 
-from .wfdb_io import LEADS
+from ..vocabulary import LEADS
 
 __all__ = [
     "ecg_bandpass",
     "ecg_remove_baseline",
-    "ecg_lowpass",
     "ecg_notch",
     "ecg_resample",
     "resample_length",
@@ -123,11 +122,6 @@ def ecg_bandpass(x, fs: float, low: float | None = 0.5, high: float | None = 40.
 def ecg_remove_baseline(x, fs: float, cutoff: float = 0.5, order: int = 2, axis: int | None = None) -> np.ndarray:
     """Remove baseline wander with a zero-phase Butterworth high-pass at ``cutoff`` Hz."""
     return ecg_bandpass(x, fs, low=cutoff, high=None, order=order, axis=axis)
-
-
-def ecg_lowpass(x, fs: float, cutoff: float = 40.0, order: int = 4, axis: int | None = None) -> np.ndarray:
-    """Zero-phase Butterworth low-pass at ``cutoff`` Hz (muscle noise, anti-aliasing)."""
-    return ecg_bandpass(x, fs, low=None, high=cutoff, order=order, axis=axis)
 
 
 def ecg_notch(x, fs: float, freq: float = 50.0, quality: float = 30.0, harmonics: bool = False,

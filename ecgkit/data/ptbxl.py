@@ -23,8 +23,8 @@ from . import cache as sigcache
 from .dataset import ECGDataset
 from .errors import RecordError, SkipReport
 from .wfdb_io import LEADS, read_wfdb
+from ..vocabulary import SUPERCLASSES
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 VIEWS = ("superdiagnostic", "superdiagnostic50", "subdiagnostic", "diagnostic", "form", "rhythm", "all")
 SPLIT_FOLDS = {"train": tuple(range(1, 9)), "val": (9,), "test": (10,)}
 _FILE_COLUMN = {100: "filename_lr", 500: "filename_hr"}
@@ -161,12 +161,14 @@ class PTBXL(ECGDataset):
 
 
 def load_ptbxl(path: str | os.PathLike, rate: int = 100, records=None, cache: bool = True,
-               strict: bool = False, progress: bool = True, name: str | None = None) -> PTBXL:
+               strict: bool = False, progress: bool = True, name: str | None = None,
+               cache_root: str | os.PathLike | None = None) -> PTBXL:
     """Load a PTB-XL folder (or any folder in its layout) at 100 or 500 Hz.
 
     Bad records (missing or truncated files, wrong rate or lead count, NaNs) raise a
     :class:`RecordError` with ``strict=True``; otherwise they are skipped, counted in
     ``dataset.skipped`` and reported in a warning. ``records`` restricts to some ecg_ids.
+    ``cache_root``: the cache folder (default ``$ECGKIT_CACHE``).
     """
     path = Path(path)
     if rate not in _FILE_COLUMN:
@@ -205,7 +207,7 @@ def load_ptbxl(path: str | os.PathLike, rate: int = 100, records=None, cache: bo
             [f"{n}.dat" for n in names] + [f"{n}.hea" for n in names],
             extra=f"{name}|{rate}|{file_sha256(path / 'ptbxl_database.csv')}",
         )
-        where = sigcache.cache_path(name, rate, key)
+        where = sigcache.cache_path(name, rate, key, root=cache_root)
         hit = sigcache.load_cached(where)
         if hit is None:
             hit = sigcache.write_cache(where, len(meta), n_samples, 12, fill, {"source": str(path)})

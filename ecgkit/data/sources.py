@@ -1,12 +1,24 @@
 """Pick the data a chapter runs on: real PTB-XL when a path is set, else the synthetic cohort."""
 from __future__ import annotations
 
-from ..config import profile as active_profile
-from ..config import ptbxl_dir
+from dataclasses import dataclass
+
+from ..config import ProfileSettings, ptbxl_dir
 from .ptbxl import PTBXL, load_ptbxl
 
-# records in the synthetic cohort per profile
-SYNTHETIC_RECORDS = {"quick": 600, "full": 5000}
+
+@dataclass(frozen=True)
+class CohortSettings(ProfileSettings):
+    """The synthetic cohort a chapter runs on when no PTB-XL folder is configured."""
+
+    n_records: int = 600
+    seed: int = 0
+
+    PROFILES = {"full": dict(n_records=5000)}
+
+
+#: records in the synthetic cohort per profile
+SYNTHETIC_RECORDS = {name: CohortSettings.for_profile(name).n_records for name in ("quick", "full")}
 
 
 def load_real(path=None, rate: int = 100, **kwargs) -> PTBXL | None:
@@ -22,7 +34,8 @@ def load_synthetic(n_records: int | None = None, seed: int = 0, rate: int = 100,
 
     from ..smoke import overrides as smoke_sizes   # toy sizes under `make smoke`
 
-    n_records = n_records or smoke_sizes("synthetic_records") or SYNTHETIC_RECORDS[active_profile(profile)]
+    n_records = n_records or smoke_sizes("synthetic_records") or None
+    n_records = CohortSettings.for_profile(profile, n_records=n_records).n_records
     path = synthetic_cohort(n_records=n_records, seed=seed)
     return load_ptbxl(path, rate, name=f"synthetic-{n_records}-seed{seed}", **kwargs)
 

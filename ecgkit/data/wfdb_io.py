@@ -8,8 +8,8 @@ import numpy as np
 import wfdb
 
 from .errors import RecordError
+from ..vocabulary import LEADS
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 #: other names of standard leads (upper case): Holter / MIT-BIH "modified limb leads"
 LEAD_ALIASES = {"MLI": "I", "MLII": "II", "MLIII": "III"}
 

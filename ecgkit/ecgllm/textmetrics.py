@@ -71,18 +71,31 @@ def _layers(folder: str, num_layers: int | None) -> int:
     return int(num_layers)
 
 
-def bertscore(predictions: Sequence[str], references: Sequence[str], model=None, num_layers: int | None = None,
+def bertscore(predictions: Sequence[str], references: Sequence, model=None, num_layers: int | None = None,
               batch_size: int = 32) -> pd.DataFrame:
-    """BERTScore precision, recall and F1 per pair with a local encoder (an empty prediction scores 0)."""
+    """BERTScore precision, recall and F1 per pair with a local encoder (an empty prediction scores 0).
+
+    A reference may be a list of references: the best of them counts (bert-score's multi-reference
+    scoring). ``model``: a folder or a name :func:`ecgkit.models.text_encoder_path` resolves (None:
+    the packaged all-MiniLM-L6-v2); ``num_layers`` None: its last layer. No baseline rescaling
+    (none exists for a local model), so values are not on the scale of roberta-large scores.
+    """
     from ..models import text_encoder_path
 
-    predictions, references = _check(predictions, references)
+    refs = [[r or ""] if r is None or isinstance(r, str) else [x or "" for x in r] for r in references]
+    predictions = [p or "" for p in predictions]
+    if len(predictions) != len(refs):
+        raise ValueError(f"{len(predictions)} predictions but {len(refs)} references")
+    if any(not r for r in refs):
+        raise ValueError("every prediction needs at least one reference")
     out = pd.DataFrame({"bertscore_p": 0.0, "bertscore_r": 0.0, "bertscore_f1": 0.0}, index=range(len(predictions)))
     keep = [i for i, p in enumerate(predictions) if p.strip()]
     if keep:
         folder = str(text_encoder_path(model))
         scorer = _scorer(folder, _layers(folder, num_layers), batch_size)
-        p, r, f = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
+        single = all(len(refs[i]) == 1 for i in keep)
+        p, r, f = scorer.score([predictions[i] for i in keep],
+                               [refs[i][0] if single else refs[i] for i in keep])
         out.loc[keep, "bertscore_p"] = p.numpy()
         out.loc[keep, "bertscore_r"] = r.numpy()
         out.loc[keep, "bertscore_f1"] = f.numpy()

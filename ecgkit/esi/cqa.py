@@ -620,23 +620,9 @@ def bertscore(candidates: Sequence[str], references: Sequence, model=None,
     not know; None uses the model's last layer. No baseline rescaling (none exists for a local
     model), so values are not on the scale of the default roberta-large scores.
     """
-    from ..models import text_encoder_path
+    from ..ecgllm.textmetrics import bertscore as score  # the one BERTScore
 
-    candidates = list(candidates)
-    references = [[r] if isinstance(r, str) else list(r) for r in references]
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates for {len(references)} references")
-    if any(not r for r in references):
-        raise ValueError("every candidate needs at least one reference")
-    if not candidates:
-        return pd.DataFrame(columns=["P", "R", "F1"], dtype=float)
-    folder = str(text_encoder_path(model))
-    if num_layers is None:
-        from transformers import AutoConfig
-
-        num_layers = int(AutoConfig.from_pretrained(folder).num_hidden_layers)
-    p, r, f = _scorer(folder, int(num_layers)).score(candidates, references)
-    return pd.DataFrame({"P": p.numpy(), "R": r.numpy(), "F1": f.numpy()})
+    return score(candidates, references, model, num_layers).set_axis(["P", "R", "F1"], axis=1)
 
 
 def _summary(scores: pd.DataFrame, by: str) -> pd.DataFrame:

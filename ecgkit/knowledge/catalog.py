@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+from ..vocabulary import LEADS  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

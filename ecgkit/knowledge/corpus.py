@@ -35,6 +35,8 @@ from typing import Iterable, Mapping
 
 import yaml
 
+from ..config import settings
+
 __all__ = [
     "COLLECTIONS",
     "SUFFIXES",
@@ -205,7 +207,7 @@ def discover_files(root: str | os.PathLike | None = None, extra: Mapping | None 
                                         _kind_hint(path.relative_to(folder))))
     extras = _normalise_extra(extra)
     if use_env:
-        for name, folders in parse_extra(os.environ.get(EXTRA_ENV)).items():
+        for name, folders in parse_extra(settings().knowledge_extra).items():
             extras.setdefault(name, []).extend(folders)
     seen = {f.path.resolve() for f in files}
     sources = {f.source for f in files}

@@ -21,8 +21,8 @@
   ``documents`` never sees an expert chunk.
 - **Persistence**: :meth:`KnowledgeIndex.build` persists under
   ``cache_dir("knowledge", <key>)``, where the key hashes every corpus file (collection,
-  source, bytes; unreadable ones too), the chunking parameters and the reading/chunking code
-  (``corpus.py``, ``chunking.py``), the index kind and its build
+  source, bytes; unreadable ones too), the chunking parameters, the version of reading and
+  chunking (``VERSIONS["knowledge_index"]``, bumped by hand), the index kind and its build
   parameters (M, efConstruction) and the embedding model's identity (folder + sha256 of its
   weights, config and tokenizer files). Rebuilt only when one of those changes; otherwise
   loaded with ``FaissVectorStore.from_persist_dir`` + ``load_index_from_storage``. Written in a
@@ -30,7 +30,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..cache import key as cache_key
 from ..config import cache_dir
 from ..hashing import file_sha256
 from ..models import embed_texts, text_encoder_path
@@ -293,18 +293,14 @@ def _collections(value) -> tuple[str, ...]:
 
 
 def _cache_key(files, max_chars: int, kind: str, params: dict, identity: dict) -> tuple[str, dict]:
-    here = Path(__file__).resolve().parent
     spec = {
-        "format": FORMAT_VERSION,
-        # the reading and chunking code itself: a change to either rebuilds
-        "code": {name: file_sha256(here / name) for name in ("corpus.py", "chunking.py")},
+        # reading and chunking are versioned by VERSIONS["knowledge_index"] (part of the key)
         "chunking": {"max_chars": max_chars},
         "index": {"kind": kind, **params},
         "embedding": identity,
         "files": [[f.collection, f.source, f.sha256()] for f in files],
     }
-    blob = json.dumps(spec, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:24], spec
+    return cache_key("knowledge_index", spec), spec
 
 
 class KnowledgeIndex:
@@ -340,14 +336,15 @@ class KnowledgeIndex:
               extra: Mapping | None = None, use_env: bool = True, max_chars: int = MAX_CHARS,
               ef_search: int = DEFAULT_EF_SEARCH, m: int = HNSW_M,
               ef_construction: int = HNSW_EF_CONSTRUCTION, gpu: bool | None = None,
-              show_progress: bool = False) -> "KnowledgeIndex":
+              show_progress: bool = False, cache_root=None) -> "KnowledgeIndex":
         """Build the index of a corpus, or load it from the cache when nothing changed.
 
         ``corpus_root``: corpus folder (default: the packaged one); ``extra`` /
         ``$ECGKIT_KNOWLEDGE_EXTRA``: the user's folders (see :func:`load_corpus`). ``kind``:
         ``"hnsw"`` or ``"flat"``. ``embed_model``: None (MiniLM), a model name/folder or a
         llama-index ``BaseEmbedding``. ``cache=False`` builds in memory only. ``gpu``: move a
-        flat index to the GPUs (default: when GPU FAISS sees a GPU).
+        flat index to the GPUs (default: when GPU FAISS sees a GPU). ``cache_root``: the cache
+        folder (default ``$ECGKIT_CACHE``).
         """
         if kind not in ("hnsw", "flat"):
             raise ValueError(f"unknown index kind {kind!r}; choose 'hnsw' or 'flat'")
@@ -358,7 +355,7 @@ class KnowledgeIndex:
         gpu = (_gpu_available() and kind == "flat") if gpu is None else bool(gpu and kind == "flat")
         target = None
         if cache:
-            root = cache_dir("knowledge")
+            root = cache_dir("knowledge", root=cache_root)
             target = root / key
             if (target / MANIFEST).is_file():
                 try:

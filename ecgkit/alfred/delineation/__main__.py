@@ -1,0 +1,4 @@
+"""``python -m ecgkit.alfred.delineation train ...``."""
+from . import main
+
+raise SystemExit(main())
