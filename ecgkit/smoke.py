@@ -55,7 +55,7 @@ NOTEBOOKS = {
                max_pretrain_records=32, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
     "06": dict(n_examples=2),
     "07": dict(n_train=8, max_steps=2, n_heldout=4),
-    "08": dict(n_train=8, max_steps=2, n_mcq=4, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
+    "08": dict(n_mcq=4, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
     "09": dict(n_synthetic=80, batch_size=16, pretrain_steps=2, finetune_steps=2, joint_steps=2,
                n_boot=50, n_explained=1),
 }
