@@ -40,6 +40,8 @@ ENVIRONMENT = {
     "ECGKIT_LLM_MODEL": ("the endpoint's model name", "the endpoint's first model"),
     "ECGKIT_LLM_API_KEY": ("the endpoint's key (read from the environment only)", "none"),
     "ECGKIT_LLM_THREADS": ("torch threads for the local LLM (1 helps on a busy machine)", "torch's default"),
+    "ECGKIT_LLM_TIMEOUT": ("seconds an endpoint request may take before it is retried", "60"),
+    "ECGKIT_SMOKE": ("`1`: the full profile's code paths at toy sizes (set by `make smoke`)", "off"),
     "ECGKIT_KNOWLEDGE_EXTRA": ("your own markdown/text/PDF files for the knowledge base, e.g. "
                                "`documents=/path/a:expert=/path/b`", "none"),
     "ECGKIT_PTBXL_URL": ("where `ecgkit download-ptbxl` fetches PTB-XL from (a mirror)",
@@ -61,6 +63,18 @@ def _threads(value: str | None) -> int | None:
         return max(1, int(value))
     except ValueError:
         raise ValueError(f"ECGKIT_LLM_THREADS must be a whole number, not {value!r}") from None
+
+
+def _seconds(value: str | None) -> float:
+    if value is None:
+        return 60.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"ECGKIT_LLM_TIMEOUT must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"ECGKIT_LLM_TIMEOUT must be positive, not {value!r}")
+    return seconds
 
 
 def _profile_name(value: str | None) -> str:
@@ -85,6 +99,8 @@ class Settings:
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     llm_threads: int | None = None
+    llm_timeout: float = 60.0
+    smoke: bool = False
     knowledge_extra: str | None = None
     ptbxl_url: str | None = None
     ecgllm_ratings: str | None = None
@@ -108,6 +124,8 @@ class Settings:
             llm_model=_text(env, "ECGKIT_LLM_MODEL"),
             llm_api_key=env.get("ECGKIT_LLM_API_KEY"),
             llm_threads=_threads(_text(env, "ECGKIT_LLM_THREADS")),
+            llm_timeout=_seconds(_text(env, "ECGKIT_LLM_TIMEOUT")),
+            smoke=(env.get("ECGKIT_SMOKE") or "0").strip() not in ("", "0"),
             knowledge_extra=_text(env, "ECGKIT_KNOWLEDGE_EXTRA"),
             ptbxl_url=_text(env, "ECGKIT_PTBXL_URL"),
             ecgllm_ratings=_text(env, "ECGKIT_ECGLLM_RATINGS"),

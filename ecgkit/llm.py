@@ -465,13 +465,9 @@ def _flush_denormals(model):
 
 
 def _env_threads() -> int | None:
-    value = (os.environ.get("ECGKIT_LLM_THREADS") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(1, int(value))
-    except ValueError:
-        raise ValueError(f"ECGKIT_LLM_THREADS must be a whole number, not {value!r}") from None
+    from .config import settings
+
+    return settings().llm_threads
 
 
 @contextlib.contextmanager
@@ -1262,17 +1258,20 @@ class OpenAIChat(LLM):
     ):
         if prefill not in ("auto", "continue", "user"):
             raise ValueError(f"prefill must be 'auto', 'continue' or 'user', not {prefill!r}")
-        base_url = base_url or os.environ.get(ENV_BASE_URL) or ""
+        from .config import settings
+
+        env = settings()
+        base_url = base_url or env.llm_base_url or ""
         if not base_url.strip():
             raise ValueError(
                 f"no endpoint configured: pass base_url= or set {ENV_BASE_URL} "
                 "(e.g. http://localhost:8000/v1 for a vLLM or llama.cpp server)"
             )
         self.base_url = base_url.strip().rstrip("/")
-        self._model = model or os.environ.get(ENV_MODEL) or None
-        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+        self._model = model or env.llm_model or None
+        key = api_key if api_key is not None else env.llm_api_key
         self._api_key = key or None
-        self.timeout = float(timeout if timeout is not None else os.environ.get("ECGKIT_LLM_TIMEOUT") or 60)
+        self.timeout = float(timeout if timeout is not None else env.llm_timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self.max_workers = max(1, int(max_workers))
@@ -1609,9 +1608,10 @@ def _cache_request(llm_name: str, prompt: Prompt, max_new_tokens: int, temperatu
 
 
 def cache_key(request: dict) -> str:
-    """sha256 of a request's canonical JSON."""
-    text = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The request's key in the one key scheme (:func:`ecgkit.cache.key`, ``llm_generation``)."""
+    from .cache import key
+
+    return key("llm_generation", request)
 
 
 class GenerationCache:
@@ -1889,7 +1889,9 @@ def get_llm(spec: str | LLM | None = None, *, cache: bool | GenerationCache | st
     if isinstance(spec, LLM):
         llm = spec
     elif spec is None or not str(spec).strip():
-        if (os.environ.get(ENV_BASE_URL) or "").strip() or kwargs.get("base_url"):
+        from .config import settings
+
+        if settings().endpoint_configured or kwargs.get("base_url"):
             llm = OpenAIChat(**kwargs)
         else:
             llm = LocalLLM(**kwargs)

@@ -63,7 +63,9 @@ NOTEBOOKS = {
 
 def active() -> bool:
     """True when ``$ECGKIT_SMOKE`` is set to anything but ``""``/``0``."""
-    return (os.environ.get(ENV) or "0").strip() not in ("", "0")
+    from .config import settings
+
+    return settings().smoke
 
 
 def overrides(name: str, default=None):

@@ -14,5 +14,7 @@ VERSIONS = {
     "esi_train": 1,        # ecgkit.esi.train: checkpoints
     "ecgllm_dataset": 1,   # ecgkit.ecgllm.dataset: instruction and MCQ items
     "ecgllm_adapter": 1,   # ecgkit.ecgllm.finetune: LoRA adapters
+    "llm_generation": 1,   # ecgkit.llm: a generation or option scores for one request
+    "esi_text_features": 1,  # ecgkit.esi.model: frozen text-tower features
     "clinical": 1,         # ecgkit.clinical.train: stage weights (training loop, models)
 }

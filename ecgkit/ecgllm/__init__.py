@@ -11,37 +11,35 @@ train and evaluate the same thing.
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULTS", "defaults"]
+from dataclasses import dataclass
 
-#: Sizes per profile; ``None`` means everything.
-DEFAULTS = {
-    "quick": {
-        "eval_fraction": 0.25,
-        "n_train": 128,          # training chats (1.5 epochs, rank 8 on the top 4 blocks, <= 192 tokens each)
-        "n_mcq": 24,             # evaluation multiple-choice questions
-        "n_open": 12,            # evaluation open questions
-        "max_new_tokens": 40,    # per open answer
-        "top_k": 1,              # retrieved chunks per question (RAG)
-        "n_judge": 3,            # open questions judged per configuration
-        "n_control": 8,          # judge control pairs
-        "n_boot": 1000,
-    },
-    "full": {
-        "eval_fraction": 0.25,
-        "n_train": None,
-        "n_mcq": None,
-        "n_open": None,
-        "max_new_tokens": 256,
-        "top_k": 3,
-        "n_judge": None,
-        "n_control": 40,
-        "n_boot": 2000,
-    },
-}
+from ..config import ProfileSettings
+
+__all__ = ["EcgllmSettings", "DEFAULTS", "defaults"]
 
 
-def defaults(profile: str, **overrides) -> dict:
-    """The profile's sizes, with the given overrides (``None`` overrides are ignored)."""
-    if profile not in DEFAULTS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(DEFAULTS)}")
-    return {**DEFAULTS[profile], **{k: v for k, v in overrides.items() if v is not None}}
+@dataclass(frozen=True)
+class EcgllmSettings(ProfileSettings):
+    """Sizes of chapters 06-08 (the quick profile's as defaults); ``None`` means everything."""
+
+    eval_fraction: float = 0.25
+    n_train: int | None = 128        # training chats (1.5 epochs, rank 8 on the top 4 blocks, <= 192 tokens each)
+    n_mcq: int | None = 24           # evaluation multiple-choice questions
+    n_open: int | None = 12          # evaluation open questions
+    max_new_tokens: int = 40         # per open answer
+    top_k: int = 1                   # retrieved chunks per question (RAG)
+    n_judge: int | None = 3          # open questions judged per configuration
+    n_control: int = 8               # judge control pairs
+    n_boot: int = 1000
+
+    PROFILES = {"full": dict(n_train=None, n_mcq=None, n_open=None, max_new_tokens=256, top_k=3,
+                             n_judge=None, n_control=40, n_boot=2000)}
+
+
+#: sizes per profile, as dictionaries
+DEFAULTS = {name: EcgllmSettings.for_profile(name).as_dict() for name in ("quick", "full")}
+
+
+def defaults(profile: str | None = None, **overrides) -> dict:
+    """The profile's sizes with ``overrides`` (``None`` ones ignored; an unknown name is an error)."""
+    return EcgllmSettings.for_profile(profile, **overrides).as_dict()

@@ -591,10 +591,11 @@ def _corpus_fingerprint(docs_files) -> list:
 
 
 def _resolve_generator(generator):
-    from ..llm import ENV_BASE_URL, get_llm
+    from ..config import settings
+    from ..llm import get_llm
 
     if generator == "auto":
-        if not (os.environ.get(ENV_BASE_URL) or "").strip():
+        if not settings().endpoint_configured:
             return None
         generator = None
     if generator is None or generator is False:
@@ -611,17 +612,18 @@ def build_dataset(eval_fraction: float = 0.25, seed: int = 0, generator="auto", 
     templates only), None (templates only) or any :func:`ecgkit.llm.get_llm` spec / LLM. ``docs``:
     a corpus (default: :func:`load_corpus`, with the user's extra folders). With ``cache``, the
     JSONL is written under ``cache_dir("ecgllm", "datasets")``, keyed by the expert files, the
-    parameters, the generator and this module's code, and read back on a rerun.
+    parameters, the generator and ``VERSIONS['ecgllm_dataset']``, and read back on a rerun.
     """
     llm = _resolve_generator(generator)
-    spec = {"version": FORMAT_VERSION, "eval_fraction": eval_fraction, "seed": seed,
+    spec = {"eval_fraction": eval_fraction, "seed": seed,
             "families": {k: list(v) for k, v in sorted(families.items())},
-            "generator": llm.name if llm is not None else None, "n_open": n_open, "n_mcq": n_mcq,
-            "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}
+            "generator": llm.name if llm is not None else None, "n_open": n_open, "n_mcq": n_mcq}
     key = None
     if docs is None:
         spec["corpus"] = _corpus_fingerprint(discover_files())
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        from ..cache import key as cache_key
+
+        key = cache_key("ecgllm_dataset", spec)
         path = cache_dir("ecgllm", "datasets") / f"dataset-{key}.jsonl"
         report_path = path.with_suffix(".report.json")
         if cache and path.is_file() and report_path.is_file():

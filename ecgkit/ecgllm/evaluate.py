@@ -14,7 +14,6 @@ its control pairs) and :func:`findings` sets the paper's qualitative findings be
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -52,9 +51,10 @@ class Configuration:
 
 def endpoint_llm():
     """The configured endpoint (``$ECGKIT_LLM_BASE_URL``) with a generation cache, or None."""
-    from ..llm import ENV_BASE_URL, get_llm
+    from ..config import settings
+    from ..llm import get_llm
 
-    if not (os.environ.get(ENV_BASE_URL) or "").strip():
+    if not settings().endpoint_configured:
         return None
     return get_llm("openai", cache=True)
 

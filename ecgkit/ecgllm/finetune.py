@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..config import cache_dir
+from ..cache import key as cache_key
+from ..config import ProfileSettings, cache_dir
+from ..config import settings as environment
 from .prompts import SYSTEM, training_messages
 from ..versions import VERSIONS
 
@@ -49,7 +51,7 @@ TRAINING_FILE = "training.json"
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(ProfileSettings):
     """LoRA and optimisation hyperparameters (part of the adapter's cache key).
 
     ``target_modules``: module names or ``"all-linear"`` (every linear layer of the transformer
@@ -79,18 +81,15 @@ class LoraSettings:
     eval_every: int | None = 5
     seed: int = 0
 
-    @classmethod
-    def for_profile(cls, profile: str, **overrides) -> "LoraSettings":
-        """``quick``: rank 8 on the top 4 blocks, 1.5 epochs in batches of 4 at a high learning rate
-        (2e-3), short chats (CPU minutes; the held-out loss measured every 5 steps).
-        ``full``: a QLoRA run of the paper's kind (rank 16 on every block, three epochs, 1,024
-        tokens, effective batch 16; the held-out loss every 50 steps)."""
-        base = {
-            "quick": dict(top_layers=4, batch_size=4, epochs=1.5),
-            "full": dict(r=16, alpha=32, top_layers=None, learning_rate=2e-4, epochs=3.0, batch_size=4,
-                         gradient_accumulation=4, max_length=1024, gradient_checkpointing=True, eval_every=50),
-        }[profile]
-        return cls(**{**base, **overrides})
+    #: ``quick``: rank 8 on the top 4 blocks, 1.5 epochs in batches of 4 at a high learning rate
+    #: (2e-3), short chats (CPU minutes; the held-out loss measured every 5 steps). ``full``: a QLoRA
+    #: run of the paper's kind (rank 16 on every block, three epochs, 1,024 tokens, effective batch
+    #: 16; the held-out loss every 50 steps).
+    PROFILES = {
+        "quick": dict(top_layers=4, batch_size=4, epochs=1.5),
+        "full": dict(r=16, alpha=32, top_layers=None, learning_rate=2e-4, epochs=3.0, batch_size=4,
+                     gradient_accumulation=4, max_length=1024, gradient_checkpointing=True, eval_every=50),
+    }
 
 
 @dataclass
@@ -264,17 +263,16 @@ def finetune(base, items: Sequence[dict], settings: LoraSettings = LoraSettings(
     chats = [training_messages(item, system) for item in items]
     eval_chats = [training_messages(item, system) for item in eval_items or ()]
     base_name = _base_name(base)
-    spec = {"version": FORMAT_VERSION, "base": base_name, "data": _data_hash(chats),
+    spec = {"base": base_name, "data": _data_hash(chats),
             "eval_data": _data_hash(eval_chats) if eval_chats else None,
-            "settings": dataclasses.asdict(settings),
-            "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+            "settings": dataclasses.asdict(settings)}
+    key = cache_key("ecgllm_adapter", spec)
     target = cache_dir("ecgllm", "adapters") / key
     if cache and (target / TRAINING_FILE).is_file():
         info = json.loads((target / TRAINING_FILE).read_text())
         return FinetuneResult(**{**info, "adapter_dir": target, "cached": True})
 
-    threads = threads or int(os.environ.get("ECGKIT_LLM_THREADS") or 0) or None
+    threads = threads or environment().llm_threads
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

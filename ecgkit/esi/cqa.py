@@ -31,13 +31,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import cache_dir
-from ..config import profile as active_profile
+from ..config import ProfileSettings, cache_dir
 from ..versions import VERSIONS
 
 __all__ = [
     "QUESTION", "REPHRASINGS", "SYSTEM", "RETRIEVAL_SETTINGS", "PAPER_RETRIEVAL",
-    "MAX_NEW_TOKENS", "ptbxl_statements", "report_statements", "dataset_statements",
+    "MAX_NEW_TOKENS", "CqaSettings", "ptbxl_statements", "report_statements", "dataset_statements",
     "record_statements", "expert_cards", "statement_cards", "retrieve_excluding",
     "cqa_prompt", "describe_statements", "record_text", "cqa_texts", "evaluation_items", "bertscore",
     "cqa_ablation", "with_paper",
@@ -63,7 +62,17 @@ RETRIEVAL_SETTINGS = {"none": (), "documents": ("documents",), "expert": ("exper
 PAPER_RETRIEVAL = {"none": "no textbook", "documents": "one textbook", "expert": "one textbook",
                    "documents + expert": "both textbooks"}
 #: max_new_tokens per profile: short answers on a CPU, a paragraph with a GPU or an endpoint.
-MAX_NEW_TOKENS = {"quick": 80, "full": 192}
+@dataclass(frozen=True)
+class CqaSettings(ProfileSettings):
+    """Description length per profile."""
+
+    max_new_tokens: int = 80
+
+    PROFILES = {"full": dict(max_new_tokens=192)}
+
+
+#: description length per profile
+MAX_NEW_TOKENS = {name: CqaSettings.for_profile(name).max_new_tokens for name in ("quick", "full")}
 DEFAULT_COLLECTIONS = ("documents", "expert")
 #: Bumped when the prompt assembly or the cleaning of answers changes (part of the cache key).
 FORMAT_VERSION = VERSIONS["cqa"]
@@ -306,14 +315,16 @@ def _index_identity(index) -> str:
 
 def description_key(request: Request, llm_name: str, index_id: str, max_new_tokens: int,
                     system: str) -> str:
-    """sha256 of every input of a description (statement text, wording, retrieval, LLM, length)."""
-    spec = {"format": FORMAT_VERSION, "condition": request.condition, "template": request.template,
+    """The cache key (:func:`ecgkit.cache.key`, ``cqa``) of every input of a description (statement text, wording, retrieval, LLM, length)."""
+    spec = {"condition": request.condition, "template": request.template,
             "system": system, "collections": list(request.collections),
             "top_k": int(request.top_k) if request.collections else 0,
             "exclude": sorted(request.exclude) if request.collections else [],
             "index": index_id if request.collections else "", "llm": llm_name,
             "max_new_tokens": int(max_new_tokens)}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    from ..cache import key
+
+    return key("cqa", spec)
 
 
 class DescriptionCache:
@@ -434,7 +445,7 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
 
 
 def _tokens(max_new_tokens, profile) -> int:
-    return int(max_new_tokens or MAX_NEW_TOKENS[active_profile(profile)])
+    return int(CqaSettings.for_profile(profile, max_new_tokens=max_new_tokens or None).max_new_tokens)
 
 
 def describe_statements(statements, llm=None, index=None, top_k: int = 2,

@@ -12,13 +12,13 @@ the ablations and curves with one seed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..config import profile as active_profile
+from ..config import ProfileSettings
 from .downstream import (Task, class_prompts, embed, identification, macro_auc, misaligned, probe_task,
                          subsample, supervised_task, zero_shot_task)
 from .encoder import ecg_encoder
@@ -27,34 +27,41 @@ from .train import ESIConfig, QUICK_PRETRAIN, TrainConfig, fingerprint, pretrain
 #: the quick profile's budget: optimizer steps of batch 32 for every pretraining run
 QUICK_STEPS = 160
 
-SETTINGS = {
-    "quick": {
-        "seeds": 3,
-        "pretrain": replace(QUICK_PRETRAIN, max_steps=QUICK_STEPS),
-        "finetune": None,                 # no fine-tuning in the quick profile (linear probe only)
-        "max_pretrain_records": None,
-        "ablation_fraction": 1.0,
-        "ablation_seeds": 1,
-        "sizes": (0.1, 0.3, 1.0),
-        "misalignment": (0.0, 0.5, 1.0),
-        "finetune_all_tasks": False,
-        "identification_patients": 200,   # patients with two records per identification set (seeded)
-        "n_boot": 1000,
-    },
-    "full": {
-        "seeds": 5,
-        "pretrain": TrainConfig(),
-        "finetune": TrainConfig(epochs=30, warmup_epochs=5, decay_every=10, lr=1e-4, batch_size=64),
-        "max_pretrain_records": None,
-        "ablation_fraction": 1.0,
-        "ablation_seeds": 5,
-        "sizes": (0.1, 0.25, 0.5, 1.0),
-        "misalignment": (0.0, 0.25, 0.5, 0.75, 1.0),
-        "finetune_all_tasks": True,
-        "identification_patients": None,
-        "n_boot": 1000,
-    },
-}
+@dataclass(frozen=True)
+class ExperimentSettings(ProfileSettings):
+    """The chapter's experiment plan (the full profile's as defaults; :data:`SETTINGS`)."""
+
+    seeds: int = 5
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
+        epochs=30, warmup_epochs=5, decay_every=10, lr=1e-4, batch_size=64))
+    max_pretrain_records: int | None = None
+    ablation_fraction: float = 1.0
+    ablation_seeds: int = 5
+    sizes: tuple = (0.1, 0.25, 0.5, 1.0)
+    misalignment: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
+    finetune_all_tasks: bool = True
+    identification_patients: int | None = None   # patients with two records per identification set (seeded)
+    n_boot: int = 1000
+
+    PROFILES = {"quick": dict(
+        seeds=3,
+        pretrain=replace(QUICK_PRETRAIN, max_steps=QUICK_STEPS),
+        finetune=None,                 # no fine-tuning in the quick profile (linear probe only)
+        ablation_seeds=1,
+        sizes=(0.1, 0.3, 1.0),
+        misalignment=(0.0, 0.5, 1.0),
+        finetune_all_tasks=False,
+        identification_patients=200,
+    )}
+
+    def as_dict(self) -> dict:
+        """The settings as a dictionary (the training configurations kept as objects)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: the plan per profile, as dictionaries
+SETTINGS = {name: ExperimentSettings.for_profile(name).as_dict() for name in ("quick", "full")}
 
 
 def scaled(config: TrainConfig, epochs: int | None) -> TrainConfig:
@@ -70,11 +77,10 @@ def settings(profile: str | None = None, epochs: int | None = None, finetune_epo
              steps: int | None = None, **overrides) -> dict:
     """The profile's settings with ``overrides`` (None values ignored); ``epochs`` and
     ``finetune_epochs`` rescale the schedules (:func:`scaled`); ``steps`` sets the step budget."""
-    base = dict(SETTINGS[active_profile(profile)])
-    unknown = set(overrides) - set(base)
-    if unknown:
-        raise KeyError(f"unknown ESI settings {sorted(unknown)}; known: {sorted(base)}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        base = ExperimentSettings.for_profile(profile, **overrides).as_dict()
+    except TypeError as error:
+        raise KeyError(str(error)) from None
     base["pretrain"] = scaled(base["pretrain"], epochs)
     if steps:
         base["pretrain"] = replace(base["pretrain"], max_steps=int(steps))

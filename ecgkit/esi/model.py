@@ -18,8 +18,6 @@ repeated as the decoder's memory, per-process negatives); the tests prove each p
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -217,7 +215,9 @@ def text_features(texts: Sequence[str], name=None, max_length: int = 128, batch_
     stamp = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*")
                    if p.is_file() and p.suffix in {".safetensors", ".bin", ".json", ".txt"})
     unique = sorted(set(texts))
-    key = hashlib.sha256(json.dumps([str(folder), stamp, max_length, unique]).encode()).hexdigest()[:20]
+    from ..cache import key as cache_key
+
+    key = cache_key("esi_text_features", [str(folder), stamp, max_length, unique])
     path = cache_dir("esi", "text_features") / f"{key}.npy"
     if path.is_file():
         table = np.load(path)

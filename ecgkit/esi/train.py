@@ -16,11 +16,10 @@ the model for ``model(batch)["loss"]`` and does the rest.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,9 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..config import cache_dir
-from ..config import profile as active_profile
+from ..cache import key as cache_key
+from ..config import ProfileSettings, cache_dir
 from .encoder import ConvNeXt1D, ecg_encoder
+from ..hashing import content_sha256
 from ..versions import VERSIONS
 
 FORMAT_VERSION = VERSIONS["esi_train"]
@@ -40,8 +40,12 @@ FORMAT_VERSION = VERSIONS["esi_train"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. The defaults are the paper's (full profile)."""
+class TrainConfig(ProfileSettings):
+    """Optimisation settings. The defaults are the paper's (full profile); the quick profile's
+    pretraining: 6 epochs, 1 of warm-up, x0.1 after 4 (the paper: 30, 5, every 10), a higher
+    learning rate (a small encoder from scratch), batches of 32."""
+
+    PROFILES = {"quick": dict(epochs=6, warmup_epochs=1, decay_every=4, lr=1e-3, batch_size=32)}
 
     epochs: int = 30
     warmup_epochs: int = 5
@@ -55,15 +59,9 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None    # a fixed budget of optimizer steps (epochs then only shape the schedule)
 
-    @classmethod
-    def for_profile(cls, profile: str | None = None, **overrides) -> "TrainConfig":
-        base = {"full": cls(), "quick": QUICK_PRETRAIN}[active_profile(profile)]
-        return replace(base, **overrides)
 
-
-#: the quick profile's pretraining: 6 epochs, 1 of warm-up, x0.1 after 4 (the paper: 30, 5, every 10),
-#: a higher learning rate (a small encoder from scratch on a few hundred records), batches of 32
-QUICK_PRETRAIN = TrainConfig(epochs=6, warmup_epochs=1, decay_every=4, lr=1e-3, batch_size=32)
+#: the quick profile's pretraining settings
+QUICK_PRETRAIN = TrainConfig.for_profile("quick")
 
 
 def total_steps(steps_per_epoch: int, config: TrainConfig) -> int:
@@ -135,19 +133,8 @@ class EpochSampler(Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def fingerprint(*parts) -> str:
-    """sha256 over arrays (their bytes, shape, dtype) and JSON-able values."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, (np.ndarray, torch.Tensor)):
-            arr = part.detach().cpu().numpy() if isinstance(part, torch.Tensor) else part
-            h.update(json.dumps([list(arr.shape), str(arr.dtype)]).encode())
-            flat = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
-            for i in range(0, len(flat), 256):  # memmaps in blocks
-                h.update(np.ascontiguousarray(flat[i:i + 256]).tobytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return h.hexdigest()
+#: sha256 over arrays and JSON-able values (the content part of a run's key)
+fingerprint = content_sha256
 
 
 def run_folder(kind: str, spec: dict, data: str, config: TrainConfig) -> Path:
@@ -155,8 +142,8 @@ def run_folder(kind: str, spec: dict, data: str, config: TrainConfig) -> Path:
     train = {**asdict(config), "mixed_precision": resolve_precision(config.mixed_precision)}
     if train["max_steps"] is None:   # runs without a step budget keep their earlier keys
         del train["max_steps"]
-    key = fingerprint({"kind": kind, "spec": spec, "data": data, "train": train, "format": FORMAT_VERSION})
-    return cache_dir("esi", "runs") / f"{kind}-{key[:16]}"
+    key = cache_key("esi_train", {"kind": kind, "spec": spec, "data": data, "train": train})
+    return cache_dir("esi", "runs") / f"{kind}-{key}"
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -340,7 +327,7 @@ def fit(model: torch.nn.Module, data: Dataset, config: TrainConfig, run_dir: str
 
 
 @dataclass(frozen=True)
-class ESIConfig:
+class ESIConfig(ProfileSettings):
     """The model's settings. Defaults: the quick profile's small model; :meth:`for_profile`."""
 
     variant: str = "small"
@@ -356,13 +343,9 @@ class ESIConfig:
     caption_weight: float = 1.0
     drop_path: float = 0.0
 
-    @classmethod
-    def for_profile(cls, profile: str | None = None, **overrides) -> "ESIConfig":
-        base = {"quick": cls(),
-                "full": cls(variant="tiny", text_trainable_layers=-1, embed_dim=256, decoder_width=512,
-                            decoder_layers=4, decoder_heads=8, max_text_tokens=256,
-                            max_caption_tokens=128, drop_path=0.1)}[active_profile(profile)]
-        return replace(base, **overrides)
+    PROFILES = {"full": dict(variant="tiny", text_trainable_layers=-1, embed_dim=256, decoder_width=512,
+                             decoder_layers=4, decoder_heads=8, max_text_tokens=256,
+                             max_caption_tokens=128, drop_path=0.1)}
 
 
 @dataclass
