@@ -81,6 +81,16 @@ class Results:
     captions: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     folder: Path | None = None
+    predictions_files: dict = field(default_factory=dict)
+
+    def predictions(self, name: str) -> pd.DataFrame:
+        """The per-record predictions ``name`` recorded beside the results file (CSV)."""
+        if name not in self.predictions_files:
+            raise KeyError(f"{self.notebook} recorded no predictions {name!r} "
+                           f"(it has {sorted(self.predictions_files)})")
+        entry = self.predictions_files[name]
+        frame = pd.read_csv(Path(self.folder or results_dir()) / entry["file"])
+        return frame.set_index(entry["index"]) if entry.get("index") else frame
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self.tables:
@@ -99,6 +109,7 @@ class Recorder:
     def __init__(self, notebook: str, dataset: str, profile: str, seed: int, **info):
         self.results = Results(notebook, {"notebook": notebook, "dataset": dataset,
                                           "profile": profile, "seed": seed, **info})
+        self._predictions: dict[str, tuple[pd.DataFrame, str]] = {}
 
     def metric(self, name: str, value, **info) -> None:
         self.results.metrics[name] = {"value": _plain(value), **_plain(info)}
@@ -107,6 +118,17 @@ class Recorder:
         self.results.tables[name] = frame
         self.results.captions[name] = caption
         return frame
+
+    def predictions(self, name: str, frame: pd.DataFrame, caption: str = "") -> pd.DataFrame:
+        """Per-record predictions (one row per record, or per record and configuration), written
+        beside the results file as ``predictions/<notebook>/<name>.csv`` when the results are
+        saved, so that an evaluation can be redone without rerunning the model."""
+        self._predictions[name] = (frame, caption)
+        return frame
+
+    def artefact(self, name: str, key: str, **info) -> None:
+        """The cache key of an artefact this notebook used (a trained model, a dataset, an index)."""
+        self.results.info.setdefault("artefacts", {})[name] = {"key": str(key), **_plain(info)}
 
     def figure(self, name: str, fig, caption: str = "", directory: str | Path | None = None):
         """Save a figure that carries a result (``<results>/figures/<notebook>_<name>.png``) so that the
@@ -134,12 +156,25 @@ class Recorder:
                               "data": _plain(frame.to_numpy(dtype=object).tolist())}
                        for name, frame in r.tables.items()},
             "figures": r.figures,
+            "predictions": self._save_predictions(directory),
         }
         path = directory / f"{r.notebook}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
         tmp.replace(path)
         return path
+
+
+    def _save_predictions(self, directory: Path) -> dict:
+        entries = {}
+        for name, (frame, caption) in self._predictions.items():
+            file = f"predictions/{self.results.notebook}/{name}.csv"
+            (directory / file).parent.mkdir(parents=True, exist_ok=True)
+            index = [n for n in frame.index.names if n is not None]
+            (frame.reset_index() if index else frame).to_csv(directory / file, index=False)
+            entries[name] = {"file": file, "rows": len(frame), "index": index, "caption": caption}
+        self.results.predictions_files = entries
+        return entries
 
 
 def load_results(notebook: str, directory: str | Path | None = None) -> Results:
@@ -161,7 +196,8 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
         frame = pd.DataFrame(t["data"], index=index, columns=columns)
         tables[name] = frame.infer_objects()
         captions[name] = t.get("caption", "")
-    return Results(notebook, doc["info"], doc["metrics"], tables, captions, doc.get("figures", {}), directory)
+    return Results(notebook, doc["info"], doc["metrics"], tables, captions, doc.get("figures", {}), directory,
+                   doc.get("predictions", {}))
 
 
 def paper_numbers(paper: str | None = None, table: str | None = None) -> pd.DataFrame:

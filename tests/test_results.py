@@ -117,3 +117,21 @@ def test_chapter_map_names_records_and_quick_cost_sums_the_recorded_times(tmp_pa
     assert table["records"].tolist() == ["500 + 600", "–"] and table["profile"].tolist() == ["quick", "–"]
     text = quick_cost(results, tmp_path)
     assert "**20 minutes**" in text and "00_a 20.0 min" in text and "No time is recorded for: 01 · Bee" in text
+
+
+def test_per_record_predictions_and_artefact_keys_are_saved_beside_the_results(tmp_path):
+    rec = Recorder("99_demo", dataset="toy", profile="quick", seed=0)
+    probs = pd.DataFrame({"NORM": [0.9, 0.2], "MI": [0.1, 0.7]},
+                         index=pd.MultiIndex.from_tuples([("Base", 11), ("Base", 12)],
+                                                         names=["configuration", "record"]))
+    rec.predictions("label_probabilities", probs, caption="P(yes) per record")
+    rec.artefact("adapter", "abc123", base="SmolLM2")
+    rec.save(tmp_path)
+    assert (tmp_path / "predictions" / "99_demo" / "label_probabilities.csv").is_file()
+    loaded = load_results("99_demo", tmp_path)
+    back = loaded.predictions("label_probabilities")
+    assert list(back.index.names) == ["configuration", "record"]
+    assert back.loc[("Base", 12), "MI"] == 0.7
+    assert loaded.info["artefacts"]["adapter"] == {"key": "abc123", "base": "SmolLM2"}
+    with pytest.raises(KeyError, match="no predictions 'answers'"):
+        loaded.predictions("answers")
