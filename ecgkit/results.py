@@ -110,6 +110,7 @@ class Recorder:
         self.results = Results(notebook, {"notebook": notebook, "dataset": dataset,
                                           "profile": profile, "seed": seed, **info})
         self._predictions: dict[str, tuple[pd.DataFrame, str]] = {}
+        book_style()   # a notebook that records for the book shows every table in the book's style
 
     def metric(self, name: str, value, **info) -> None:
         self.results.metrics[name] = {"value": _plain(value), **_plain(info)}
@@ -481,6 +482,32 @@ TABLE_CSS = (
 def show_frame(frame: pd.DataFrame, caption: str = "", **options) -> Table:
     """Any table in the book's style (see :class:`Table`)."""
     return Table(frame, caption, **options)
+
+
+def _book_html(frame) -> str | None:
+    try:
+        return show_frame(frame if isinstance(frame, pd.DataFrame) else frame.to_frame()).to_html()
+    except Exception:      # an unusual frame: IPython falls back to pandas' own rendering
+        return None
+
+
+def book_style(shell=None) -> bool:
+    """Render every DataFrame and Series an IPython kernel displays through :func:`show_frame` (no raw
+    NaN, the book's precision, escaped text). Called by :class:`Recorder`; False outside IPython."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(pd.DataFrame, _book_html)
+    formatters["text/html"].for_type(pd.Series, _book_html)
+    formatters["text/plain"].for_type(pd.Series, lambda s, p, cycle: p.text(repr(s.to_frame().fillna("–"))))
+    formatters["text/plain"].for_type(pd.DataFrame, lambda f, p, cycle: p.text(repr(f.fillna("–"))))
+    return True
 
 
 def show_figure(results: Results, name: str):

@@ -135,3 +135,18 @@ def test_per_record_predictions_and_artefact_keys_are_saved_beside_the_results(t
     assert loaded.info["artefacts"]["adapter"] == {"key": "abc123", "base": "SmolLM2"}
     with pytest.raises(KeyError, match="no predictions 'answers'"):
         loaded.predictions("answers")
+
+
+def test_book_style_renders_displayed_frames_without_raw_nan():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ecgkit.results import book_style
+
+    shell = InteractiveShell.instance()
+    assert book_style(shell)
+    frame = pd.DataFrame({"AUROC": [0.5123, np.nan], "note": ["<your reasoning>", "ok"]}, index=["a", "b"])
+    data, _ = shell.display_formatter.format(frame)
+    assert "NaN" not in data["text/html"] and "&lt;your reasoning&gt;" in data["text/html"]
+    assert "NaN" not in data["text/plain"]
+    series, _ = shell.display_formatter.format(frame["AUROC"])
+    assert "NaN" not in series["text/html"] and "NaN" not in series["text/plain"]
