@@ -355,15 +355,6 @@ def macro_auroc_bootstrap(y_true: pd.DataFrame, probs: list, n_boot: int = 1000,
     return estimate, reps
 
 
-def _interval(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    valid = np.isfinite(reps)
-    low = np.array([np.quantile(reps[valid[:, j], j], alpha / 2) if valid[:, j].any() else np.nan
-                    for j in range(reps.shape[1])])
-    high = np.array([np.quantile(reps[valid[:, j], j], 1 - alpha / 2) if valid[:, j].any() else np.nan
-                     for j in range(reps.shape[1])])
-    return low, high, valid.sum(axis=0)
-
-
 def percentile_interval(reps: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of bootstrap replicates ``reps`` (n_boot, K): the percentile interval's low and
     high ends over the finite replicates (NaN when none) and how many replicates were finite."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import results_dir
+from .config import project_root, results_dir
 
 VERSIONED = ("ecgkit", "numpy", "pandas", "scipy", "torch", "wfdb", "neurokit2", "transformers",
              "scikit-learn")
@@ -41,7 +41,6 @@ def source_commit() -> str | None:
     outside a git checkout."""
     import subprocess
 
-    from .config import project_root
 
     root = project_root(Path(__file__).resolve().parent)
     try:
@@ -383,7 +382,7 @@ class Table:
             if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
                 decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float),
                                                       keep_exact="paper" in _label(c).lower())
-        out_cols, kinds = [], []
+        out_cols = []
         for c in columns:
             label = _label(c)
             if label in in_interval:
@@ -560,7 +559,6 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
     where it has not run yet)."""
     import yaml
 
-    from .config import project_root
 
     root = Path(root) if root else project_root()
     directory = Path(directory) if directory else results_dir()
@@ -628,7 +626,17 @@ pattern polygon polyline radialgradient rect stop symbol text tspan use foreigno
 mrow msub msup mfrac msqrt mtext mspace semantics annotation""".split())
 PLACEHOLDER = re.compile(r"\((?:planned|next)\)|\bTODO\b|\bTBD\b|\bplanned\b", re.IGNORECASE)
 RAW_MISSING = re.compile(r"(?<![\w.])(?:nan|NaN|<NA>|NaT)(?![\w(])")
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:work|root|home)/[\w./-]*")
+#: where users' files live on any machine, besides the build machine's own folders (:func:`machine_paths`)
+USER_FOLDERS = ("/home", "/root", "/Users")
+
+
+def machine_paths(root: str | Path | None = None) -> re.Pattern:
+    """An absolute path of the build machine in text: under the book's root (and the folder that
+    holds it), the home folder, or a usual users' folder."""
+    root = Path(root) if root is not None else project_root(Path(__file__).resolve().parent)
+    prefixes = sorted({str(root), str(root.parent), str(Path.home()), *USER_FOLDERS} - {"/"}, key=len, reverse=True)
+    alternatives = "|".join(re.escape(p.rstrip("/")) for p in prefixes)
+    return re.compile(rf"(?<![\w.:/~-])(?:{alternatives})/[\w./-]*")
 
 
 def scan_html(folder: str | Path) -> list[str]:
@@ -639,6 +647,7 @@ def scan_html(folder: str | Path) -> list[str]:
     from bs4 import BeautifulSoup
 
     folder = Path(folder)
+    absolute = machine_paths()
     problems = []
     pages = sorted(p for p in folder.rglob("*.html")
                    if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
@@ -666,6 +675,6 @@ def scan_html(folder: str | Path) -> list[str]:
             for match in RAW_MISSING.finditer(chunk):
                 problems.append(f"{name}: raw {match.group(0)!r} in an {where} "
                                 f"({chunk[max(0, match.start() - 40):match.end() + 40]!r})")
-        for match in ABSOLUTE_PATH.finditer(article.get_text(" ")):
+        for match in absolute.finditer(article.get_text(" ")):
             problems.append(f"{name}: absolute path {match.group(0)!r}")
     return list(dict.fromkeys(problems))

@@ -35,12 +35,13 @@ def test_no_environment_reads_outside_config():
         assert "os.environ" not in (ROOT / name).read_text(), name
 
 
-def test_settings_from_env():
-    s = Settings.from_env({"ECGKIT_PROFILE": "full", "ECGKIT_LLM_THREADS": " 3 ", "ECGKIT_CACHE": "/tmp/c",
+def test_settings_from_env(tmp_path):
+    cache, ratings = tmp_path / "cache", tmp_path / "ratings"
+    s = Settings.from_env({"ECGKIT_PROFILE": "full", "ECGKIT_LLM_THREADS": " 3 ", "ECGKIT_CACHE": str(cache),
                            "ECGKIT_LLM_BASE_URL": "http://x/v1", "ECGKIT_LLM_API_KEY": "secret",
-                           "ECGKIT_PTBXL_URL": "http://mirror/", "ECGKIT_ECGLLM_RATINGS": "/r"})
-    assert (s.profile, s.llm_threads, s.cache, s.endpoint_configured) == ("full", 3, Path("/tmp/c"), True)
-    assert (s.ptbxl_url, s.ecgllm_ratings) == ("http://mirror/", "/r")
+                           "ECGKIT_PTBXL_URL": "http://mirror/", "ECGKIT_ECGLLM_RATINGS": str(ratings)})
+    assert (s.profile, s.llm_threads, s.cache, s.endpoint_configured) == ("full", 3, cache, True)
+    assert (s.ptbxl_url, s.ecgllm_ratings) == ("http://mirror/", str(ratings))
     assert "secret" not in repr(s)
     empty = Settings.from_env({"ECGKIT_LLM_BASE_URL": "  ", "ECGKIT_LLM_THREADS": ""})
     assert not empty.endpoint_configured and empty.llm_threads is None and empty.profile == "quick"
