@@ -154,18 +154,28 @@ class ProfileSettings:
 
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides):
-        """The class defaults, then the profile's values, then ``overrides`` (``None`` ones dropped)."""
+        """The class defaults, then the profile's values (under ``make smoke``, the full profile's
+        toy sizes of :data:`ecgkit.smoke.LIBRARY`), then ``overrides`` (``None`` ones dropped)."""
         name = _profile_name(profile or settings().profile)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        values = {**cls.PROFILES.get(name, {}),
+        values = {**cls.PROFILES.get(name, {}), **_smoke_sizes(cls.__name__, name),
                   **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**values)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _smoke_sizes(settings_class: str, profile_name: str) -> dict:
+    """The toy sizes ``make smoke`` gives a settings class in the full profile (else none)."""
+    if profile_name != "full" or not settings().smoke:
+        return {}
+    from .smoke import LIBRARY
+
+    return dict(LIBRARY.get(settings_class, {}))
 
 
 def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:

@@ -8,8 +8,8 @@ typo in a full-only branch shows here, not hours into a GPU job.
 The toy sizes live in this module only:
 
 * :data:`NOTEBOOKS`: the notebooks' own parameters (papermill), per chapter;
-* :data:`LIBRARY`: the few sizes no notebook parameter reaches, read by the settings modules
-  through :func:`overrides` when ``ECGKIT_SMOKE=1`` (set by this run).
+* :data:`LIBRARY`: the few sizes no notebook parameter reaches, per settings class, applied by
+  :meth:`ecgkit.config.ProfileSettings.for_profile` when ``ECGKIT_SMOKE=1`` (set by this run).
 
 :func:`run` also starts the stand-in endpoint (:mod:`ecgkit.standin`) and points
 ``ECGKIT_LLM_BASE_URL`` at it, trains ESI and a LoRA adapter with ``accelerate launch
@@ -32,15 +32,19 @@ import textwrap
 import time
 from pathlib import Path
 
-__all__ = ["ENV", "active", "overrides", "LIBRARY", "NOTEBOOKS", "notebook_parameters", "branches",
+__all__ = ["ENV", "active", "LIBRARY", "NOTEBOOKS", "notebook_parameters", "branches",
            "multiprocess_check", "step_architectures", "toy_ptbxl", "run"]
 
 ENV = "ECGKIT_SMOKE"
 
-#: sizes no notebook parameter reaches (applied only when :func:`active`)
+#: the full profile's toy sizes where no notebook parameter reaches, by settings class
+#: (:meth:`ecgkit.config.ProfileSettings.for_profile` applies them when :func:`active`; explicit
+#: overrides still win). Sizes only: the branches stay the full profile's (LoRA keeps gradient
+#: accumulation and checkpointing on every block, the delineator the full architecture).
 LIBRARY = {
-    "delineator": dict(n_records=8, epochs=1),         # alfred.delineation.PROFILES["full"]
-    "synthetic_records": 160,                          # data.sources.SYNTHETIC_RECORDS["full"]
+    "DelineatorSettings": dict(n_records=8, epochs=1),     # alfred.delineation (full: 2,000 records, 15 epochs)
+    "CohortSettings": dict(n_records=160),                 # data.sources (full: 5,000 synthetic records)
+    "LoraSettings": dict(batch_size=1, gradient_accumulation=2),   # ecgllm.finetune (full: 4 x 4)
 }
 
 #: per notebook (prefix): papermill parameters that shrink the sizes, never the branches
@@ -55,8 +59,8 @@ NOTEBOOKS = {
                max_pretrain_records=32, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
     "06": dict(n_examples=2),
     "07": dict(n_train=8, max_steps=2, n_heldout=4),
-    "08": dict(n_mcq=4, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
-    "09": dict(n_synthetic=80, batch_size=16, pretrain_steps=2, finetune_steps=2, joint_steps=2,
+    "08": dict(n_mcq=2, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
+    "09": dict(n_synthetic=80, batch_size=4, pretrain_steps=2, finetune_steps=2, joint_steps=2,
                n_boot=50, n_explained=1),
 }
 
@@ -66,14 +70,6 @@ def active() -> bool:
     from .config import settings
 
     return settings().smoke
-
-
-def overrides(name: str, default=None):
-    """The smoke size ``name`` from :data:`LIBRARY` when smoke is on, else ``default``
-    (``{}`` for a table of settings)."""
-    if not active():
-        return default
-    return LIBRARY[name]
 
 
 #: real PTB-XL records kept per fold and superclass in the smoke run's subset (:func:`toy_ptbxl`)

@@ -77,19 +77,26 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
 
     monkeypatch.delenv(smoke.ENV, raising=False)
     assert delineator_config("full")["n_records"] == PROFILES["full"]["n_records"]
-    assert smoke.overrides("synthetic_records") is None
+    assert sources.CohortSettings.for_profile("full").n_records == sources.SYNTHETIC_RECORDS["full"]
     monkeypatch.setenv(smoke.ENV, "0")
     assert not smoke.active()
     monkeypatch.setenv(smoke.ENV, "1")
     config = delineator_config("full")
-    assert config["n_records"] == smoke.LIBRARY["delineator"]["n_records"] < PROFILES["full"]["n_records"]
+    assert config["n_records"] == smoke.LIBRARY["DelineatorSettings"]["n_records"] < PROFILES["full"]["n_records"]
     assert config["epochs"] == 1
     assert delineator_config("full", epochs=3)["epochs"] == 3          # explicit overrides still win
+    from ecgkit.ecgllm.finetune import LoraSettings
+
+    lora, paper = LoraSettings.for_profile("full"), LoraSettings.PROFILES["full"]
+    assert lora.batch_size * lora.gradient_accumulation < paper["batch_size"] * paper["gradient_accumulation"]
+    # sizes only: the full profile's branches (accumulation, checkpointing, every block, rank 16) stay
+    assert lora.gradient_accumulation > 1 and lora.gradient_checkpointing and lora.top_layers is None and lora.r == 16
     seen = {}
     monkeypatch.setattr("ecgkit.synthetic.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
     with pytest.raises(ZeroDivisionError):
         sources.load_synthetic(profile="full")
-    assert seen["n"] == smoke.LIBRARY["synthetic_records"]
+    assert seen["n"] == smoke.LIBRARY["CohortSettings"]["n_records"]
+    assert sources.CohortSettings.for_profile("quick").n_records == sources.SYNTHETIC_RECORDS["quick"]
 
 
 def test_every_notebook_gets_the_full_profile_and_known_parameters():

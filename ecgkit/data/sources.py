@@ -32,9 +32,6 @@ def load_synthetic(n_records: int | None = None, seed: int = 0, rate: int = 100,
     """The synthetic cohort (generated once per size and seed, then cached)."""
     from ..synthetic import synthetic_cohort
 
-    from ..smoke import overrides as smoke_sizes   # toy sizes under `make smoke`
-
-    n_records = n_records or smoke_sizes("synthetic_records") or None
     n_records = CohortSettings.for_profile(profile, n_records=n_records).n_records
     path = synthetic_cohort(n_records=n_records, seed=seed)
     return load_ptbxl(path, rate, name=f"synthetic-{n_records}-seed{seed}", **kwargs)

@@ -133,9 +133,6 @@ def read_delineator(folder: str | os.PathLike) -> UNet1D:
 
 def delineator_config(profile: str | None = None, seed: int = 0, **overrides) -> dict:
     """The training configuration of a profile's delineator (:class:`DelineatorSettings`)."""
-    from ...smoke import overrides as smoke_sizes   # toy sizes under `make smoke`
-
-    overrides = {**smoke_sizes("delineator", {}), **overrides}
     return {**DelineatorSettings.for_profile(profile, **overrides).as_dict(), "seed": int(seed)}
 
 
