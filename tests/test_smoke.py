@@ -86,7 +86,7 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     assert config["epochs"] == 1
     assert delineator_config("full", epochs=3)["epochs"] == 3          # explicit overrides still win
     seen = {}
-    monkeypatch.setattr("ecgkit.synthetic.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
+    monkeypatch.setattr("ecgkit.data.sources.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
     with pytest.raises(ZeroDivisionError):
         sources.load_synthetic(profile="full")
     assert seen["n"] == smoke.LIBRARY["synthetic_records"]
