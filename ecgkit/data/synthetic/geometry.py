@@ -62,6 +62,7 @@ def rotation(ax: float, ay: float, az: float) -> np.ndarray:
 
 
 def rotations_z(angles: np.ndarray) -> np.ndarray:
+    """Rotation matrices (b, 3, 3) about Z (the frontal plane) by ``angles`` (radians)."""
     c, s = np.cos(angles), np.sin(angles)
     r = np.zeros((angles.size, 3, 3))
     r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1], r[:, 2, 2] = c, -s, s, c, 1.0

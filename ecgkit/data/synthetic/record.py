@@ -12,6 +12,7 @@ from .noise import electrode_noise
 from .render import DURATION, FS, af_waves, beats, render
 from .write import digital
 
+#: The fiducial points per beat (and lead), in samples.
 FIDUCIAL_COLUMNS = ("p_on", "p_peak", "p_off", "qrs_on", "r_peak", "qrs_off", "t_peak", "t_off")
 
 

@@ -10,6 +10,7 @@ from scipy.special import expit
 from .geometry import rotations_z, unit
 from .morphology import EDGE, Morph
 
+#: Records are rendered at FS Hz for DURATION seconds (the 100 Hz copies are decimated).
 FS = 500
 DURATION = 10.0
 
