@@ -7,7 +7,7 @@ import sys
 COMMANDS = {
     "reproduce": ("ecgkit.reproduce", "execute the notebooks with papermill"),
     "download-ptbxl": ("ecgkit.data.download", "fetch PTB-XL from PhysioNet (checksums, resume)"),
-    "synth": ("ecgkit.synthetic", "write the synthetic cohort in PTB-XL layout"),
+    "synth": ("ecgkit.data.synthetic", "write the synthetic cohort in PTB-XL layout"),
     "models": ("ecgkit.models", "prepare or locate the local models"),
     "bench": ("ecgkit.benchmarks", "run the benchmarks"),
     "diagnose": ("ecgkit.alfred.report", "ALFRED report for ECG records (delineation, features, rules, LLM)"),

@@ -6,7 +6,7 @@ module imports nothing, so that a key can be computed without loading the code t
 """
 
 VERSIONS = {
-    "synthetic": "1",      # ecgkit.synthetic: what the generator writes
+    "synthetic": "1",      # ecgkit.data.synthetic: what the generator writes
     "delineator": "1",     # ecgkit.alfred.delineation: U-Net, labels, training loop
     "signal_cache": 1,     # ecgkit.data.cache: memmap layout
     "knowledge_index": 1,  # ecgkit.knowledge.index: chunking and persisted layout

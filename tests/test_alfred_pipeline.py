@@ -16,7 +16,7 @@ from ecgkit.alfred.prompt import CONFIGURATIONS
 from ecgkit.alfred.report import diagnose_record, main as diagnose_main, read_record
 from ecgkit.data.errors import RecordError
 from ecgkit.llm import Generation, LLM, LocalLLM
-from ecgkit.synthetic import simulate_ecg
+from ecgkit.data.synthetic import simulate_ecg
 
 
 

@@ -11,7 +11,7 @@ import pytest
 from ecgkit.alfred import beats as B
 from ecgkit.alfred import delineation as D
 from ecgkit.alfred.features import extract_features, pad_leads
-from ecgkit.synthetic import simulate_ecg
+from ecgkit.data.synthetic import simulate_ecg
 
 FS = 500
 

@@ -69,7 +69,7 @@ def test_flag_without_a_limit_on_its_side_is_refused():
 
 
 def test_table_is_documented_and_matches_the_generator():
-    from ecgkit.synthetic import LAB_REFERENCE
+    from ecgkit.data.synthetic import LAB_REFERENCE
 
     table = reference_table()
     assert {"unit", "low", "high", "rule", "source"} <= set(table.columns)

@@ -103,7 +103,7 @@ def test_score_delineation():
 
 
 def _tiny_data(n=4):
-    from ecgkit.synthetic import simulate_ecg
+    from ecgkit.data.synthetic import simulate_ecg
     sigs, masks = [], []
     for i, cond in enumerate(["NORM", "STACH", "AFIB", "CLBBB"][:n]):
         s, f = simulate_ecg(cond, seed=i, duration=5)
@@ -226,7 +226,7 @@ def test_retraining_from_scratch_reaches_the_shipped_scores(tmp_path):
 
 
 def test_neurokit_fiducials():
-    from ecgkit.synthetic import simulate_ecg
+    from ecgkit.data.synthetic import simulate_ecg
     sig, truth = simulate_ecg("NORM", seed=3)
     one = D.neurokit_fiducials(sig[:, 1], 500, method="dwt", lead="II")
     assert list(one.columns) == ["lead", "beat", *D.OUTPUT_COLUMNS] and len(one) >= 5

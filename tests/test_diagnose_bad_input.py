@@ -17,7 +17,7 @@ from ecgkit.data.errors import RecordError
 from ecgkit.data.preprocess import ecg_resample
 from ecgkit.data.wfdb_io import LEADS
 from ecgkit.llm import LLM, Generation
-from ecgkit.synthetic import simulate_ecg
+from ecgkit.data.synthetic import simulate_ecg
 
 FAST = ["--llm", "none", "--no-figures"]
 

@@ -10,7 +10,7 @@ import pytest
 from ecgkit.alfred.features import extract_features, feature_names, feature_table
 from ecgkit.data.wfdb_io import LEADS
 from ecgkit.knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
-from ecgkit.synthetic import simulate_ecg
+from ecgkit.data.synthetic import simulate_ecg
 
 FS = 500
 RR = 0.8  # s, 75 bpm
@@ -237,7 +237,7 @@ def test_bad_shape_raises():
 
 def test_many_records_keep_failed_rows():
     from ecgkit.alfred.features import extract_features_many, feature_names
-    from ecgkit.synthetic import simulate_ecg
+    from ecgkit.data.synthetic import simulate_ecg
 
     sig, fid = simulate_ecg(("NORM",), noise=0, seed=3)
     broken = fid.drop(columns=["qrs_on"])  # a delineation without QRS onsets cannot be measured

@@ -404,7 +404,7 @@ def test_cut_answers_are_counted():
 def test_diagnose_probabilities_on_measured_records(tiny):
     from ecgkit.alfred.pipeline import measure_ecgs
     from ecgkit.alfred.probabilities import diagnose_probabilities
-    from ecgkit.synthetic import simulate_ecg
+    from ecgkit.data.synthetic import simulate_ecg
 
     sigs = [simulate_ecg(c, noise=0.0, seed=i)[0] for i, c in enumerate((("NORM",), ("CLBBB",)))]
     measured = measure_ecgs(np.stack(sigs), 500, ages=[50, 60], sexes=[0, 1], ids=["n", "l"], progress=False)

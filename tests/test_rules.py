@@ -14,7 +14,7 @@ LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
 PREC = ("V1", "V2", "V3", "V4", "V5", "V6")
 
 # A normal adult ECG (male, 50 y, 72 bpm, axis +50°). Q and S as positive depths (mV), the
-# convention of ecgkit.alfred.features; the default DEPTH_CONVENTION ("abs") also reads them signed.
+# convention of ecgkit.alfred.features; the rules read signed amplitudes as depths too.
 _LEAD = {
     #        P     R     S     Q     qdur  T     qrs_pp area  rpt
     "I":   (0.10, 0.60, 0.10, 0.05, 15.0, 0.25, 0.70, 20.0, 30.0),
@@ -409,25 +409,14 @@ def test_empty_features_all_undetermined():
     assert not any(R.rules_to_superclasses(res).values())
 
 
-@pytest.mark.parametrize("convention", ["abs", "signed"])
-def test_depth_convention_signed_amplitudes(monkeypatch, convention):
-    monkeypatch.setattr(R, "DEPTH_CONVENTION", convention)
+def test_signed_amplitudes_read_as_depths():
     signed = {k: -v for k, v in base_features().items() if k.startswith(("q_amplitude", "s_amplitude"))}
     res = R.evaluate_rules(make(signed))
     assert R.positive_conditions(res) == ["sinus_rhythm"]
     lvh = make(signed, {"s_amplitude_V1": -2.5, "r_amplitude_V5": 1.5})
     assert R.rule("lvh_sokolow_lyon").evaluate(lvh) is True
     assert R.rule("lvh_sokolow_lyon").evaluate(make(signed, {"s_amplitude_V1": -1.9})) is False
-
-
-def test_depth_convention_signed_ignores_positive_values(monkeypatch):
-    monkeypatch.setattr(R, "DEPTH_CONVENTION", "signed")
-    assert R.rule("lvh_sokolow_lyon").evaluate(make({"s_amplitude_V1": 2.5})) is False
-    monkeypatch.setattr(R, "DEPTH_CONVENTION", "depth")
-    assert R.rule("lvh_sokolow_lyon").evaluate(make({"s_amplitude_V1": 2.5})) is True
-    monkeypatch.setattr(R, "DEPTH_CONVENTION", "bogus")
-    with pytest.raises(ValueError):
-        R.rule("lvh_sokolow_lyon").evaluate(make())
+    assert R.rule("lvh_sokolow_lyon").evaluate(make({"s_amplitude_V1": 2.5})) is True   # a positive depth
 
 
 def test_rule_reading_undeclared_feature_fails():

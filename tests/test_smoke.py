@@ -92,7 +92,7 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     # sizes only: the full profile's branches (accumulation, checkpointing, every block, rank 16) stay
     assert lora.gradient_accumulation > 1 and lora.gradient_checkpointing and lora.top_layers is None and lora.r == 16
     seen = {}
-    monkeypatch.setattr("ecgkit.synthetic.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
+    monkeypatch.setattr("ecgkit.data.sources.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
     with pytest.raises(ZeroDivisionError):
         sources.load_synthetic(profile="full")
     assert seen["n"] == smoke.LIBRARY["CohortSettings"]["n_records"]

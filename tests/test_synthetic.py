@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecgkit import synthetic as syn
+from ecgkit.data import synthetic as syn
+from ecgkit.data.synthetic.write import record_paths
 from ecgkit.data.wfdb_io import LEADS, read_wfdb
 
 # a bigger or different cohort for a stress run: ECGKIT_SYNTH_TEST_N=600 ECGKIT_SYNTH_TEST_SEED=5
@@ -145,9 +146,9 @@ def test_ptbxl_layout(noisy):
         assert all(isinstance(v, float) and v in (0.0, 15.0, 35.0, 50.0, 80.0, 100.0)
                    for v in codes.values())
     # folders of 1000 records, as in PTB-XL
-    assert syn._record_paths(999) == ("records100/00000/00999_lr", "records500/00000/00999_hr")
-    assert syn._record_paths(1000) == ("records100/01000/01000_lr", "records500/01000/01000_hr")
-    assert syn._record_paths(21837)[1] == "records500/21000/21837_hr"
+    assert record_paths(999) == ("records100/00000/00999_lr", "records500/00000/00999_hr")
+    assert record_paths(1000) == ("records100/01000/01000_lr", "records500/01000/01000_hr")
+    assert record_paths(21837)[1] == "records500/21000/21837_hr"
     hea = (noisy / "records500/00000/00001_hr.hea").read_text().splitlines()
     assert hea[0] == "00001_hr 12 500 5000"
     assert [ln.split()[-1] for ln in hea[1:]] == list(syn.HEADER_LEADS)
@@ -648,16 +649,16 @@ def test_simulate_ecg_shapes_and_errors():
 
 def test_separate_noise_sources():
     """mains=1 alone puts a 50 Hz line in the spectrum; baseline alone adds < 1 Hz power."""
-    from ecgkit.synthetic import _noise
+    from ecgkit.data.synthetic.noise import electrode_noise
     rng = np.random.default_rng(0)
-    x, _ = _noise(5000, FS, rng, {"mains": 0.03}, 0.25)
+    x, _ = electrode_noise(5000, FS, rng, {"mains": 0.03}, 0.25)
     spec = np.abs(np.fft.rfft(x[:, 0]))
     freqs = np.fft.rfftfreq(5000, 1 / FS)
     assert freqs[spec.argmax()] == pytest.approx(50.0)
-    x, _ = _noise(5000, FS, rng, {"baseline": 0.1}, 0.25)
+    x, _ = electrode_noise(5000, FS, rng, {"baseline": 0.1}, 0.25)
     spec = np.abs(np.fft.rfft(x[:, 1]))
     assert freqs[spec.argmax()] < 1.0
-    x, _ = _noise(5000, FS, rng, {"muscle": 0.01}, 0.25)
+    x, _ = electrode_noise(5000, FS, rng, {"muscle": 0.01}, 0.25)
     spec = np.abs(np.fft.rfft(x[:, 2])) ** 2
     assert spec[freqs > 20].sum() > 0.9 * spec.sum()
 

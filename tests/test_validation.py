@@ -166,7 +166,7 @@ def test_baseline_ids_fixed_and_enriched():
 
 def test_neurokit_path_same_columns_as_ours():
     from ecgkit.alfred.pipeline import measure_ecgs
-    from ecgkit.synthetic import simulate_ecg
+    from ecgkit.data.synthetic import simulate_ecg
 
     sig, _ = simulate_ecg(("NORM",), seed=0)
     sig = np.asarray(sig, dtype=float)

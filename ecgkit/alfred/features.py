@@ -1,7 +1,7 @@
 """ALFRED step 2: the features of a delineated 12-lead ECG.
 
 From the signal (samples × 12, mV, :data:`ecgkit.data.wfdb_io.LEADS` order), its sampling rate
-and a delineation (the fiducial table of :func:`ecgkit.synthetic.simulate_ecg`: columns ``lead,
+and a delineation (the fiducial table of :func:`ecgkit.data.synthetic.simulate_ecg`: columns ``lead,
 beat, p_on, p_peak, p_off, qrs_on, r_peak, qrs_off, t_peak, t_off`` in samples, -1 = absent, one
 row per beat and lead, optionally one ``lead == "all"`` row per beat with the global boundaries)
 :func:`extract_features` measures the 30 lead features and 12 global features of

@@ -22,11 +22,10 @@ Conventions
   features and the global keys of the catalog, plus ``age`` (years) and ``sex`` (0 = male,
   1 = female, PTB-XL coding). Missing keys, ``None`` and NaN all count as missing.
 * Amplitudes in mV, durations in ms, axes in degrees (normalised to (-180, 180]).
-* Q and S waves: the rules use their *depth* (a non-negative number); how a depth is obtained
-  from ``q_amplitude``/``s_amplitude`` is set by :data:`DEPTH_CONVENTION`. ``"abs"`` (default)
-  takes the magnitude, so both conventions work: signed amplitudes (Q and S negative) and
-  positive depths (which :mod:`ecgkit.alfred.features` reports). ``p_terminal_negative`` (the
-  P terminal force in V1, mV·ms) is used as a magnitude as well.
+* Q and S waves: the rules use their *depth*, the magnitude of ``q_amplitude``/``s_amplitude``,
+  so both conventions work: signed amplitudes (Q and S negative) and positive depths (which
+  :mod:`ecgkit.alfred.features` reports). ``p_terminal_negative`` (the P terminal force in V1,
+  mV·ms) is used as a magnitude as well.
 * R/S comparisons are made on the amplitudes (R height vs S depth), not on ``r_s_ratio``, so a
   lead without an S wave (R/S undefined) still counts as R-dominant.
 """
@@ -43,15 +42,9 @@ from ..knowledge.catalog import condition, feature
 from ..vocabulary import LEADS, SUPERCLASSES
 
 __all__ = [
-    "DEPTH_CONVENTION", "Rule", "RULES", "rule", "evaluate_rules", "positive_conditions",
+    "Rule", "RULES", "rule", "evaluate_rules", "positive_conditions",
     "rules_to_superclasses", "rule_table", "SUPERCLASSES", "CONTIGUOUS_PAIRS", "as_number",
 ]
-
-#: How Q/S depths are read from ``q_amplitude``/``s_amplitude``: ``"abs"`` (magnitude, works for
-#: both conventions), ``"signed"`` (Q and S stored negative: depth = -value, positive values
-#: count as no wave) or ``"depth"`` (stored as positive depths: negative values count as 0).
-DEPTH_CONVENTION = "abs"
-
 
 Tri = Optional[bool]
 
@@ -153,15 +146,8 @@ def _at_least(k: int, vals: Iterable[Tri]) -> Tri:
 
 
 def _depth(v: Optional[float]) -> Optional[float]:
-    if v is None:
-        return None
-    if DEPTH_CONVENTION == "abs":
-        return abs(v)
-    if DEPTH_CONVENTION == "signed":
-        return max(0.0, -v)
-    if DEPTH_CONVENTION == "depth":
-        return max(0.0, v)
-    raise ValueError(f"unknown DEPTH_CONVENTION {DEPTH_CONVENTION!r}")
+    """A Q or S depth from its amplitude, signed or not."""
+    return None if v is None else abs(v)
 
 
 def _axis(v: Optional[float]) -> Optional[float]:

@@ -19,7 +19,7 @@ def _default_source() -> Path:
         shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ptbxl-500"
         path = shared if (shared / "ptbxl_database.csv").is_file() else None
     if path is None:
-        from ..synthetic import synthetic_cohort
+        from ..data.synthetic import synthetic_cohort
         path = synthetic_cohort(n_records=500, seed=0)
     return path
 

@@ -1,7 +1,7 @@
 """U-Net delineation (ALFRED step 1) against NeuroKit2: speed and accuracy on synthetic ECGs.
 
 Both delineate the same ``n_records`` 12-lead synthetic records (10 s, 500 Hz, typical noise;
-a mix of conditions and rhythms from :func:`ecgkit.synthetic.simulate_ecg`): the U-Net in batches,
+a mix of conditions and rhythms from :func:`ecgkit.data.synthetic.simulate_ecg`): the U-Net in batches,
 NeuroKit2 (``dwt``) lead by lead. Accuracy is :func:`score_delineation` against the generator's
 per-lead ground truth. The model is the shipped quick-profile delineator.
 """

@@ -14,7 +14,7 @@ def run(n_records: int = 3, seed: int = 0) -> dict:
     from ..alfred.report import diagnose_record
     from ..knowledge import KnowledgeIndex
     from ..llm import get_llm
-    from ..synthetic import simulate_ecg
+    from ..data.synthetic import simulate_ecg
 
     start = time.perf_counter()
     llm = get_llm(cache=False)

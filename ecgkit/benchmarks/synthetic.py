@@ -8,7 +8,7 @@ import time
 
 def run(n_records: int = 5000, seed: int = 0, workers: int | None = None) -> dict:
     """Generate ``n_records`` into a temporary folder and time it (the folder is removed)."""
-    from ..synthetic import make_synthetic_ptbxl
+    from ..data.synthetic import make_synthetic_ptbxl
 
     with tempfile.TemporaryDirectory(prefix="ecgkit-synth-bench-") as tmp:
         t = time.perf_counter()

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..config import ProfileSettings, ptbxl_dir
 from .ptbxl import PTBXL, load_ptbxl
+from .synthetic import synthetic_cohort
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,6 @@ def load_real(path=None, rate: int = 100, **kwargs) -> PTBXL | None:
 def load_synthetic(n_records: int | None = None, seed: int = 0, rate: int = 100,
                    profile: str | None = None, **kwargs) -> PTBXL:
     """The synthetic cohort (generated once per size and seed, then cached)."""
-    from ..synthetic import synthetic_cohort
-
     n_records = CohortSettings.for_profile(profile, n_records=n_records).n_records
     path = synthetic_cohort(n_records=n_records, seed=seed)
     return load_ptbxl(path, rate, name=f"synthetic-{n_records}-seed{seed}", **kwargs)

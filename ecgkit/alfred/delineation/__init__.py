@@ -176,7 +176,7 @@ _HELD_OUT = [("NORM",), ("STACH",), ("SBRAD",), ("AFIB",), ("CLBBB",), ("CRBBB",
 def held_out_records(n_records: int = 20, seed: int = 1000):
     """Synthetic 12-lead records outside every training cohort (a mix of conditions and rhythms,
     seeds ``seed…``): signals (records × 5000 × 12) and the per-lead true fiducials."""
-    from ...synthetic import simulate_ecg
+    from ...data.synthetic import simulate_ecg
 
     signals, truths = [], []
     for i in range(n_records):

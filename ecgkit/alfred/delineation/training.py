@@ -22,7 +22,7 @@ def _training_data(n_records: int, seed: int, progress: bool):
     """Signals (records × 12 × 5000, float32) and masks (records × 12 × 5000, int8) of the
     synthetic cohort for these arguments."""
     from ...data.ptbxl import load_ptbxl
-    from ...synthetic import synthetic_cohort
+    from ...data.synthetic import synthetic_cohort
 
     folder = synthetic_cohort(n_records=n_records, seed=seed, progress=progress)
     ds = load_ptbxl(folder, rate=500, progress=progress)
