@@ -148,7 +148,7 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
             "esi.train.ESIConfig.for_profile('full')", "1 epoch, 32 records, 100 Hz (500 Hz is read in 02/03)"),
         run("ESI full experiments (all tasks fine-tuned, 5 seeds' code path, size and misalignment curves)",
             "esi.experiments.SETTINGS['full']", "1 seed, 2 sizes, 2 misalignment shares"),
-        run("ConvNeXt1D base (instantiated, one training step)", "esi.encoder",
+        run("ConvNeXt1D base (instantiated, one training step)", "nn.convnext",
             "no notebook setting selects base today (variant='base'); stepped by step_architectures"),
         run("LoRA of the paper (r 16, alpha 32, every block, 1,024 tokens, batch 4 x 4, gradient "
             "checkpointing)", "ecgllm.finetune.LoraSettings.for_profile('full')", "2 optimizer steps"),
@@ -177,7 +177,7 @@ def step_architectures(variants=("base",), records: int = 1, samples: int = 256)
     gradients reach every parameter, the loss is finite."""
     import torch
 
-    from .esi.encoder import ecg_encoder
+    from .nn import ecg_encoder
 
     rows = []
     for variant in variants:
