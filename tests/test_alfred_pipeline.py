@@ -13,8 +13,9 @@ from ecgkit.alfred.evaluate import ablation_table, per_class_table, score_diagno
 from ecgkit.alfred.pipeline import (Diagnoses, diagnose, label_choices, measure_ecgs, sample_ids,
                                     truth_labels)
 from ecgkit.alfred.prompt import CONFIGURATIONS
-from ecgkit.alfred.report import diagnose_record, main as diagnose_main, read_record
+from ecgkit.alfred.report import diagnose_record, main as diagnose_main
 from ecgkit.data.errors import RecordError
+from ecgkit.data.records import read_record
 from ecgkit.llm import Generation, LLM, LocalLLM
 from ecgkit.synthetic import simulate_ecg
 
