@@ -142,7 +142,7 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
         run("full-profile delineator (UNet1D, trained for the full profile's key)", "alfred.delineation",
             "8 synthetic records, 1 epoch"),
         run("ALFRED full prompt options (whole prompt, all lead features, full rule detail, 400 tokens)",
-            "alfred.pipeline.PROMPT_OPTIONS['full']", "stand-in endpoint"),
+            "alfred.prompt.PromptBudget.for_profile('full')", "stand-in endpoint"),
         run("CQA descriptions, 192 tokens, all statements", "esi.cqa", "3 statements, 16 tokens"),
         run("ESI full model (ConvNeXt1D tiny, trainable BERT, 512-wide 4-layer caption decoder, drop path)",
             "esi.train.ESIConfig.for_profile('full')", "1 epoch, 32 records, 100 Hz (500 Hz is read in 02/03)"),

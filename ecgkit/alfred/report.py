@@ -30,7 +30,7 @@ from ..data.records import read_record, record_name
 from ..data.wfdb_io import LEADS
 from .answer import SUPERCLASSES
 from .plausibility import answer_flags, check_record, measure
-from .prompt import CONFIGURATIONS
+from .prompt import CONFIGURATIONS, PromptBudget
 from .rules import as_number
 
 __all__ = ["diagnose_record", "main"]
@@ -154,6 +154,7 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
             why.append("a beat is kept where at least 2 leads agree")
         raise RecordError(name, f"no heartbeat could be delineated in {'; '.join(why + implausible)}")
     cfg = CONFIGURATIONS[config]
+    budget = PromptBudget.for_profile(profile)
     use_llm = cfg.llm and llm is not None
     probabilities = {}
     with keep_prefix(llm):
@@ -162,12 +163,12 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
             from .probabilities import diagnose_probabilities
 
             try:
-                row = diagnose_probabilities(measured, cfg, llm, index, profile=profile).iloc[0]
+                row = diagnose_probabilities(measured, cfg, llm, index, budget).iloc[0]
                 probabilities = {s: as_number(row.get(s)) for s in SUPERCLASSES}
             except Exception as exc:   # the text answer stands; say why the probabilities are missing
                 info["warnings"].append(f"label probabilities not available ({type(exc).__name__}: {exc})")
         d = diagnose(measured, cfg if use_llm else "Rules only", llm if use_llm else None,
-                     index if use_llm else None, profile=profile)
+                     index if use_llm else None, budget)
     rules = measured.rules[0]
     feats = measured.features.iloc[0]
     prompt = d.prompts[0] if d.prompts else None
