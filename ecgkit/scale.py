@@ -137,7 +137,7 @@ def _convnext_flops(variant: str, samples: int = 5000) -> float:
     """Forward FLOPs of the ESI encoder for one 12-lead record of ``samples`` samples."""
     import torch
 
-    from .esi.encoder import ecg_encoder
+    from .nn import ecg_encoder
 
     with torch.device("meta"):
         return forward_flops(ecg_encoder(variant).eval(), torch.zeros(1, 12, samples))
@@ -147,7 +147,7 @@ def _convnext_flops(variant: str, samples: int = 5000) -> float:
 def _params_m(variant: str) -> float:
     import torch
 
-    from .esi.encoder import ecg_encoder
+    from .nn import ecg_encoder
 
     with torch.device("meta"):
         return sum(p.numel() for p in ecg_encoder(variant).parameters()) / 1e6

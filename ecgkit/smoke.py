@@ -138,13 +138,13 @@ def branches(cuda: bool | None = None, bitsandbytes: bool | None = None) -> list
         run("full-profile delineator (UNet1D, trained for the full profile's key)", "alfred.delineation",
             "8 synthetic records, 1 epoch"),
         run("ALFRED full prompt options (whole prompt, all lead features, full rule detail, 400 tokens)",
-            "alfred.pipeline.PROMPT_OPTIONS['full']", "stand-in endpoint"),
+            "alfred.prompt.PromptBudget.for_profile('full')", "stand-in endpoint"),
         run("CQA descriptions, 192 tokens, all statements", "esi.cqa", "3 statements, 16 tokens"),
         run("ESI full model (ConvNeXt1D tiny, trainable BERT, 512-wide 4-layer caption decoder, drop path)",
             "esi.train.ESIConfig.for_profile('full')", "1 epoch, 32 records, 100 Hz (500 Hz is read in 02/03)"),
         run("ESI full experiments (all tasks fine-tuned, 5 seeds' code path, size and misalignment curves)",
             "esi.experiments.SETTINGS['full']", "1 seed, 2 sizes, 2 misalignment shares"),
-        run("ConvNeXt1D base (instantiated, one training step)", "esi.encoder",
+        run("ConvNeXt1D base (instantiated, one training step)", "nn.convnext",
             "no notebook setting selects base today (variant='base'); stepped by step_architectures"),
         run("LoRA of the paper (r 16, alpha 32, every block, 1,024 tokens, batch 4 x 4, gradient "
             "checkpointing)", "ecgllm.finetune.LoraSettings.for_profile('full')", "2 optimizer steps"),
@@ -173,7 +173,7 @@ def step_architectures(variants=("base",), records: int = 1, samples: int = 256)
     gradients reach every parameter, the loss is finite."""
     import torch
 
-    from .esi.encoder import ecg_encoder
+    from .nn import ecg_encoder
 
     rows = []
     for variant in variants:

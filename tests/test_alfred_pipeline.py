@@ -12,9 +12,10 @@ from ecgkit.alfred.answer import SUPERCLASSES, parse_answer
 from ecgkit.alfred.evaluate import ablation_table, per_class_table, score_diagnoses
 from ecgkit.alfred.pipeline import (Diagnoses, diagnose, label_choices, measure_ecgs, sample_ids,
                                     truth_labels)
-from ecgkit.alfred.prompt import CONFIGURATIONS
-from ecgkit.alfred.report import diagnose_record, main as diagnose_main, read_record
+from ecgkit.alfred.prompt import CONFIGURATIONS, PromptBudget
+from ecgkit.alfred.report import diagnose_record, main as diagnose_main
 from ecgkit.data.errors import RecordError
+from ecgkit.data.records import read_record
 from ecgkit.llm import Generation, LLM, LocalLLM
 from ecgkit.data.synthetic import simulate_ecg
 
@@ -72,7 +73,7 @@ def test_llm_configuration_counts_errors_and_unparseable(measured):
     llm = ScriptedLLM(["NORM: yes\nMI: no\nSTTC: no\nCD: no\nHYP: no\nExplanation: normal.",
                        "I cannot tell.",
                        Generation.failed("endpoint timed out")])
-    d = diagnose(measured, "Proposed", llm, FakeIndex(), profile="quick")
+    d = diagnose(measured, "Proposed", llm, FakeIndex(), PromptBudget.for_profile("quick"))
     assert d.errors == 1 and d.unparsed == 1
     assert d.predictions.loc["a"].tolist() == [True, False, False, False, False]
     assert d.predictions.loc["b"].isna().all()
@@ -89,7 +90,7 @@ def test_each_configuration_gets_its_prompt_parts(measured):
         if not cfg.llm:
             continue
         llm = ScriptedLLM(["NORM: no\nMI: no\nSTTC: no\nCD: no\nHYP: no"] * 3)
-        d = diagnose(measured, name, llm, FakeIndex(), profile="quick")
+        d = diagnose(measured, name, llm, FakeIndex(), PromptBudget.for_profile("quick"))
         seen[name] = d.prompts[1]
     assert "## 2. Rule results" not in seen["Base"].text
     assert all("## 2. Rule results" in seen[n].text for n in ("Ablation 1", "Proposed"))

@@ -48,6 +48,20 @@ def _features():
     return f
 
 
+def _budget(**options):
+    """The budget of these tests: the whole prompt, the default lead table, chunks of ≤ 600 characters."""
+    return P.PromptBudget(**{"lead_features": None, "max_chunk_chars": 600, **options})
+
+
+def _prompt(features, rule_result, index, config, **options):
+    """One record's :class:`BuiltPrompt`."""
+    return P.build_prompts([features], [rule_result], index, config, _budget(**options))[0]
+
+
+def _texts(features_list, rule_results, index, config):
+    return [p.text for p in P.build_prompts(features_list, rule_results, index, config, _budget())]
+
+
 @pytest.fixture
 def record():
     f = _features()
@@ -72,7 +86,7 @@ def test_configurations():
     assert not c["Rules only"].llm
     assert sum(x.paper for x in c.values()) == 5
     with pytest.raises(ValueError):
-        P.build_prompt({}, None, None, "Rules only")
+        P.build_prompts([{}], None, None, "Rules only")
     with pytest.raises(KeyError):
         P.get_config("nope")
 
@@ -83,7 +97,7 @@ def test_every_configuration(record, name):
     f, rr = record
     cfg = P.CONFIGURATIONS[name]
     index = FakeIndex()
-    built = P.assemble_prompt(f, rr, index, name)
+    built = _prompt(f, rr, index, name)
     text = built.text
     # part 1: patient and features, missing value marked, compact lead table
     assert "age 63 years, sex female" in text and "heart rate: 72 bpm" in text
@@ -106,7 +120,7 @@ def test_every_configuration(record, name):
     rule_expert = cfg.rules and cfg.rule_collections and "expert" in cfg.rule_collections
     if not cfg.retrieval:
         assert "-TEXT]" not in text and index.calls == []
-        assert P.assemble_prompt(f, rr, None, name).text == text   # no index needed
+        assert _prompt(f, rr, None, name).text == text   # no index needed
         return
     sec3 = built.parts["feature_knowledge"]
     assert ("[EXPERT-TEXT]" in sec3) == bool(feat_expert)
@@ -127,28 +141,28 @@ def test_every_configuration(record, name):
 def test_retrieval_queries_dedup_and_limits(record):
     f, rr = record
     index = FakeIndex()
-    built = P.assemble_prompt(f, rr, index, "Ablation 1", max_feature_docs=3, max_chunk_chars=80)
+    built = _prompt(f, rr, index, "Ablation 1", max_feature_docs=3, max_chunk_chars=80)
     assert len(built.feature_chunks) == 3
     assert all(len(c) <= 80 for c in built.feature_chunks + built.condition_chunks)
     queries = index.calls[0][0]
     assert "heart rate is defined as" in queries and "ST level at the J point is defined as" in queries
     assert len(queries) == len(set(queries))
     # top_k=2 with dedup: no chunk appears twice
-    built = P.assemble_prompt(f, rr, FakeIndex(), "Proposed", top_k=2)
+    built = _prompt(f, rr, FakeIndex(), "Proposed", top_k=2)
     chunks = built.feature_chunks + built.condition_chunks
     assert len(chunks) == len(set(chunks))
     # lead feature selection
-    t_all = P.build_prompt(f, rr, None, "LLM without retrieval", lead_features="all")
-    t_two = P.build_prompt(f, rr, None, "LLM without retrieval", lead_features=["r_amplitude", "st_j"])
+    t_all = _prompt(f, rr, None, "LLM without retrieval", lead_features="all").text
+    t_two = _prompt(f, rr, None, "LLM without retrieval", lead_features=["r_amplitude", "st_j"]).text
     assert "T-wave symmetry" in t_all and "T-wave symmetry" not in t_two and len(t_two) < len(t_all)
 
 
 @pytest.mark.parametrize("budget", [6000, 4500, 3500])
 def test_max_chars_budget(record, budget):
     f, rr = record
-    full = P.assemble_prompt(f, rr, FakeIndex(), "Proposed")
+    full = _prompt(f, rr, FakeIndex(), "Proposed")
     assert full.n_chars > 6000
-    built = P.assemble_prompt(f, rr, FakeIndex(), "Proposed", max_chars=budget)
+    built = _prompt(f, rr, FakeIndex(), "Proposed", max_chars=budget)
     assert built.n_chars <= budget and not built.over_budget
     assert built.trimmed.get("feature_chunks", 0) > 0
     assert P.RESPONSE_FORMAT in built.text
@@ -159,27 +173,27 @@ def test_max_chars_budget(record, budget):
 
 def test_max_chars_impossible_is_reported(record):
     f, rr = record
-    built = P.assemble_prompt(f, rr, FakeIndex(), "Proposed", max_chars=500)
+    built = _prompt(f, rr, FakeIndex(), "Proposed", max_chars=500)
     assert built.over_budget and P.RESPONSE_FORMAT in built.text
 
 
-def test_build_prompts_many_batches_retrieval(record):
+def test_build_prompts_batches_retrieval(record):
     f, rr = record
     rr2 = rr.copy()
     rr2["positive"] = [False] * len(rr2)
     rr2.at["lvh_cornell", "positive"] = True
     index = FakeIndex()
-    texts = P.build_prompts_many([f, f], [rr, rr2], index, "Proposed")
+    texts = _texts([f, f], [rr, rr2], index, "Proposed")
     assert len(index.calls) == 1                     # same collections: one batched call
     assert "left bundle branch" in texts[0] and "(Cornell) is defined as" in texts[1]
     assert "(Cornell) is defined as" not in texts[0]
-    assert texts[0] == P.build_prompt(f, rr, FakeIndex(), "Proposed")
+    assert texts[0] == _prompt(f, rr, FakeIndex(), "Proposed").text
     index = FakeIndex()
-    P.build_prompts_many([f, f], [rr, rr2], index, "Ablation 2")
+    _texts([f, f], [rr, rr2], index, "Ablation 2")
     assert len(index.calls) == 2
     with pytest.raises(ValueError):
-        P.build_prompts_many([f, f], [rr], index, "Proposed")
-    base = P.build_prompts_many([f], None, FakeIndex(), "Base")
+        _texts([f, f], [rr], index, "Proposed")
+    base = _texts([f], None, FakeIndex(), "Base")
     assert "Rule results" not in base[0]
 
 

@@ -13,7 +13,7 @@ from ecgkit.clinical.model import (ECGClassifier, JointEmbedding, MultimodalClas
 
 
 class TinyECGEncoder(torch.nn.Module):
-    """A stand-in ECG encoder (same interface as ecgkit.esi.encoder.ConvNeXt1D) to keep tests fast."""
+    """A stand-in ECG encoder (same interface as ecgkit.nn.ConvNeXt1D) to keep tests fast."""
 
     def __init__(self, dim=8):
         super().__init__()

@@ -83,17 +83,18 @@ def test_for_profile_drops_none_and_rejects_unknown_names():
 
 def test_paper_settings_use_the_one_for_profile():
     from ecgkit.alfred.delineation import DelineatorSettings
-    from ecgkit.alfred.pipeline import PROMPT_OPTIONS, PromptBudget, prompt_options
+    from ecgkit.alfred.prompt import PromptBudget
     from ecgkit.clinical.train import TransferConfig
     from ecgkit.data.sources import CohortSettings
 
     for cls in (DelineatorSettings, PromptBudget, TransferConfig, CohortSettings):
         assert cls.for_profile.__func__ is ProfileSettings.for_profile.__func__, cls
-    assert PROMPT_OPTIONS["quick"]["max_chars"] == 4800 and PROMPT_OPTIONS["full"]["max_chars"] is None
-    assert prompt_options("quick", max_chars=None)["max_chars"] == 4800
-    assert prompt_options("quick", max_chars=3000)["max_chars"] == 3000
+    assert PromptBudget.for_profile("quick").max_chars == 4800 and PromptBudget.for_profile("full").max_chars is None
+    assert PromptBudget.for_profile("quick").max_new_tokens == 32 and PromptBudget.for_profile("full").max_new_tokens == 400
+    assert PromptBudget.for_profile("quick", max_chars=None).max_chars == 4800
+    assert PromptBudget.for_profile("quick", max_chars=3000).max_chars == 3000
     with pytest.raises(TypeError, match="PromptBudget: unknown setting"):
-        prompt_options("quick", max_char=3000)
+        PromptBudget.for_profile("quick", max_char=3000)
     assert TransferConfig.for_profile("full").pretrain_steps == 4000
     assert TransferConfig.for_profile("quick", crop_seconds=None).crop_seconds == 5.0
     assert CohortSettings.for_profile("full").n_records == 5000

@@ -12,9 +12,10 @@ import wfdb
 import ecgkit.llm
 from ecgkit.alfred import report as report_mod
 from ecgkit.alfred.plausibility import answer_flags, check_record
-from ecgkit.alfred.report import main, read_record
+from ecgkit.alfred.report import main
 from ecgkit.data.errors import RecordError
 from ecgkit.data.preprocess import ecg_resample
+from ecgkit.data.records import read_record
 from ecgkit.data.wfdb_io import LEADS
 from ecgkit.llm import LLM, Generation
 from ecgkit.data.synthetic import simulate_ecg

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ecgkit.esi.encoder import GRN, VARIANTS, Block, ConvNeXt1D, ecg_encoder, n_parameters
+from ecgkit.nn.convnext import GRN, VARIANTS, Block, ConvNeXt1D, ecg_encoder, n_parameters
 
 
 @pytest.mark.parametrize("samples, steps", [(1000, 31), (5000, 156)])

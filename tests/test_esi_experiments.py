@@ -13,7 +13,7 @@ TINY = TrainConfig(epochs=2, warmup_epochs=1, decay_every=1, lr=1e-3, batch_size
 def _simclr():
     import torch
 
-    from ecgkit.esi.encoder import ecg_encoder
+    from ecgkit.nn import ecg_encoder
     from ecgkit.esi.model import SimCLRModel
 
     torch.manual_seed(0)

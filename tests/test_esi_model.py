@@ -8,7 +8,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from ecgkit.esi.encoder import ecg_encoder
+from ecgkit.nn import ecg_encoder
 from ecgkit.esi.model import (CLIP_LOGIT_SCALE, CaptionDecoder, CaptionVocab, ESIModel, SimCLRModel,
                               SupervisedModel, TextTower, augment, caption_loss, contrastive_loss,
                               text_features)

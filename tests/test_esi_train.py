@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgkit.esi.encoder import ecg_encoder
+from ecgkit.nn import ecg_encoder
 from ecgkit.esi.model import SimCLRModel, SupervisedModel
 from ecgkit.esi.train import (ESIConfig, RecordData, TrainConfig, fit, learning_rate, load_pretrained_encoder,
                               pretrain_esi, run_folder, train_supervised)
@@ -137,7 +137,7 @@ DDP_SCRIPT = '''
 import sys
 from pathlib import Path
 import numpy as np, torch
-from ecgkit.esi.encoder import ecg_encoder
+from ecgkit.nn import ecg_encoder
 from ecgkit.esi.model import SupervisedModel
 from ecgkit.esi.train import RecordData, TrainConfig, fit
 rng = np.random.default_rng(0)

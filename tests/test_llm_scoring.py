@@ -13,7 +13,7 @@ import pytest
 
 from ecgkit.alfred.probabilities import (NO_VARIANTS, YES_VARIANTS, apply_thresholds, label_items,
                                          label_probabilities, label_scores, threshold_from_validation)
-from ecgkit.alfred.prompt import SUPERCLASSES, SYSTEM_PROMPT
+from ecgkit.alfred.prompt import SUPERCLASSES, SYSTEM_PROMPT, PromptBudget
 from ecgkit.llm import (LLM, CachedLLM, Generation, GenerationCache, LocalLLM, OpenAIChat, OptionScores,
                         count_cut)
 
@@ -408,16 +408,15 @@ def test_diagnose_probabilities_on_measured_records(tiny):
 
     sigs = [simulate_ecg(c, noise=0.0, seed=i)[0] for i, c in enumerate((("NORM",), ("CLBBB",)))]
     measured = measure_ecgs(np.stack(sigs), 500, ages=[50, 60], sexes=[0, 1], ids=["n", "l"], progress=False)
-    short = {"max_chars": 3000, "lead_features": ("st_j60",)}     # within the tiny model's 1024 positions
-    probs = diagnose_probabilities(measured, "LLM without retrieval", tiny, profile="quick", options=short)
+    short = PromptBudget.for_profile("quick", max_chars=3000, lead_features=("st_j60",))   # within the tiny model's 1024 positions
+    probs = diagnose_probabilities(measured, "LLM without retrieval", tiny, budget=short)
     assert list(probs.index) == ["n", "l"] and list(probs.columns) == list(SUPERCLASSES)
     assert ((probs >= 0) & (probs <= 1)).all().all()
     with pytest.raises(ValueError):
         diagnose_probabilities(measured, "Rules only", tiny)
     from ecgkit.alfred.probabilities import diagnose_probabilities_many
 
-    both = diagnose_probabilities_many(measured, ["LLM without retrieval"], tiny, profile="quick",
-                                       options=short)
+    both = diagnose_probabilities_many(measured, ["LLM without retrieval"], tiny, budget=short)
     assert list(both) == ["LLM without retrieval"] and list(both["LLM without retrieval"].index) == ["n", "l"]
     assert np.allclose(both["LLM without retrieval"].to_numpy(), probs.to_numpy(), atol=1e-4)
 

@@ -8,9 +8,9 @@
   others assemble the five-part prompt, ask the LLM (batched, greedy) and parse the answers.
   An LLM error or an unparseable answer is counted and kept (labels ``None``), never raised.
 
-Prompt size and answer length depend on the profile (:data:`PROMPT_OPTIONS`,
-:data:`MAX_NEW_TOKENS`): the quick profile trims retrieved text to fit a small local model on a
-CPU; the full profile sends the whole prompt, as the paper does with GPT-4o-mini.
+Prompt size and answer length depend on the profile (:class:`~ecgkit.alfred.prompt.PromptBudget`):
+the quick profile trims retrieved text to fit a small local model on a CPU; the full profile sends
+the whole prompt, as the paper does with GPT-4o-mini.
 """
 from __future__ import annotations
 
@@ -20,43 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..config import ProfileSettings
-from ..config import profile as active_profile
 from .answer import SUPERCLASSES, parse_many
 from .features import extract_features_many
-from .prompt import SYSTEM_PROMPT, BuiltPrompt, assemble_prompts_many, get_config
+from .prompt import SYSTEM_PROMPT, BuiltPrompt, PromptBudget, build_prompts, get_config
 from .rules import evaluate_rules, rules_to_superclasses
 
-__all__ = ["Measured", "Diagnoses", "PromptBudget", "PROMPT_OPTIONS", "MAX_NEW_TOKENS", "measure_ecgs",
-           "diagnose", "prompt_options", "truth_labels", "sample_ids", "label_choices"]
-
-@dataclass(frozen=True)
-class PromptBudget(ProfileSettings):
-    """Prompt budget (arguments of :func:`ecgkit.alfred.prompt.assemble_prompts_many`); the
-    defaults are the full profile's (no limit: the whole prompt, as the paper sends it)."""
-
-    max_chars: int | None = None
-    max_chunk_chars: int | None = None
-    max_feature_docs: int | None = None
-    max_condition_docs: int | None = None
-    lead_features: tuple | str = "all"
-    rule_detail: str = "full"
-
-    PROFILES = {"quick": dict(max_chars=4800, max_chunk_chars=200, max_feature_docs=2,
-                              max_condition_docs=2, lead_features=("q_amplitude", "st_j60", "t_amplitude"),
-                              rule_detail="names")}
-
-
-#: prompt budget per profile, as dictionaries
-PROMPT_OPTIONS = {name: PromptBudget.for_profile(name).as_dict() for name in ("quick", "full")}
-#: answer length per profile: five label lines need ~25 tokens, the explanation the rest
-MAX_NEW_TOKENS = {"quick": 32, "full": 400}
-
-
-def prompt_options(profile: str | None = None, **overrides) -> dict:
-    """The profile's prompt budget with ``overrides`` applied (``None`` ones dropped; an unknown
-    name is an error)."""
-    return PromptBudget.for_profile(profile, **overrides).as_dict()
+__all__ = ["Measured", "Diagnoses", "measure_ecgs", "diagnose", "truth_labels", "sample_ids",
+           "label_choices"]
 
 
 @dataclass
@@ -146,14 +116,14 @@ def _is_local(llm) -> bool:
 
 
 def diagnose(measured: Measured, config="Proposed", llm=None, index=None,
-             max_new_tokens: int | None = None, profile: str | None = None,
-             options: dict | None = None, answer_prefix: str | None = "auto",
+             budget: PromptBudget | None = None, answer_prefix: str | None = "auto",
              constrain="auto") -> Diagnoses:
     """Diagnose the measured records with one configuration (see the module doc).
 
     ``llm``: an :class:`ecgkit.llm.LLM` (e.g. ``get_llm(cache=True)``); ``index``: a
     :class:`~ecgkit.knowledge.index.KnowledgeIndex` for the configurations that retrieve;
-    ``options``: prompt-budget overrides of :data:`PROMPT_OPTIONS`. ``answer_prefix``: text the
+    ``budget``: the prompt's :class:`~ecgkit.alfred.prompt.PromptBudget` and the answer's length
+    (``max_new_tokens``), the active profile's when None. ``answer_prefix``: text the
     answer is made to start with (prefilled assistant message, parsed together with the
     continuation); ``"auto"`` = ``"NORM:"`` for a local model, which otherwise rarely keeps the
     format, and none for an endpoint, where prefill is not universally supported.
@@ -166,12 +136,11 @@ def diagnose(measured: Measured, config="Proposed", llm=None, index=None,
         return _rules_only(measured)
     if llm is None:
         raise ValueError(f"configuration {cfg.name!r} needs an LLM")
-    opts = prompt_options(profile, **(options or {}))
-    max_new_tokens = max_new_tokens or MAX_NEW_TOKENS[active_profile(profile)]
+    budget = budget if budget is not None else PromptBudget.for_profile()
     features = [row for _, row in measured.features.iterrows()]
-    prompts: list[BuiltPrompt] = assemble_prompts_many(
+    prompts: list[BuiltPrompt] = build_prompts(
         features, measured.rules if cfg.rules else None, index if cfg.retrieval else None,
-        cfg, **opts)
+        cfg, budget)
     if answer_prefix == "auto":
         answer_prefix = f"{SUPERCLASSES[0]}:" if _is_local(llm) else None
     messages = [[{"role": "user", "content": p.text}]
@@ -182,7 +151,7 @@ def diagnose(measured: Measured, config="Proposed", llm=None, index=None,
         if answer_prefix != f"{SUPERCLASSES[0]}:":
             raise ValueError(f"constrained answers start with the prefix {SUPERCLASSES[0]!r}:")
         extra["choices"] = label_choices()
-    generations = llm.generate(messages, max_new_tokens=max_new_tokens, temperature=0.0,
+    generations = llm.generate(messages, max_new_tokens=budget.max_new_tokens, temperature=0.0,
                                system=SYSTEM_PROMPT, **extra)
     prefix = answer_prefix or ""
     texts = [prefix + g.text if g.ok else None for g in generations]

@@ -117,47 +117,43 @@ def label_probabilities(llm, prompts: Sequence, classes: Sequence[str] = SUPERCL
     return table.reindex(index=index, columns=list(classes)).astype(float)
 
 
-def diagnose_probabilities(measured, config="Proposed", llm=None, index=None, profile: str | None = None,
-                           options: dict | None = None, classes: Sequence[str] = SUPERCLASSES,
+def diagnose_probabilities(measured, config="Proposed", llm=None, index=None, budget=None,
+                           classes: Sequence[str] = SUPERCLASSES,
                            progress: bool | None = None) -> pd.DataFrame:
     """:func:`label_probabilities` for measured records with the prompts of one configuration
-    (as :func:`ecgkit.alfred.pipeline.diagnose` builds them); rows are the records' ids."""
-    from .pipeline import prompt_options
-    from .prompt import assemble_prompts_many, get_config
+    (as :func:`ecgkit.alfred.pipeline.diagnose` builds them, with ``budget``, a
+    :class:`~ecgkit.alfred.prompt.PromptBudget`); rows are the records' ids."""
+    from .prompt import build_prompts, get_config
 
     cfg = get_config(config)
     if not cfg.llm:
         raise ValueError(f"configuration {cfg.name!r} has no LLM")
     if llm is None:
         raise ValueError(f"configuration {cfg.name!r} needs an LLM")
-    opts = prompt_options(profile, **(options or {}))
     features = [row for _, row in measured.features.iterrows()]
-    prompts = assemble_prompts_many(features, measured.rules if cfg.rules else None,
-                                    index if cfg.retrieval else None, cfg, **opts)
+    prompts = build_prompts(features, measured.rules if cfg.rules else None,
+                            index if cfg.retrieval else None, cfg, budget)
     return label_probabilities(llm, prompts, classes, ids=list(measured.ids), progress=progress)
 
 
-def diagnose_probabilities_many(measured, configs: Sequence[str], llm=None, index=None,
-                                profile: str | None = None, options: dict | None = None,
+def diagnose_probabilities_many(measured, configs: Sequence[str], llm=None, index=None, budget=None,
                                 classes: Sequence[str] = SUPERCLASSES,
                                 progress: bool | None = None) -> dict:
     """:func:`diagnose_probabilities` for several configurations in one scoring call, so that a
     local model reads each record's shared prompt start (features, rules) once for all of them
     (:data:`ecgkit.llm.REUSE_PREFIX`). Returns ``{configuration: records × classes}``."""
-    from .pipeline import prompt_options
-    from .prompt import assemble_prompts_many, get_config
+    from .prompt import build_prompts, get_config
 
     if llm is None:
         raise ValueError("label probabilities need an LLM")
-    opts = prompt_options(profile, **(options or {}))
     features = [row for _, row in measured.features.iterrows()]
     prompts, keys = [], []
     for name in configs:
         cfg = get_config(name)
         if not cfg.llm:
             raise ValueError(f"configuration {cfg.name!r} has no LLM")
-        prompts += assemble_prompts_many(features, measured.rules if cfg.rules else None,
-                                         index if cfg.retrieval else None, cfg, **opts)
+        prompts += build_prompts(features, measured.rules if cfg.rules else None,
+                                 index if cfg.retrieval else None, cfg, budget)
         keys += [(name, rid) for rid in measured.ids]
     probs = label_probabilities(llm, prompts, classes, ids=list(range(len(keys))), progress=progress)
     out = {}

@@ -3,9 +3,9 @@
 The prompt has five parts, in this order:
 
 1. **Patient and features**: age, sex, then the 12 global features (name, value, unit) and a
-   compact lead table (one row per lead feature, one column per lead). Only the most
-   informative lead features are shown by default (:data:`DEFAULT_LEAD_FEATURES`; pass
-   ``lead_features="all"`` for all 30). A missing value (NaN) is written ``not measurable``
+   compact lead table (one row per lead feature, one column per lead): the budget's
+   ``lead_features``, ``"all"`` 30 of them, or, with ``None``, the ones the rules use most
+   (:data:`DEFAULT_LEAD_FEATURES`). A missing value (NaN) is written ``not measurable``
    (``n/m`` inside the lead table, with a legend).
 2. **Rule results** (configurations with ``rules=True``): every positive condition with its
    criterion and the evidence (the feature values the rule used; ``rule_detail`` shortens this
@@ -13,7 +13,7 @@ The prompt has five parts, in this order:
    missing). The Base configuration has no rule section.
 3. **Retrieved knowledge on the features**: ALFRED retrieves for each feature *name*. To keep
    the prompt short we query the global features plus the lead features of the table (or the
-   ``retrieval_features`` given), with ``top_k`` (default 1) hits per query, drop duplicate
+   budget's ``retrieval_features``), with ``top_k`` (default 1) hits per query, drop duplicate
    chunks, cut every chunk to ``max_chunk_chars`` and keep at most ``max_feature_docs`` chunks.
    The collections come from the configuration (``documents`` or ``documents`` + ``expert``).
 4. **Retrieved knowledge on the positive conditions**: one query per positive condition name,
@@ -26,11 +26,12 @@ The prompt has five parts, in this order:
 Queries use the index's template ``"{name} is defined as"``
 (:data:`ecgkit.knowledge.index.QUERY_TEMPLATE`).
 
-Prompt length: ``max_chars`` is a budget for the whole prompt. Retrieved text is trimmed first
-(feature chunks from the last one backwards, then condition chunks), then lead-table rows from
-the bottom, then the undetermined-conditions line; the instructions and the response format are
-never cut. :func:`assemble_prompt` reports what was trimmed (:class:`BuiltPrompt`) and logs a
-warning when trimming happened; :func:`build_prompt` returns only the text.
+:func:`build_prompts` is the one entry point; its :class:`PromptBudget` (a profile's, by default)
+holds these options and the answer's length. Prompt length: ``max_chars`` is a budget for the
+whole prompt. Retrieved text is trimmed first (feature chunks from the last one backwards, then
+condition chunks), then lead-table rows from the bottom, then the undetermined-conditions line;
+the instructions and the response format are never cut. Each :class:`BuiltPrompt` reports what
+was trimmed; a warning is logged when the budget could not be met.
 
 Configurations (:data:`CONFIGURATIONS`) follow the ALFRED ablation table (Base, Ablation 1-3,
 Proposed) plus two baselines of the book: ``"LLM without retrieval"`` (features + rules, no
@@ -46,6 +47,7 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
+from ..config import ProfileSettings
 from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES, condition, feature
 from ..vocabulary import LEADS, SUPERCLASSES
 from .rules import as_number
@@ -53,8 +55,7 @@ from .rules import as_number
 __all__ = [
     "PromptConfig", "CONFIGURATIONS", "get_config", "DEFAULT_LEAD_FEATURES", "SUPERCLASSES",
     "SUPERCLASS_DESCRIPTIONS", "SYSTEM_PROMPT", "INSTRUCTIONS", "RESPONSE_FORMAT", "QUERY_TEMPLATE",
-    "BuiltPrompt", "assemble_prompt", "assemble_prompts_many", "build_prompt", "build_prompts_many",
-    "feature_queries", "condition_queries",
+    "PromptBudget", "BuiltPrompt", "build_prompts", "feature_queries", "condition_queries",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ SUPERCLASS_DESCRIPTIONS = {
     "HYP": "hypertrophy (ventricular hypertrophy or atrial enlargement)",
 }
 
-#: Lead features in the lead table by default: the ones the rules use most.
+#: The lead table of ``lead_features=None``: the lead features the rules use most.
 DEFAULT_LEAD_FEATURES = (
     "p_amplitude", "p_duration", "q_amplitude", "q_duration", "r_amplitude", "r_prime_amplitude",
     "s_amplitude", "qrs_duration_lead", "st_j", "st_j60", "t_amplitude",
@@ -137,6 +138,34 @@ def get_config(config) -> PromptConfig:
         return CONFIGURATIONS[config]
     except KeyError:
         raise KeyError(f"unknown configuration {config!r}; choose among {list(CONFIGURATIONS)}")
+
+
+@dataclass(frozen=True)
+class PromptBudget(ProfileSettings):
+    """How a prompt is built and how long its answer may be; the defaults are the full profile's
+    (the whole prompt, as the paper sends it), ``for_profile("quick")`` trims it for a small model.
+
+    ``top_k`` hits per query; ``retrieval_features``: the catalog keys queried for part 3 (None:
+    the global features and the lead table's); ``max_chunk_chars``: each chunk cut to this
+    length; ``max_feature_docs`` / ``max_condition_docs``: chunks kept in parts 3 / 4;
+    ``lead_features``: the lead table's rows; ``rule_detail``: "full", "evidence" or "names";
+    ``max_chars``: the whole prompt's budget; ``max_new_tokens``: the diagnosis's length (five
+    label lines need ~25 tokens, the explanation the rest). None: no limit.
+    """
+
+    top_k: int = 1
+    retrieval_features: Optional[tuple] = None
+    max_chars: Optional[int] = None
+    max_chunk_chars: Optional[int] = None
+    max_feature_docs: Optional[int] = None
+    max_condition_docs: Optional[int] = None
+    lead_features: tuple | str | None = "all"
+    rule_detail: str = "full"
+    max_new_tokens: int = 400
+
+    PROFILES = {"quick": dict(max_chars=4800, max_chunk_chars=200, max_feature_docs=2,
+                              max_condition_docs=2, lead_features=("q_amplitude", "st_j60", "t_amplitude"),
+                              rule_detail="names", max_new_tokens=32)}
 
 
 SYSTEM_PROMPT = ("You are an experienced cardiologist interpreting 12-lead ECGs from measured "
@@ -377,24 +406,23 @@ def _render(features, lead_rows, rule_lines, undetermined, feat_chunks, cond_chu
     return "\n\n".join(parts.values()), parts
 
 
-def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, lead_features,
-              retrieval_features, max_feature_docs, max_condition_docs, max_chunk_chars,
-              max_chars, rule_detail="full") -> BuiltPrompt:
-    lead_keys = _resolve_lead_features(lead_features)
+def _assemble(features, rule_result, config: PromptConfig, cache: dict,
+              budget: PromptBudget) -> BuiltPrompt:
+    lead_keys = _resolve_lead_features(budget.lead_features)
     lead_rows = _lead_rows(features, lead_keys)
     if config.rules:
-        rule_lines, undetermined, pos = _rule_lines(rule_result, rule_detail)
+        rule_lines, undetermined, pos = _rule_lines(rule_result, budget.rule_detail)
     else:
         rule_lines, undetermined, pos = [], "", []
     seen: set = set()
     sources: dict = {}
-    fq = feature_queries(lead_keys, retrieval_features)
-    feat = _chunks(fq, config.feature_collections, cache, seen, max_chunk_chars, max_feature_docs,
-                   sources)
+    fq = feature_queries(lead_keys, budget.retrieval_features)
+    feat = _chunks(fq, config.feature_collections, cache, seen, budget.max_chunk_chars,
+                   budget.max_feature_docs, sources)
     cond = []
     if config.rules and pos:
         cond = _chunks(condition_queries(pos), config.rule_collections, cache, seen,
-                       max_chunk_chars, max_condition_docs, sources)
+                       budget.max_chunk_chars, budget.max_condition_docs, sources)
     trimmed = {"feature_chunks": 0, "condition_chunks": 0, "lead_rows": 0, "undetermined": 0}
     n_lead = len(lead_rows)
 
@@ -403,6 +431,7 @@ def _assemble(features, rule_result, config: PromptConfig, cache: dict, top_k, l
 
     text, parts = render()
     over = False
+    max_chars = budget.max_chars
     if max_chars is not None:
         while len(text) > max_chars:
             if feat:
@@ -452,17 +481,21 @@ def _all_queries(rule_results, config, lead_features, retrieval_features):
     return fq, cq
 
 
-def assemble_prompts_many(features_list: Sequence[Mapping], rule_results: Sequence, index,
-                          config="Proposed", top_k: int = 1, lead_features=None,
-                          retrieval_features=None, max_feature_docs: Optional[int] = None,
-                          max_condition_docs: Optional[int] = None,
-                          max_chunk_chars: Optional[int] = 600,
-                          max_chars: Optional[int] = None,
-                          rule_detail: str = "full") -> list[BuiltPrompt]:
-    """:func:`assemble_prompt` for many records; retrieval is batched: every distinct query
+def build_prompts(features_list: Sequence[Mapping], rule_results: Optional[Sequence], index,
+                  config="Proposed", budget: Optional[PromptBudget] = None) -> list[BuiltPrompt]:
+    """The five-part prompt of each record, with its build report (:class:`BuiltPrompt`).
+
+    ``features_list``: mappings from :func:`ecgkit.alfred.features.extract_features`;
+    ``rule_results``: :func:`ecgkit.alfred.rules.evaluate_rules` of each (may be ``None`` when
+    ``config.rules`` is false); ``index``: a :class:`~ecgkit.knowledge.index.KnowledgeIndex`
+    (anything with ``retrieve_many``; ``None`` for configurations without retrieval);
+    ``config``: a :class:`PromptConfig` or a name of :data:`CONFIGURATIONS`; ``budget``: the
+    active profile's :class:`PromptBudget` when None. Retrieval is batched: every distinct query
     (feature names are the same for every record, condition names vary) is sent once, in one
-    ``index.retrieve_many`` call per collection set."""
+    ``index.retrieve_many`` call per collection set.
+    """
     config = _check(config)
+    budget = budget if budget is not None else PromptBudget.for_profile()
     features_list = list(features_list)
     if rule_results is None:
         rule_results = [None] * len(features_list)
@@ -472,53 +505,10 @@ def assemble_prompts_many(features_list: Sequence[Mapping], rule_results: Sequen
     if config.rules and any(r is None for r in rule_results):
         raise ValueError(f"configuration {config.name!r} needs the rule results of every record")
     cache: dict = {}
-    fq, cq = _all_queries(rule_results, config, lead_features, retrieval_features)
+    fq, cq = _all_queries(rule_results, config, budget.lead_features, budget.retrieval_features)
     if config.feature_collections == config.rule_collections:
-        _retrieve(index, fq + cq, top_k, config.feature_collections, cache)
+        _retrieve(index, fq + cq, budget.top_k, config.feature_collections, cache)
     else:
-        _retrieve(index, fq, top_k, config.feature_collections, cache)
-        _retrieve(index, cq, top_k, config.rule_collections, cache)
-    return [_assemble(f, r, config, cache, top_k, lead_features, retrieval_features,
-                      max_feature_docs, max_condition_docs, max_chunk_chars, max_chars,
-                      rule_detail)
-            for f, r in zip(features_list, rule_results)]
-
-
-def assemble_prompt(features: Mapping, rule_result: Optional[pd.DataFrame], index,
-                    config="Proposed", top_k: int = 1, max_feature_docs: Optional[int] = None,
-                    max_chars: Optional[int] = None, lead_features=None, retrieval_features=None,
-                    max_condition_docs: Optional[int] = None,
-                    max_chunk_chars: Optional[int] = 600, rule_detail: str = "full") -> BuiltPrompt:
-    """The five-part prompt for one record with its build report (:class:`BuiltPrompt`).
-
-    ``features``: mapping from :func:`ecgkit.alfred.features.extract_features`;
-    ``rule_result``: :func:`ecgkit.alfred.rules.evaluate_rules` of them (ignored, may be
-    ``None``, when ``config.rules`` is false); ``index``: a
-    :class:`~ecgkit.knowledge.index.KnowledgeIndex` (anything with ``retrieve_many``; may be
-    ``None`` for configurations without retrieval); ``config``: a :class:`PromptConfig` or a
-    name of :data:`CONFIGURATIONS`.
-    """
-    return assemble_prompts_many([features], [rule_result], index, config, top_k=top_k,
-                                 lead_features=lead_features,
-                                 retrieval_features=retrieval_features,
-                                 max_feature_docs=max_feature_docs,
-                                 max_condition_docs=max_condition_docs,
-                                 max_chunk_chars=max_chunk_chars, max_chars=max_chars,
-                                 rule_detail=rule_detail)[0]
-
-
-def build_prompt(features: Mapping, rule_result: Optional[pd.DataFrame], index,
-                 config="Proposed", top_k: int = 1, max_feature_docs: Optional[int] = None,
-                 max_chars: Optional[int] = None, **kwargs) -> str:
-    """The prompt text of :func:`assemble_prompt` (same arguments)."""
-    return assemble_prompt(features, rule_result, index, config, top_k=top_k,
-                           max_feature_docs=max_feature_docs, max_chars=max_chars, **kwargs).text
-
-
-def build_prompts_many(features_list: Sequence[Mapping], rule_results: Sequence, index,
-                       config="Proposed", top_k: int = 1, max_feature_docs: Optional[int] = None,
-                       max_chars: Optional[int] = None, **kwargs) -> list[str]:
-    """The prompt texts of :func:`assemble_prompts_many` (same arguments; batched retrieval)."""
-    return [p.text for p in assemble_prompts_many(features_list, rule_results, index, config,
-                                                  top_k=top_k, max_feature_docs=max_feature_docs,
-                                                  max_chars=max_chars, **kwargs)]
+        _retrieve(index, fq, budget.top_k, config.feature_collections, cache)
+        _retrieve(index, cq, budget.top_k, config.rule_collections, cache)
+    return [_assemble(f, r, config, cache, budget) for f, r in zip(features_list, rule_results)]

@@ -26,162 +26,14 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import RecordError
-from ..data.wfdb_io import LEADS, standard_columns, standard_lead
+from ..data.records import read_record, record_name
+from ..data.wfdb_io import LEADS
 from .answer import SUPERCLASSES
 from .plausibility import answer_flags, check_record, measure
-from .prompt import CONFIGURATIONS
+from .prompt import CONFIGURATIONS, PromptBudget
+from .rules import as_number
 
-__all__ = ["read_record", "diagnose_record", "main"]
-
-CPSC_FS = 500.0
-
-
-def _age_sex(comments) -> tuple[float | None, float | None]:
-    age = sex = None
-    for line in comments or []:
-        key, _, value = str(line).partition(":")
-        key, value = key.strip().lower(), value.strip()
-        if key == "age":
-            try:
-                age = float(value)
-            except ValueError:
-                pass
-        elif key == "sex":
-            sex = {"male": 0.0, "m": 0.0, "female": 1.0, "f": 1.0}.get(value.lower())
-    return age, sex
-
-
-def _record_name(path) -> str:
-    path = Path(path)
-    return path.stem if path.suffix else path.name
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_table(path: Path, suffix: str, name: str) -> tuple[np.ndarray, list | None]:
-    """A .npy or .csv file as a float32 array, with the lead names of a .csv header row (else
-    None)."""
-    if not path.is_file():
-        raise RecordError(name, f"file {path} is missing")
-    try:
-        if suffix == ".npy":
-            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32), None
-        with path.open() as f:
-            first = [t.strip() for t in f.readline().split(",")]
-        names = None if all(_is_number(t) for t in first) else first
-        table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=int(names is not None))
-        return table.astype(np.float32), names
-    except Exception as exc:
-        raise RecordError(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-
-
-def _as_standard_leads(table: np.ndarray, names, name: str, suffix: str) -> tuple[np.ndarray, list]:
-    """(samples × 12 with all-NaN columns for missing leads, the table's lead names)."""
-    if table.ndim == 1:
-        table = table[:, None]
-    n = len(names) if names else len(LEADS)
-    if table.ndim != 2 or n not in table.shape:
-        if names is None and table.ndim == 2 and min(table.shape) < len(LEADS):
-            raise RecordError(name, f"has {min(table.shape)} lead(s) (shape {table.shape}) and a "
-                                    f"{suffix} carries no lead names: name them with --leads, "
-                                    "e.g. --leads II,V1")
-        raise RecordError(name, f"expected samples × {n} leads, got shape {table.shape}")
-    if table.shape[1] != n:
-        table = table.T
-    names = list(names or LEADS)
-    signal = np.full((table.shape[0], len(LEADS)), np.nan, dtype=np.float32)
-    for pos, col in standard_columns(names).items():
-        signal[:, pos] = table[:, col]
-    return signal, names
-
-
-def read_record(path, fs: float | None = None, leads=None) -> tuple[np.ndarray, float, dict]:
-    """(samples × 12 float32 mV in standard lead order, sampling rate, info).
-
-    A lead the record lacks (or that is all NaN) is an all-NaN column. ``leads``: names of the
-    columns of a .npy/.csv (default: its header row, else the 12 standard leads in order).
-    ``info``: name, age, sex, nan_filled, ``leads`` (those present), ``other_signals`` (names
-    that are not standard leads, left out), ``rate_from`` (header, --fs or CPSC default) and
-    ``warnings`` (missing leads, left-out signals).
-    Raises :class:`~ecgkit.data.errors.RecordError` naming the record when it cannot be used.
-    """
-    from ..data.preprocess import ecg_fill_nan
-
-    path = Path(path)
-    name = _record_name(path)
-    suffix = path.suffix.lower()
-    base = path.with_suffix("") if suffix in (".hea", ".dat", ".mat") else path
-    rate_from = "--fs"
-    if suffix in ("", ".hea", ".dat") or (suffix == ".mat" and base.with_suffix(".hea").is_file()):
-        from ..data.cinc2021 import read_cinc_record
-        from ..data.wfdb_io import read_header, read_wfdb
-
-        if not base.with_suffix(".hea").is_file():
-            raise RecordError(name, f"no WFDB header {base.with_suffix('.hea')}")
-        header = read_header(base, name)
-        if all(str(f).lower().endswith(".mat") for f in header.file_name or ["?"]):
-            signal, rate, _ = read_cinc_record(base, name, header=header)   # CinC challenge
-        else:
-            signal, rate, _ = read_wfdb(base, None, None, name, allow_nan=True, partial=True)
-        names = list(header.sig_name or [])
-        age, sex = _age_sex(header.comments)
-        rate_from = "header"
-    elif suffix == ".mat":
-        from ..data.cpsc2018 import read_cpsc_mat
-
-        signal, info = read_cpsc_mat(path, name)
-        names = list(LEADS)
-        rate = float(fs or CPSC_FS)
-        rate_from = "--fs" if fs else "CPSC default"
-        age = None if info.get("age") is None or math.isnan(info["age"]) else float(info["age"])
-        sex = {"Male": 0.0, "Female": 1.0}.get(info.get("sex"))
-    elif suffix in (".npy", ".csv"):
-        if fs is None:
-            raise RecordError(name, f"a {suffix} file carries no sampling rate: pass --fs")
-        table, header_names = _read_table(path, suffix, name)
-        signal, names = _as_standard_leads(table, leads or header_names, name, suffix)
-        rate, age, sex = float(fs), None, None
-    else:
-        raise RecordError(name, f"unsupported format {suffix!r}: use WFDB (.hea), .mat, .npy or .csv")
-    if fs is not None and abs(rate - float(fs)) > 1e-6:
-        raise RecordError(name, f"sampling rate is {rate:g} Hz, --fs says {fs:g} Hz")
-    if signal.shape[0] < 2 * rate:
-        raise RecordError(name, f"only {signal.shape[0] / rate:.1f} s of signal; ALFRED needs ≥ 2 s")
-    signal = np.array(signal, dtype=np.float32)
-    in_file = sorted(standard_columns(names))
-    blank = [LEADS[i] for i in in_file if np.isnan(signal[:, i]).all()]
-    present = [i for i in in_file if LEADS[i] not in blank]
-    other = [str(n) for n in names if standard_lead(n) is None]
-    if not present:
-        has = (f"its leads {', '.join(blank)} are all NaN" if blank else
-               f"none of its signals ({', '.join(other) or 'none'}) is one of the 12 standard "
-               f"leads ({', '.join(LEADS)})")
-        raise RecordError(name, f"no usable lead: {has}")
-    try:
-        filled_part, filled = ecg_fill_nan(signal[:, present], leads=[LEADS[i] for i in present])
-    except ValueError as exc:
-        raise RecordError(name, str(exc)) from exc
-    signal[:, present] = filled_part
-    warnings = []
-    if blank:
-        warnings.append(f"lead(s) {', '.join(blank)} all NaN: treated as missing")
-    if len(present) < len(LEADS):
-        missing = [l for i, l in enumerate(LEADS) if i not in present]
-        warnings.append(f"only {len(present)} of the 12 leads ({', '.join(LEADS[i] for i in present)})"
-                        f"; missing {', '.join(missing)}: their features, and the rules that need "
-                        "them, are undetermined")
-    if other:
-        warnings.append(f"signal(s) {', '.join(other)} not among the 12 standard lead names: ignored")
-    return signal, rate, {"name": name, "age": age, "sex": sex, "nan_filled": int(filled),
-                          "leads": [LEADS[i] for i in present], "other_signals": other,
-                          "rate_from": rate_from,
-                          "warnings": warnings}
+__all__ = ["diagnose_record", "main"]
 
 
 def _fmt(v) -> str:
@@ -273,7 +125,7 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
                     delineator=None, figures: bool = True, leads=None) -> dict:
     """ALFRED on one record; returns the report (dict) and writes it under ``out_dir/<record>``
     when ``out_dir`` is given. ``llm``: an :class:`ecgkit.llm.LLM` (None: no LLM, rules only).
-    ``leads``: lead names of a .npy/.csv (see :func:`read_record`)."""
+    ``leads``: lead names of a .npy/.csv (see :func:`ecgkit.data.records.read_record`)."""
     from ..knowledge.catalog import GLOBAL_FEATURES, LEAD_FEATURES
     from .pipeline import diagnose, measure_ecgs
     from .rules import rules_to_superclasses
@@ -302,6 +154,7 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
             why.append("a beat is kept where at least 2 leads agree")
         raise RecordError(name, f"no heartbeat could be delineated in {'; '.join(why + implausible)}")
     cfg = CONFIGURATIONS[config]
+    budget = PromptBudget.for_profile(profile)
     use_llm = cfg.llm and llm is not None
     probabilities = {}
     with keep_prefix(llm):
@@ -310,12 +163,12 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
             from .probabilities import diagnose_probabilities
 
             try:
-                row = diagnose_probabilities(measured, cfg, llm, index, profile=profile).iloc[0]
-                probabilities = {s: _num(row.get(s)) for s in SUPERCLASSES}
+                row = diagnose_probabilities(measured, cfg, llm, index, budget).iloc[0]
+                probabilities = {s: as_number(row.get(s)) for s in SUPERCLASSES}
             except Exception as exc:   # the text answer stands; say why the probabilities are missing
                 info["warnings"].append(f"label probabilities not available ({type(exc).__name__}: {exc})")
         d = diagnose(measured, cfg if use_llm else "Rules only", llm if use_llm else None,
-                     index if use_llm else None, profile=profile)
+                     index if use_llm else None, budget)
     rules = measured.rules[0]
     feats = measured.features.iloc[0]
     prompt = d.prompts[0] if d.prompts else None
@@ -336,8 +189,8 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
         "undetermined_rules": [r["name"] for _, r in rules.iterrows() if r["positive"] is None],
         "evidence": ([(c, prompt.sources.get(c, "")) for c in prompt.feature_chunks
                       + prompt.condition_chunks] if prompt else []),
-        "global_features": {f.key: _num(feats.get(f.key)) for f in GLOBAL_FEATURES},
-        "lead_features": {f.key: {l: _num(feats.get(f"{f.key}_{l}")) for l in LEADS}
+        "global_features": {f.key: as_number(feats.get(f.key)) for f in GLOBAL_FEATURES},
+        "lead_features": {f.key: {l: as_number(feats.get(f"{f.key}_{l}")) for l in LEADS}
                           for f in LEAD_FEATURES},
         "nan_filled": info["nan_filled"], "figures": bool(figures and out_dir is not None),
     }
@@ -352,14 +205,6 @@ def diagnose_record(path, llm=None, index=None, config: str = "Proposed", out_di
         (folder / "report.md").write_text(_markdown(report))
         report["folder"] = str(folder)
     return report
-
-
-def _num(v):
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
 
 
 def main(argv=None) -> int:
@@ -408,7 +253,7 @@ def main(argv=None) -> int:
                                      sex, args.profile, delineator, not args.no_figures, leads)
         except Exception as exc:    # a record that fails is named and skipped; the others go on
             name, why = ((exc.record, exc.problem) if isinstance(exc, RecordError) else
-                         (_record_name(record), f"unexpected {type(exc).__name__}: {exc}"))
+                         (record_name(record), f"unexpected {type(exc).__name__}: {exc}"))
             failed.append((name, why))
             print(f"error: record {name}: {why}", file=sys.stderr)
             continue

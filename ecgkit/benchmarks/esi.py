@@ -21,7 +21,7 @@ import torch
 variant, device, samples, batch, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 from torch import nn
-from ecgkit.esi.encoder import ecg_encoder, n_parameters
+from ecgkit.nn import ecg_encoder, n_parameters
 from ecgkit.esi.model import ESIModel
 
 class Features(nn.Module):

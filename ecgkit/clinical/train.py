@@ -338,7 +338,7 @@ class TransferRun:
 
 def run_transfer(data: TransferData, cfg: TransferConfig, progress: bool = True) -> TransferRun:
     """Train (or load) every model and ablation of the chapter; see the module docstring."""
-    from ..esi.encoder import ecg_encoder
+    from ..nn import ecg_encoder
 
     n_labels, n_flags, n_feat = data.y.shape[1], data.flags.shape[1], data.values.shape[1]
     base = _key(data.fingerprint(), asdict(cfg))

@@ -14,6 +14,7 @@ _EXPORTS = {
     "ecg_notch": "preprocess", "ecg_remove_baseline": "preprocess", "ecg_resample": "preprocess",
     "fixed_length": "preprocess", "PTBXL": "ptbxl", "SUPERCLASSES": "ptbxl", "fold_table": "ptbxl",
     "label_counts": "ptbxl", "load_ptbxl": "ptbxl", "ptbxl_labels": "ptbxl", "ptbxl_split": "ptbxl",
+    "read_record": "records",
     "describe_source": "sources", "load_cohort": "sources", "load_real": "sources",
     "load_synthetic": "sources", "LEADS": "wfdb_io", "read_wfdb": "wfdb_io",
 }

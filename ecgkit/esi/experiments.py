@@ -21,7 +21,7 @@ import pandas as pd
 from ..config import ProfileSettings
 from .downstream import (Task, class_prompts, embed, identification, macro_auc, misaligned, probe_task,
                          subsample, supervised_task, zero_shot_task)
-from .encoder import ecg_encoder
+from ..nn import ecg_encoder
 from .train import ESIConfig, QUICK_PRETRAIN, TrainConfig, fingerprint, pretrain_esi, pretrain_simclr
 
 #: the quick profile's budget: optimizer steps of batch 32 for every pretraining run

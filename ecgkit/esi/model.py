@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import cache_dir
-from .encoder import ConvNeXt1D
+from ..nn import ConvNeXt1D
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100.0)

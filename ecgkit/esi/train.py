@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..cache import key as cache_key
 from ..config import ProfileSettings, cache_dir
-from .encoder import ConvNeXt1D, ecg_encoder
+from ..nn import ConvNeXt1D, ecg_encoder
 from ..hashing import content_sha256
 from ..versions import VERSIONS
 

@@ -28,10 +28,10 @@ configuration, :data:`ecgkit.versions.VERSIONS` (generator and delineator) and t
 (:func:`load_delineator`); a profile with neither shipped nor cached weights is trained once, with
 a message saying so.
 
-One module per job: :mod:`.labels` (ground truth ↔ per-sample labels), :mod:`.model` (the U-Net),
-:mod:`.training`, :mod:`.inference` (:func:`delineate`, :func:`align_beats`), :mod:`.scoring`
+One module per job: :mod:`.labels` (ground truth ↔ per-sample labels), :mod:`.training`,
+:mod:`.inference` (:func:`standardise`, :func:`delineate`, :func:`align_beats`), :mod:`.scoring`
 (:func:`score_delineation`, NeuroKit2 for comparison); this module holds the settings, the cache,
-loading and the command line, and re-exports the rest.
+loading and the command line, and re-exports the rest. The network is :class:`ecgkit.nn.UNet1D`.
 """
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ from ...cache import key as cache_key
 from ...config import ProfileSettings, cache_dir
 from ...versions import VERSIONS
 from ...vocabulary import LEADS  # noqa: F401 (re-exported)
+from ...nn import UNet1D  # noqa: F401 (re-exported)
 from .inference import (P_SHARE, SPLIT_RR, WEAK_ENERGY, WEAK_SHARE, align_beats,  # noqa: F401
-                        delineate)
+                        delineate, standardise)
 from .labels import (CLASSES, FS, GAP_MS, MIN_MS, OUTPUT_COLUMNS, fiducials_to_mask,  # noqa: F401
                      mask_to_fiducials)
-from .model import UNet1D, standardise  # noqa: F401
 from .scoring import SCORED, _empty, neurokit_fiducials, score_delineation  # noqa: F401
 from .training import _augment_batch, train_delineator, train_step  # noqa: F401
 

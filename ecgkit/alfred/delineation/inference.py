@@ -7,10 +7,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...nn import UNet1D
 from ...vocabulary import LEADS
 from .labels import FS, OUTPUT_COLUMNS, _runs, mask_to_fiducials
-from .model import UNet1D, standardise
 from .scoring import _empty
+
+
+def standardise(x: np.ndarray | torch.Tensor, floor: float = 0.01):
+    """Per-lead standardisation along the last axis: mean removed, divided by max(sd, floor mV)."""
+    if isinstance(x, torch.Tensor):
+        mu = x.mean(-1, keepdim=True)
+        sd = x.std(-1, keepdim=True).clamp_min(floor)
+        return (x - mu) / sd
+    x = np.asarray(x, dtype=np.float32)
+    mu = x.mean(-1, keepdims=True)
+    sd = np.maximum(x.std(-1, keepdims=True), floor)
+    return ((x - mu) / sd).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------

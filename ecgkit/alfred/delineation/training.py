@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn import UNet1D
+from .inference import standardise
 from .labels import FS, fiducials_to_mask
-from .model import UNet1D, standardise
 
 
 

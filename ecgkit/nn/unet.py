@@ -1,17 +1,10 @@
-"""The 1-D U-Net and the per-lead standardisation."""
+"""A small 1-D U-Net for per-sample labelling of signals (ALFRED's delineator)."""
 from __future__ import annotations
 
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-
-# --------------------------------------------------------------------------------------------
-# Model
-# --------------------------------------------------------------------------------------------
 
 class _Block(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int):
@@ -66,15 +59,3 @@ class UNet1D(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.head(x)[..., :n]
-
-
-def standardise(x: np.ndarray | torch.Tensor, floor: float = 0.01):
-    """Per-lead standardisation along the last axis: mean removed, divided by max(sd, floor mV)."""
-    if isinstance(x, torch.Tensor):
-        mu = x.mean(-1, keepdim=True)
-        sd = x.std(-1, keepdim=True).clamp_min(floor)
-        return (x - mu) / sd
-    x = np.asarray(x, dtype=np.float32)
-    mu = x.mean(-1, keepdims=True)
-    sd = np.maximum(x.std(-1, keepdims=True), floor)
-    return ((x - mu) / sd).astype(np.float32)
