@@ -15,6 +15,7 @@ tokens, each with ``bytes``), ``continue_final_message``; ``usage`` token counts
 Faults on purpose, to exercise the client's retries: every ``fail_every``-th completion request
 is answered 503 with ``Retry-After: 0``, and every ``stall_every``-th one waits ``stall_seconds``
 before answering (longer than the client's time-out). :attr:`StandIn.stats` counts them.
+A ``responder`` replaces the stub's answers (the tests' scripted servers: errors, malformed bodies).
 
 ``python -m ecgkit.standin --port 8000`` serves until interrupted.
 """
@@ -67,12 +68,18 @@ def top_tokens(payload: dict, k: int) -> list[dict]:
 
 
 class StandIn:
-    """The server in a daemon thread: ``with StandIn() as s: os.environ[...] = s.url``."""
+    """The server in a daemon thread: ``with StandIn() as s: os.environ[...] = s.url``.
+
+    ``responder(path, headers, payload)``, when given, answers each chat-completions request (after
+    the planned faults) instead of :meth:`answer`: ``(status, body)`` or ``(status, body, headers)``,
+    the body a JSON object or raw bytes.
+    """
 
     def __init__(self, port: int = 0, model: str = "ecgkit-standin", fail_every: int = 0,
-                 stall_every: int = 0, stall_seconds: float = 0.0):
+                 stall_every: int = 0, stall_seconds: float = 0.0, responder=None):
         self.model, self.fail_every, self.stall_every = model, int(fail_every), int(stall_every)
         self.stall_seconds = float(stall_seconds)
+        self.responder = responder
         self.stats = {"requests": 0, "completions": 0, "logprob_requests": 0, "continued": 0,
                       "failed_503": 0, "stalled": 0}
         self._lock = threading.Lock()
@@ -126,8 +133,8 @@ class StandIn:
             def log_message(self, *args):   # quiet
                 pass
 
-            def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
-                data = json.dumps(body).encode()
+            def _send(self, status: int, body: dict | bytes, headers: dict | None = None) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -166,6 +173,8 @@ class StandIn:
                 if standin.stall_every and n % standin.stall_every == 0:
                     standin._count("stalled")
                     time.sleep(standin.stall_seconds)
+                if standin.responder is not None:
+                    return self._send(*standin.responder(self.path, dict(self.headers), payload))
                 self._send(200, standin.answer(payload))
 
         return Handler

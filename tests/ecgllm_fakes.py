@@ -47,22 +47,3 @@ def tiny_llama(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     tok.save_pretrained(folder)
     return folder
 
-
-class LoopbackServer:
-    """Base of the tests' OpenAI-compatible fakes: ``serve(handler)`` starts a ThreadingHTTPServer
-    on 127.0.0.1 (a free port) in a daemon thread and sets ``url``; ``close()`` stops it."""
-
-    def serve(self, handler) -> None:
-        import threading
-        from http.server import ThreadingHTTPServer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()

@@ -29,6 +29,7 @@ def test_no_environment_reads_outside_config():
               *map(str, (ROOT / "ecgkit").glob("knowledge/*.py")),
               *map(str, (ROOT / "ecgkit").glob("clinical/*.py")),
               *map(str, (ROOT / "ecgkit").glob("benchmarks/*.py")),
+              *map(str, (ROOT / "ecgkit").glob("llm/*.py")),
               *[str(p) for p in (ROOT / "ecgkit").glob("alfred/*.py")
                 if p.name not in ("probabilities.py", "evaluate.py", "report.py")]]
     for name in shared:

@@ -6,19 +6,14 @@ before any test redirects ``ECGKIT_CACHE``; its folder is then passed explicitly
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from ecgllm_fakes import LoopbackServer
-
-from ecgkit import llm as llmmod
 from ecgkit.llm import (
     CachedLLM,
     Generation,
@@ -30,6 +25,8 @@ from ecgkit.llm import (
     to_messages,
     usage,
 )
+from ecgkit.llm.openai import _retry_after
+from ecgkit.standin import StandIn
 
 # ----------------------------------------------------------------------------- local model
 
@@ -143,7 +140,7 @@ def test_local_loglikelihood(local):
 KEY = "sk-test-SECRET-0123456789"
 
 
-class FakeServer(LoopbackServer):
+class FakeServer(StandIn):
     """A chat/completions server whose behaviour is chosen by the prompt's prefix:
 
     ``fail<N>:`` 503 for the first N requests of that prompt, then an answer; ``err500:`` always 500;
@@ -158,81 +155,52 @@ class FakeServer(LoopbackServer):
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
-        fake = self
+        super().__init__(model="fake-70b", responder=self.respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def respond(self, path, headers, body):
+        prompt = body["messages"][-1]["content"]
+        with self.lock:
+            self.requests.append({"headers": headers, "body": body, "path": path})
+            n = self.hits[prompt] = self.hits.get(prompt, 0) + 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._answer(prompt, n, body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
-            def log_message(self, *args):  # keep the test output quiet
-                pass
-
-            def _send(self, status, body, headers=None):
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (time-out test)
-                    pass
-
-            def do_GET(self):
-                if self.path.endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "fake-70b"}]})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                prompt = body["messages"][-1]["content"]
-                with fake.lock:
-                    fake.requests.append({"headers": dict(self.headers), "body": body, "path": self.path})
-                    n = fake.hits[prompt] = fake.hits.get(prompt, 0) + 1
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    self._answer(prompt, n, body)
-                finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
-
-            def _answer(self, prompt, n, body):
-                if not self.path.endswith("/chat/completions"):
-                    return self._send(404, {"error": {"message": "not found"}})
-                head = prompt.split(":", 1)[0]
-                if head.startswith("fail") and n <= int(head[4:]):
-                    return self._send(503, {"error": {"message": "overloaded"}})
-                if head == "err500":
-                    return self._send(500, b"internal error")
-                if head == "ratelimit" and n == 1:
-                    return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
-                if head == "sleep":
-                    time.sleep(1.0)
-                if head == "bad400":
-                    return self._send(400, {"error": {"message": "This model's maximum context length is 8192 tokens", "type": "invalid_request_error"}})
-                if head == "malformed":
-                    return self._send(200, b'{"choices": [{"message": ')
-                if head == "nochoices":
-                    return self._send(200, {"id": "x", "choices": []})
-                if head.startswith("slow"):
-                    time.sleep(int(head[4:]) / 1000)
-                text = f"ECHO {prompt}"
-                words = text.split()
-                reason = "stop"
-                if len(words) > body["max_tokens"]:
-                    text, reason = " ".join(words[: body["max_tokens"]]), "length"
-                return self._send(200, {
-                    "id": "cmpl-1", "object": "chat.completion", "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": reason}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
-                              "total_tokens": 0},
-                })
-
-        self.serve(Handler)
+    @staticmethod
+    def _answer(prompt, n, body):
+        head = prompt.split(":", 1)[0]
+        if head.startswith("fail") and n <= int(head[4:]):
+            return 503, {"error": {"message": "overloaded"}}
+        if head == "err500":
+            return 500, b"internal error"
+        if head == "ratelimit" and n == 1:
+            return 429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"}
+        if head == "sleep":
+            time.sleep(1.0)
+        if head == "bad400":
+            return 400, {"error": {"message": "This model's maximum context length is 8192 tokens", "type": "invalid_request_error"}}
+        if head == "malformed":
+            return 200, b'{"choices": [{"message": '
+        if head == "nochoices":
+            return 200, {"id": "x", "choices": []}
+        if head.startswith("slow"):
+            time.sleep(int(head[4:]) / 1000)
+        text = f"ECHO {prompt}"
+        words = text.split()
+        reason = "stop"
+        if len(words) > body["max_tokens"]:
+            text, reason = " ".join(words[: body["max_tokens"]]), "length"
+        return 200, {
+            "id": "cmpl-1", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": reason}],
+            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
+                      "total_tokens": 0},
+        }
 
 
 @pytest.fixture
@@ -516,5 +484,5 @@ def test_to_messages_and_usage():
                Generation.failed("boom"), Generation("b", cached=True, finish_reason="length")])
     assert u["n"] == 3 and u["errors"] == 1 and u["cached"] == 1 and u["length"] == 1
     assert u["completion_tokens"] == 2
-    assert llmmod._retry_after("2") == 2.0 and llmmod._retry_after(None) is None
-    assert llmmod._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert _retry_after("2") == 2.0 and _retry_after(None) is None
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0

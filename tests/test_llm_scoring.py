@@ -3,9 +3,7 @@ full-sequence log-likelihoods), an endpoint's top_logprobs (a vLLM-like fake on 
 per-item score cache, ALFRED label probabilities and thresholds, repetition controls."""
 from __future__ import annotations
 
-import json
 import math
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
@@ -16,8 +14,9 @@ from ecgkit.alfred.probabilities import (NO_VARIANTS, YES_VARIANTS, apply_thresh
 from ecgkit.alfred.prompt import SUPERCLASSES, SYSTEM_PROMPT, PromptBudget
 from ecgkit.llm import (LLM, CachedLLM, Generation, GenerationCache, LocalLLM, OpenAIChat, OptionScores,
                         count_cut)
+from ecgkit.standin import StandIn
 
-from ecgllm_fakes import LoopbackServer, tiny_llama
+from ecgllm_fakes import tiny_llama
 
 PROMPT = ("Measured features: heart rate 72 bpm, PR 160 ms, QRS 140 ms, QTc 450 ms. "
           "Rule results: complete left bundle branch block. " * 3)
@@ -258,7 +257,7 @@ def test_local_scores_are_cached_per_item(tiny, tmp_path):
 # ----------------------------------------------------------------------------- endpoint (vLLM-like fake)
 
 
-class LogprobServer(LoopbackServer):
+class LogprobServer(StandIn):
     """A chat/completions server answering ``max_tokens=1`` requests with vLLM-style logprobs.
 
     ``top`` maps the last message's content to a list of (token, logprob); with
@@ -268,44 +267,27 @@ class LogprobServer(LoopbackServer):
 
     def __init__(self, top, refuse_prefill=False):
         self.requests = []
-        fake = self
+        self.top, self.refuse_prefill = top, refuse_prefill
+        super().__init__(responder=self.respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                fake.requests.append(body)
-                if refuse_prefill and body.get("continue_final_message"):
-                    return self._send(400, {"error": {"message": "Unrecognized request argument supplied: "
-                                                                 "continue_final_message"}})
-                content = body["messages"][-1]["content"]
-                user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
-                if user.startswith("nologprobs:"):
-                    return self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                                 "content": "x"}}]})
-                pairs = top.get(content) or top.get(user.split("\n\n")[0], [])
-                entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in pairs]
-                chosen = dict(entries[0]) if entries else {"token": "?", "logprob": -9.0, "bytes": []}
-                self._send(200, {
-                    "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": chosen["token"]},
-                                 "logprobs": {"content": [{**chosen, "top_logprobs": entries[:body.get("top_logprobs", 0)]}]},
-                                 "finish_reason": "length"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
-
-        self.serve(Handler)
+    def respond(self, path, headers, body):
+        self.requests.append(body)
+        if self.refuse_prefill and body.get("continue_final_message"):
+            return 400, {"error": {"message": "Unrecognized request argument supplied: "
+                                              "continue_final_message"}}
+        content = body["messages"][-1]["content"]
+        user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        if user.startswith("nologprobs:"):
+            return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}}]}
+        pairs = self.top.get(content) or self.top.get(user.split("\n\n")[0], [])
+        entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in pairs]
+        chosen = dict(entries[0]) if entries else {"token": "?", "logprob": -9.0, "bytes": []}
+        return 200, {
+            "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": chosen["token"]},
+                         "logprobs": {"content": [{**chosen, "top_logprobs": entries[:body.get("top_logprobs", 0)]}]},
+                         "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
 
 
 def _endpoint(server, **kwargs):

@@ -141,7 +141,7 @@ def diagnose_probabilities_many(measured, configs: Sequence[str], llm=None, inde
                                 progress: bool | None = None) -> dict:
     """:func:`diagnose_probabilities` for several configurations in one scoring call, so that a
     local model reads each record's shared prompt start (features, rules) once for all of them
-    (:data:`ecgkit.llm.REUSE_PREFIX`). Returns ``{configuration: records × classes}``."""
+    (:data:`ecgkit.llm.local.REUSE_PREFIX`). Returns ``{configuration: records × classes}``."""
     from .prompt import build_prompts, get_config
 
     if llm is None:
