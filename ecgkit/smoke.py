@@ -56,7 +56,7 @@ NOTEBOOKS = {
     "04": dict(n_synthetic=40, n_statements=3, n_ablation=1, top_ks=[1, 3], max_new_tokens=16),
     # 100 Hz: ConvNeXt1D tiny at 500 Hz costs 13 GFLOP a record (02/03 read 500 Hz)
     "05": dict(rate=100, n_synthetic=40, n_seeds=1, steps=2, epochs=1, finetune_epochs=1,
-               max_pretrain_records=32, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
+               max_pretrain_records=8, sizes=[0.5, 1.0], misalignment=[0.0, 1.0], max_new_tokens=16),
     "06": dict(n_examples=2),
     "07": dict(n_train=8, max_steps=2, n_heldout=4),
     "08": dict(n_mcq=2, n_open=2, n_judge=1, n_control=2, max_new_tokens=8),
