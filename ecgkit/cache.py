@@ -8,6 +8,10 @@ module's own source is never part of a key (a comment edit must not rebuild anyt
 :func:`build_or_load` keeps an artefact in ``cache_dir(namespace, key)``: it loads a complete
 folder, else builds into a temporary folder, writes ``spec.json`` and a ``complete`` marker, and
 renames it into place (a half-written artefact is never read).
+
+Every key computed in this process is remembered by namespace (:func:`keys_used`): a notebook's
+:class:`ecgkit.results.Recorder` writes them into its results, so a table names the artefacts
+(index, delineator, ESI runs, adapter, generations ...) it was computed from.
 """
 from __future__ import annotations
 
@@ -21,10 +25,13 @@ from typing import Any, Callable
 from .config import cache_dir
 from .versions import VERSIONS
 
-__all__ = ["DIGEST_CHARS", "canonical_json", "key", "build_or_load", "artefact_folder"]
+__all__ = ["DIGEST_CHARS", "canonical_json", "key", "keys_used", "build_or_load", "artefact_folder"]
 
 #: hex characters of every cache key (96 bits: collisions are not a concern)
 DIGEST_CHARS = 24
+
+#: the keys computed in this process, by namespace (:func:`keys_used`)
+_USED: dict[str, set[str]] = {}
 
 
 def canonical_json(spec: Any) -> str:
@@ -43,7 +50,16 @@ def key(namespace: str, spec: Any, version: str | int | None = None) -> str:
                            f"VERSIONS or pass version= (known: {sorted(VERSIONS)})")
         version = VERSIONS[namespace]
     blob = canonical_json({"namespace": namespace, "version": str(version), "spec": spec})
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
+    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
+    _USED.setdefault(namespace, set()).add(digest)
+    return digest
+
+
+def keys_used(listed: int = 20) -> dict:
+    """The cache keys computed in this process: ``{namespace: [keys]}``, sorted; a namespace with
+    more than ``listed`` keys (one per LLM generation, say) is given as ``{"keys": count}``."""
+    return {ns: sorted(keys) if len(keys) <= listed else {"keys": len(keys)}
+            for ns, keys in sorted(_USED.items())}
 
 
 def artefact_folder(namespace: str, spec: Any, version: str | int | None = None,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cache import keys_used
 from .config import project_root, results_dir
 
 VERSIONED = ("ecgkit", "numpy", "pandas", "scipy", "torch", "wfdb", "neurokit2", "transformers",
@@ -146,6 +147,7 @@ class Recorder:
         r = self.results
         doc = {
             "info": {**_plain(r.info), "versions": package_versions(), "commit": source_commit(),
+                     "cache_keys": keys_used(),
                      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             "metrics": r.metrics,
             "tables": {name: {"caption": r.captions.get(name, ""),

@@ -150,3 +150,15 @@ def test_book_style_renders_displayed_frames_without_raw_nan():
     assert "NaN" not in data["text/plain"]
     series, _ = shell.display_formatter.format(frame["AUROC"])
     assert "NaN" not in series["text/html"] and "NaN" not in series["text/plain"]
+
+
+def test_results_name_the_cache_keys_the_process_used(tmp_path):
+    from ecgkit.cache import key, keys_used
+
+    k = key("knowledge_index", {"test": "results name their artefacts"})
+    many = [key("llm_generation", {"n": i}) for i in range(25)]
+    assert k in keys_used()["knowledge_index"] and keys_used()["llm_generation"]["keys"] >= len(set(many))
+    rec = Recorder("keys", dataset="d", profile="quick", seed=0)
+    loaded = load_results("keys", rec.save(tmp_path).parent)
+    assert k in loaded.info["cache_keys"]["knowledge_index"]
+    assert isinstance(loaded.info["cache_keys"]["llm_generation"], dict)
