@@ -430,16 +430,40 @@ class Table:
                                 else html.escape(str(c))))
         return headers, rows, constants, notes
 
+    def _column_groups(self) -> list | None:
+        """A wide table whose columns are (group, statistic) pairs, e.g. (task, mean): its groups,
+        each rendered as a table of its own beside the key columns (second level empty), or None."""
+        cols = self.frame.columns
+        if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2:
+            return None
+        groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
+        if len(groups) < 2:
+            return None
+        chars = sum(max([len(str(x)) for x in c] + [min(24, int(self.frame[c].astype(str).str.len().max() or 0))])
+                    for c in cols)
+        return groups if chars * 8 + 24 * len(cols) > CONTENT_WIDTH_PX else None
+
     def to_html(self) -> str:
+        groups = self._column_groups()
+        if groups:      # too wide for the column: one table per group (task), the key columns repeated
+            keys = [c for c in self.frame.columns if str(c[1]) == ""]
+            parts = []
+            for g in groups:
+                sub = self.frame[keys + [c for c in self.frame.columns if c[0] == g and str(c[1]) != ""]]
+                sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
+                caption = f"{self.caption} — {g}" if self.caption else str(g)
+                parts.append(Table(sub, caption, self.long_text, self.constants_to_caption, self.collapsed).to_html())
+            return "".join(parts)
         headers, rows, constants, notes = self._cells()
         caption = html.escape(self.caption)
         if constants:
             caption += (" " if caption else "") + "; ".join(
                 f"{html.escape(_label(k))}: {format_text(v, 200) if str(v).strip() else 'none'}"
                 for k, v in constants) + "."
-        parts = ['<div class="ek-table">', "<table>"]
-        if caption:
-            parts.append(f"<caption>{caption}</caption>")
+        parts = ['<div class="ek-table">']
+        if caption:     # outside the table: it wraps in the column while a wide table scrolls
+            parts.append(f'<div class="ek-caption">{caption}</div>')
+        parts.append("<table>")
         parts.append("<thead><tr>" + "".join(f'<th class="{k}">{h}</th>' for k, h in headers) + "</tr></thead>")
         parts.append("<tbody>")
         for cells in rows:
@@ -466,9 +490,11 @@ TABLE_CSS = (
     "<style>"
     f".ek-table{{max-width:{CONTENT_WIDTH_PX}px;overflow-x:auto;margin:0.5em 0 1em 0}}"
     ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto}"
-    ".ek-table caption{caption-side:top;text-align:left;font-size:0.95em;color:#444;padding-bottom:0.3em}"
+    ".ek-table .ek-caption{text-align:left;font-size:0.8em;color:#444;padding-bottom:0.3em;"
+    "position:sticky;left:0}"
     ".ek-table th,.ek-table td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;vertical-align:top}"
     ".ek-table th{border-bottom:2px solid #999;font-weight:600}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal;min-width:3.5em;max-width:9em}"
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"

@@ -190,7 +190,7 @@ def step_architectures(variants=("base",), records: int = 1, samples: int = 256)
         if missing or not torch.isfinite(loss):
             raise AssertionError(f"ConvNeXt1D {variant}: loss {float(loss)}, no gradient for {missing[:3]}")
         rows.append({"variant": variant, "parameters_m": round(sum(p.numel() for p in encoder.parameters()) / 1e6, 2),
-                     "loss": float(loss), "seconds": round(time.perf_counter() - start, 1)})
+                     "loss": float(loss.detach()), "seconds": round(time.perf_counter() - start, 1)})
         print(f"[smoke] ConvNeXt1D {variant}: {rows[-1]['parameters_m']} M parameters, one step in "
               f"{rows[-1]['seconds']} s", flush=True)
     return rows

@@ -63,13 +63,26 @@ def test_constant_columns_move_to_the_caption():
     frame = pd.DataFrame({"LLM": ["SmolLM2-135M@0123abcd"] * 3, "F1": [0.1, 0.2, 0.3]},
                          index=pd.Index(["a", "b", "c"], name="configuration"))
     html = render(frame, "Scores")
-    assert "<th class=\"ek-text\">LLM" not in html and "LLM: SmolLM2-135M@0123abcd" in html.split("</caption>")[0]
+    assert "<th class=\"ek-text\">LLM" not in html and "LLM: SmolLM2-135M@0123abcd" in html.split('<div class="ek-caption">')[1].split("</div>")[0]
 
 
 def test_tables_scroll_within_the_content_column():
     wide = pd.DataFrame(np.random.default_rng(0).random((2, 30)), columns=[f"column {i}" for i in range(30)])
-    html = render(wide)
+    html = render(wide, "A caption that wraps")
     assert "max-width:1000px" in html and "overflow-x:auto" in html
+    # the caption sits above the table, not in it (a scrolled table would cut it)
+    assert html.index('<div class="ek-caption">A caption that wraps</div>') < html.index("<table>")
+
+
+def test_tables_too_wide_for_the_column_split_by_group():
+    cols = pd.MultiIndex.from_tuples([("method", "")] + [(f"ptbxl superdiagnostic {t}", s) for t in "ABC"
+                                                         for s in ("mean", "sd", "low", "high")])
+    frame = pd.DataFrame([["ESI"] + [0.7, 0.01, 0.6, 0.8] * 3, ["SimCLR"] + [0.6, 0.02, 0.5, 0.7] * 3], columns=cols)
+    html = render(frame, "Macro AUC")
+    assert html.count("<table>") == 3 and "Macro AUC — ptbxl superdiagnostic B" in html
+    assert html.count(">ESI<") == 3      # the key column repeated in each part
+    narrow = render(frame.iloc[:, :5], "Macro AUC")
+    assert narrow.count("<table>") == 1
 
 
 def test_a_recorded_table_renders_through_the_same_style(tmp_path):
