@@ -229,6 +229,7 @@ INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|
                              r"answers|n_\w+)($|[\s_)])",
                              re.IGNORECASE)
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
+LONG_TABLE = 30           # rows: a longer table is collapsed (one line until the reader opens it)
 CONTENT_WIDTH_PX = 1000   # the book's content column
 
 
@@ -353,9 +354,11 @@ class Table:
     """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
 
     def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
-                 constants_to_caption: bool = True, collapsed: bool = False):
+                 constants_to_caption: bool = True, collapsed: bool | None = None):
         self.frame, self.caption, self.long_text = frame, caption or "", long_text
-        self.constants_to_caption, self.collapsed = constants_to_caption, collapsed
+        self.constants_to_caption = constants_to_caption
+        #: a long reference table is one line until opened (None: when it has over LONG_TABLE rows)
+        self.collapsed = len(frame) > LONG_TABLE if collapsed is None else collapsed
 
     def _cells(self):
         frame = self.frame

@@ -166,3 +166,10 @@ def test_counts_in_a_column_of_rates_print_as_integers():
                          index=pd.Index(["records", "within ±1", "beats", "mean |HR difference|"], name="quantity"))
     html = render(frame)
     assert ">500<" in html and ">6016<" in html and ">0.946<" in html and "500.000" not in html
+
+
+def test_long_reference_tables_are_collapsed():
+    long = pd.DataFrame({"rule": [f"r{i}" for i in range(40)], "sens": np.linspace(0, 1, 40)})
+    assert render(long, "All rules").startswith("<style>") and "click to show" in render(long, "All rules")
+    assert "click to show" not in render(long.head(10), "Ten rules")
+    assert "click to show" not in show_frame(long, "All rules", collapsed=False).to_html()
