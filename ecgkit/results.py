@@ -442,8 +442,8 @@ class Table:
         groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
         if len(groups) < 2:
             return None
-        chars = sum(max([len(str(x)) for x in c] + [min(24, int(self.frame[c].astype(str).str.len().max() or 0))])
-                    for c in cols)
+        chars = sum(max([len(str(x)) for x in c] + [min(24, len(str(v))) for v in self.frame.iloc[:, i].tolist()])
+                    for i, c in enumerate(cols))
         return groups if chars * 8 + 24 * len(cols) > CONTENT_WIDTH_PX else None
 
     def to_html(self) -> str:

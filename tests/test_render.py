@@ -81,6 +81,7 @@ def test_tables_too_wide_for_the_column_split_by_group():
     html = render(frame, "Macro AUC")
     assert html.count("<table>") == 3 and "Macro AUC — ptbxl superdiagnostic B" in html
     assert html.count(">ESI<") == 3      # the key column repeated in each part
+    assert render(frame.iloc[:0], "No rows").count("<table>") >= 1     # an empty table still renders
     narrow = render(frame.iloc[:, :5], "Macro AUC")
     assert narrow.count("<table>") == 1
 
