@@ -229,7 +229,6 @@ INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|
                              r"answers|n_\w+)($|[\s_)])",
                              re.IGNORECASE)
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
-LONG_TABLE = 30           # rows: a longer table is collapsed (one line until the reader opens it)
 CONTENT_WIDTH_PX = 1000   # the book's content column
 
 
@@ -354,11 +353,9 @@ class Table:
     """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
 
     def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
-                 constants_to_caption: bool = True, collapsed: bool | None = None):
+                 constants_to_caption: bool = True, collapsed: bool = False):
         self.frame, self.caption, self.long_text = frame, caption or "", long_text
-        self.constants_to_caption = constants_to_caption
-        #: a long reference table is one line until opened (None: when it has over LONG_TABLE rows)
-        self.collapsed = len(frame) > LONG_TABLE if collapsed is None else collapsed
+        self.constants_to_caption, self.collapsed = constants_to_caption, collapsed
 
     def _cells(self):
         frame = self.frame
@@ -451,10 +448,10 @@ class Table:
         if groups:      # too wide for the column: one table per group (task), the key columns repeated
             keys = [c for c in self.frame.columns if str(c[1]) == ""]
             parts = []
-            for g in groups:
+            for i, g in enumerate(groups):
                 sub = self.frame[keys + [c for c in self.frame.columns if c[0] == g and str(c[1]) != ""]]
                 sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
-                caption = f"{self.caption} — {g}" if self.caption else str(g)
+                caption = f"{self.caption} — {g}" if self.caption and i == 0 else f"(continued) {g}"
                 parts.append(Table(sub, caption, self.long_text, self.constants_to_caption, self.collapsed).to_html())
             return "".join(parts)
         headers, rows, constants, notes = self._cells()
