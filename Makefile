@@ -62,8 +62,10 @@ reproduce: notebooks book
 smoke: setup
 	$(PY) -m ecgkit.smoke --out _build/smoke/executed --results _build/smoke/results
 
+# --all: the chapters render their tables from the results files when built, so a chapter whose
+# text did not change must still be rebuilt after `make reproduce` (Sphinx would keep the old page)
 book: setup
-	$(VENV)/bin/jupyter-book build .
+	$(VENV)/bin/jupyter-book build --all .
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 bench: setup
