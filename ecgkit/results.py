@@ -3,6 +3,8 @@
 A notebook makes one :class:`Recorder`, records named metrics and tables, and saves one JSON
 file per notebook (with dataset, profile, seed, package versions and the git commit). The book's tables are
 rendered from these files, beside the paper's numbers from ``resources/paper_numbers.csv``.
+Imported in a notebook, the module shows every DataFrame in the book's table style
+(:func:`book_style`).
 """
 from __future__ import annotations
 
@@ -535,6 +537,11 @@ def book_style(shell=None) -> bool:
     formatters["text/plain"].for_type(pd.Series, lambda s, p, cycle: p.text(repr(s.to_frame().fillna("–"))))
     formatters["text/plain"].for_type(pd.DataFrame, lambda f, p, cycle: p.text(repr(f.fillna("–"))))
     return True
+
+
+# a notebook that imports this module shows every table in the book's style from its first cell
+# (before its Recorder exists); outside an IPython kernel this does nothing
+book_style()
 
 
 def show_figure(results: Results, name: str):
