@@ -458,8 +458,9 @@ class Table:
             return "".join(parts)
         headers, rows, constants, notes = self._cells()
         caption = html.escape(self.caption)
-        if constants:
-            caption += (" " if caption else "") + "; ".join(
+        if constants:   # the caption's own sentence ends before the constants' one
+            caption = caption.rstrip()
+            caption += ((" " if caption.endswith((".", ":", ";")) else ". ") if caption else "") + "; ".join(
                 f"{html.escape(_label(k))}: {format_text(v, 200) if str(v).strip() else 'none'}"
                 for k, v in constants) + "."
         parts = ['<div class="ek-table">']

@@ -63,6 +63,7 @@ def test_constant_columns_move_to_the_caption():
     frame = pd.DataFrame({"LLM": ["SmolLM2-135M@0123abcd"] * 3, "F1": [0.1, 0.2, 0.3]},
                          index=pd.Index(["a", "b", "c"], name="configuration"))
     html = render(frame, "Scores")
+    assert "Scores. LLM: SmolLM2" in html      # a sentence of its own after the caption
     assert "<th class=\"ek-text\">LLM" not in html and "LLM: SmolLM2-135M@0123abcd" in html.split('<div class="ek-caption">')[1].split("</div>")[0]
 
 
