@@ -433,29 +433,39 @@ class Table:
         return headers, rows, constants, notes
 
     def _column_groups(self) -> list | None:
-        """A wide table whose columns are (group, statistic) pairs, e.g. (task, mean): its groups,
-        each rendered as a table of its own beside the key columns (second level empty), or None."""
+        """A wide table whose columns are (group, statistic) pairs, e.g. (task, mean): its parts, each
+        a list of groups rendered as a table of its own beside the key columns (second level empty),
+        or None. The paper's group(s) stay beside the first of ours, so our numbers and the paper's
+        are still read side by side."""
         cols = self.frame.columns
         if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2:
             return None
         groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
-        if len(groups) < 2:
+        paper = [g for g in groups if "paper" in str(g).lower()]
+        ours = [g for g in groups if g not in paper]
+        if len(ours) < 2:
             return None
         chars = sum(max([len(str(x)) for x in c] + [min(24, len(str(v))) for v in self.frame.iloc[:, i].tolist()])
                     for i, c in enumerate(cols))
-        return groups if chars * 8 + 24 * len(cols) > CONTENT_WIDTH_PX else None
+        if chars * 8 + 24 * len(cols) <= CONTENT_WIDTH_PX:
+            return None
+        return [[ours[0], *paper]] + [[g] for g in ours[1:]]
 
     def to_html(self) -> str:
-        groups = self._column_groups()
-        if groups:      # too wide for the column: one table per group (task), the key columns repeated
+        parts = self._column_groups()
+        if parts:      # too wide for the column: one table per part, the key columns repeated
             keys = [c for c in self.frame.columns if str(c[1]) == ""]
-            parts = []
-            for i, g in enumerate(groups):
-                sub = self.frame[keys + [c for c in self.frame.columns if c[0] == g and str(c[1]) != ""]]
-                sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
-                caption = f"{self.caption} — {g}" if self.caption and i == 0 else f"(continued) {g}"
-                parts.append(Table(sub, caption, self.long_text, self.constants_to_caption, self.collapsed).to_html())
-            return "".join(parts)
+            html_parts = []
+            for i, part in enumerate(parts):
+                chosen = [c for c in self.frame.columns if c[0] in part and str(c[1]) != ""]
+                sub = self.frame[keys + chosen]
+                if len(part) == 1:
+                    sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
+                label = " / ".join(map(str, part))
+                caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
+                html_parts.append(Table(sub, caption, self.long_text, self.constants_to_caption,
+                                        self.collapsed).to_html())
+            return "".join(html_parts)
         headers, rows, constants, notes = self._cells()
         caption = html.escape(self.caption)
         if constants:   # the caption's own sentence ends before the constants' one

@@ -84,6 +84,15 @@ def test_tables_too_wide_for_the_column_split_by_group():
     assert "(continued) ptbxl superdiagnostic B" in html and html.count("Macro AUC") == 1
     assert html.count(">ESI<") == 3      # the key column repeated in each part
     assert render(frame.iloc[:0], "No rows").count("<table>") >= 1     # an empty table still renders
+    untitled = render(frame)
+    assert "(continued) ptbxl superdiagnostic A" not in untitled and "(continued) ptbxl superdiagnostic B" in untitled
+    # the paper's numbers stay beside the first of ours
+    with_paper = frame.copy()
+    with_paper[("paper", "AUC")] = [0.93, 0.9]
+    html = render(with_paper, "Macro AUC")
+    assert html.count("<table>") == 3
+    first = html.split("(continued)")[0]
+    assert "Macro AUC — ptbxl superdiagnostic A / paper" in first and "0.930" in first
     narrow = render(frame.iloc[:, :5], "Macro AUC")
     assert narrow.count("<table>") == 1
 
