@@ -507,7 +507,7 @@ TABLE_CSS = (
     "position:sticky;left:0}"
     ".ek-table th,.ek-table td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;vertical-align:top}"
     ".ek-table th{border-bottom:2px solid #999;font-weight:600}"
-    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal;min-width:3.5em;max-width:9em}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal;overflow-wrap:anywhere;min-width:3.5em;max-width:9em}"
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
