@@ -142,3 +142,22 @@ def test_two_processes_train_like_one(tmp_path):
     rows = smoke.multiprocess_check(tmp_path)
     assert [r["processes"] for r in rows] == [2, 2]
     assert all(r["equal"] for r in rows), rows
+
+
+def test_every_smoke_size_names_a_settings_class_and_its_fields():
+    import dataclasses
+
+    import ecgkit.alfred.delineation  # noqa: F401  (the modules that define the settings classes)
+    import ecgkit.data.sources  # noqa: F401
+    import ecgkit.ecgllm.finetune  # noqa: F401
+    from ecgkit.config import ProfileSettings
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    classes = {c.__name__: c for c in subclasses(ProfileSettings)}
+    for name, sizes in smoke.LIBRARY.items():
+        assert name in classes, f"smoke.LIBRARY names no settings class {name!r}"
+        assert set(sizes) <= {f.name for f in dataclasses.fields(classes[name])}
