@@ -135,7 +135,8 @@ def test_the_html_scan_finds_each_defect(tmp_path, body, problem):
 
 def test_the_html_scan_passes_a_clean_page(tmp_path):
     table = render(pd.DataFrame({"answer": ["<your reasoning>", "fine"], "AUC": [np.nan, 0.5]}))
-    code = '<div class="cell_input"><pre>x = np.nan  # /work/data</pre></div>'
+    # code shown to the reader may name np.nan and a folder of this machine; only outputs are scanned
+    code = f'<div class="cell_input"><pre>x = np.nan  # {project_root(Path(__file__).parent) / "data"}</pre></div>'
     (tmp_path / "ok.html").write_text(page(f"<p>See https://physionet.org/content/ptb-xl/ and home/</p>{code}"
                                            f"<div class=\"cell_output\">{table}</div>"))
     assert scan_html(tmp_path) == []
