@@ -43,6 +43,13 @@ class Measured:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def prompts(self, config="Proposed", index=None, budget: PromptBudget | None = None) -> list[BuiltPrompt]:
+        """The five-part prompt of every record for one configuration (its rules and retrieval
+        only where the configuration uses them); ``budget``: the active profile's when None."""
+        cfg = get_config(config)
+        return build_prompts([row for _, row in self.features.iterrows()], self.rules if cfg.rules else None,
+                             index if cfg.retrieval else None, cfg, budget)
+
     def subset(self, ids) -> "Measured":
         pos = [self.ids.get_loc(i) for i in ids]
         return Measured(self.ids[pos], self.fs, [self.fiducials[p] for p in pos],
@@ -137,10 +144,7 @@ def diagnose(measured: Measured, config="Proposed", llm=None, index=None,
     if llm is None:
         raise ValueError(f"configuration {cfg.name!r} needs an LLM")
     budget = budget if budget is not None else PromptBudget.for_profile()
-    features = [row for _, row in measured.features.iterrows()]
-    prompts: list[BuiltPrompt] = build_prompts(
-        features, measured.rules if cfg.rules else None, index if cfg.retrieval else None,
-        cfg, budget)
+    prompts = measured.prompts(cfg, index, budget)
     if answer_prefix == "auto":
         answer_prefix = f"{SUPERCLASSES[0]}:" if _is_local(llm) else None
     messages = [[{"role": "user", "content": p.text}]

@@ -123,16 +123,14 @@ def diagnose_probabilities(measured, config="Proposed", llm=None, index=None, bu
     """:func:`label_probabilities` for measured records with the prompts of one configuration
     (as :func:`ecgkit.alfred.pipeline.diagnose` builds them, with ``budget``, a
     :class:`~ecgkit.alfred.prompt.PromptBudget`); rows are the records' ids."""
-    from .prompt import build_prompts, get_config
+    from .prompt import get_config
 
     cfg = get_config(config)
     if not cfg.llm:
         raise ValueError(f"configuration {cfg.name!r} has no LLM")
     if llm is None:
         raise ValueError(f"configuration {cfg.name!r} needs an LLM")
-    features = [row for _, row in measured.features.iterrows()]
-    prompts = build_prompts(features, measured.rules if cfg.rules else None,
-                            index if cfg.retrieval else None, cfg, budget)
+    prompts = measured.prompts(cfg, index, budget)
     return label_probabilities(llm, prompts, classes, ids=list(measured.ids), progress=progress)
 
 
@@ -142,18 +140,16 @@ def diagnose_probabilities_many(measured, configs: Sequence[str], llm=None, inde
     """:func:`diagnose_probabilities` for several configurations in one scoring call, so that a
     local model reads each record's shared prompt start (features, rules) once for all of them
     (:data:`ecgkit.llm.local.REUSE_PREFIX`). Returns ``{configuration: records × classes}``."""
-    from .prompt import build_prompts, get_config
+    from .prompt import get_config
 
     if llm is None:
         raise ValueError("label probabilities need an LLM")
-    features = [row for _, row in measured.features.iterrows()]
     prompts, keys = [], []
     for name in configs:
         cfg = get_config(name)
         if not cfg.llm:
             raise ValueError(f"configuration {cfg.name!r} has no LLM")
-        prompts += build_prompts(features, measured.rules if cfg.rules else None,
-                                 index if cfg.retrieval else None, cfg, budget)
+        prompts += measured.prompts(cfg, index, budget)
         keys += [(name, rid) for rid in measured.ids]
     probs = label_probabilities(llm, prompts, classes, ids=list(range(len(keys))), progress=progress)
     out = {}
