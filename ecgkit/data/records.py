@@ -14,25 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
+from ..vocabulary import sex_code
+from .dataset import parse_age
 from .errors import RecordError
 from .wfdb_io import LEADS, standard_columns, standard_lead
 
 __all__ = ["read_record", "record_name"]
 
 
+def _known(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 def _age_sex(comments) -> tuple[float | None, float | None]:
-    age = sex = None
+    """Age and sex code (0.0 male, 1.0 female) from a WFDB header's ``Age:``/``Sex:`` comment
+    lines; None when absent or not understood."""
+    fields = {}
     for line in comments or []:
-        key, _, value = str(line).partition(":")
-        key, value = key.strip().lower(), value.strip()
-        if key == "age":
-            try:
-                age = float(value)
-            except ValueError:
-                pass
-        elif key == "sex":
-            sex = {"male": 0.0, "m": 0.0, "female": 1.0, "f": 1.0}.get(value.lower())
-    return age, sex
+        key, _, value = str(line).lstrip("#").partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    return _known(parse_age(fields.get("age"))), _known(sex_code(fields.get("sex"), errors="nan"))
 
 
 def record_name(path) -> str:
@@ -124,8 +125,8 @@ def read_record(path, fs: float | None = None, leads=None) -> tuple[np.ndarray, 
         names = list(LEADS)
         rate = float(fs or CPSC_FS)
         rate_from = "--fs" if fs else "CPSC default"
-        age = None if info.get("age") is None or math.isnan(info["age"]) else float(info["age"])
-        sex = {"Male": 0.0, "Female": 1.0}.get(info.get("sex"))
+        age = None if info.get("age") is None else _known(info["age"])
+        sex = _known(sex_code(info.get("sex"), errors="nan"))
     elif suffix in (".npy", ".csv"):
         if fs is None:
             raise RecordError(name, f"a {suffix} file carries no sampling rate: pass --fs")
