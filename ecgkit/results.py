@@ -44,7 +44,6 @@ def source_commit() -> str | None:
     outside a git checkout."""
     import subprocess
 
-
     root = project_root(Path(__file__).resolve().parent)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -112,7 +111,6 @@ class Recorder:
         self.results = Results(notebook, {"notebook": notebook, "dataset": dataset,
                                           "profile": profile, "seed": seed, **info})
         self._predictions: dict[str, tuple[pd.DataFrame, str]] = {}
-        book_style()   # a notebook that records for the book shows every table in the book's style
 
     def metric(self, name: str, value, **info) -> None:
         self.results.metrics[name] = {"value": _plain(value), **_plain(info)}
@@ -533,7 +531,7 @@ def _book_html(frame) -> str | None:
 
 def book_style(shell=None) -> bool:
     """Render every DataFrame and Series an IPython kernel displays through :func:`show_frame` (no raw
-    NaN, the book's precision, escaped text). Called by :class:`Recorder`; False outside IPython."""
+    NaN, the book's precision, escaped text). Called when this module is imported; False outside IPython."""
     if shell is None:
         try:
             from IPython import get_ipython
@@ -604,7 +602,6 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
     record counts named there), its profile and its wall time in the last ``make reproduce`` (``–``
     where it has not run yet)."""
     import yaml
-
 
     root = Path(root) if root else project_root()
     directory = Path(directory) if directory else results_dir()
