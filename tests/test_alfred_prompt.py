@@ -276,3 +276,11 @@ def test_the_prompt_format_parses():
     filled = filled.replace("yes or no", "no").replace("NORM: no", "NORM: yes")
     a = parse_answer(filled.replace("<your reasoning>", "normal"))
     assert a.ok and a.labels == _labels(NORM=True) and a.explanation == "normal"
+
+
+def test_a_budget_shows_as_one_row():
+    from ecgkit.alfred.prompt import PromptBudget
+
+    table = PromptBudget.for_profile("quick").table("quick")
+    assert list(table.index) == ["quick"] and table.loc["quick", "max_new_tokens"] == 32
+    assert table.loc["quick", "lead_features"] == "q_amplitude, st_j60, t_amplitude"

@@ -167,6 +167,11 @@ class PromptBudget(ProfileSettings):
                               max_condition_docs=2, lead_features=("q_amplitude", "st_j60", "t_amplitude"),
                               rule_detail="names", max_new_tokens=32)}
 
+    def table(self, label: str) -> pd.DataFrame:
+        """The budget as a one-row table (row ``label``; lists of features joined), for a page."""
+        row = {k: ", ".join(v) if isinstance(v, tuple) else v for k, v in self.as_dict().items()}
+        return pd.DataFrame([row], index=[label])
+
 
 SYSTEM_PROMPT = ("You are an experienced cardiologist interpreting 12-lead ECGs from measured "
                  "features. You answer exactly in the requested format.")
