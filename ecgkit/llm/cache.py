@@ -223,24 +223,31 @@ class CachedLLM(LLM):
         model, prompt, answer prefix, options and system, so only new items are scored."""
         items = _check_items(items)
         requests_ = [self._score_request(p, prefix, opts, system) for p, prefix, opts in items]
+        return self._through_cache(
+            requests_, self.cache.get_scores, self.cache.put_scores, "scores",
+            lambda order: self.llm.option_logprobs([items[i] for i in order], system=system,
+                                                   progress=progress, batch_size=batch_size))
+
+    def _through_cache(self, requests_: list[dict], get, put, what: str, compute) -> list:
+        """One result per request: the cached ones from ``get``, the others computed once per
+        distinct key by ``compute(positions)`` and stored with ``put``; copies, in order."""
         keys = [cache_key(r) for r in requests_]
-        found = self.cache.get_scores(keys)
-        missing: dict[str, int] = {}
+        found = get(keys)
+        missing: dict[str, int] = {}  # key -> position of its first request
         for i, key in enumerate(keys):
             if key not in found and key not in missing:
                 missing[key] = i
         self.hits += sum(k in found for k in keys)
         self.misses += len(missing)
-        fresh: dict[str, OptionScores] = {}
+        fresh = {}
         if missing:
             order = list(missing.values())
-            outs = self.llm.option_logprobs([items[i] for i in order], system=system, progress=progress,
-                                            batch_size=batch_size)
+            outs = compute(order)
             if len(outs) != len(order):
-                raise RuntimeError(f"{self.name} returned {len(outs)} scores for {len(order)} items")
+                raise RuntimeError(f"{self.name} returned {len(outs)} {what} for {len(order)} requests")
             fresh = {keys[i]: out for i, out in zip(order, outs)}
-            self.cache.put_scores((keys[i], requests_[i], fresh[keys[i]]) for i in order)
-        return [dataclasses.replace(found[k]) if k in found else dataclasses.replace(fresh[k]) for k in keys]
+            put((keys[i], requests_[i], fresh[keys[i]]) for i in order)
+        return [dataclasses.replace(found[k] if k in found else fresh[k]) for k in keys]
 
     def generate(
         self,
@@ -269,29 +276,9 @@ class CachedLLM(LLM):
         name = self.llm.name
         requests_ = [_cache_request(name, p, max_new_tokens, temperature, system, stop, seed, key_options)
                      for p in prompts]
-        keys = [cache_key(r) for r in requests_]
-        found = self.cache.get_many(keys)
-        missing: dict[str, int] = {}  # key -> index of its first prompt
-        for i, key in enumerate(keys):
-            if key not in found and key not in missing:
-                missing[key] = i
-        self.hits += sum(k in found for k in keys)
-        self.misses += len(missing)
-        fresh: dict[str, Generation] = {}
-        if missing:
-            order = list(missing.values())
-            outs = self.llm.generate([prompts[i] for i in order], max_new_tokens=max_new_tokens,
-                                     temperature=temperature, system=system, stop=stop, seed=seed,
-                                     **options)
-            if len(outs) != len(order):
-                raise RuntimeError(f"{name} returned {len(outs)} generations for {len(order)} prompts")
-            fresh = {keys[i]: gen for i, gen in zip(order, outs)}
-            self.cache.put_many((keys[i], requests_[i], fresh[keys[i]]) for i in order)
-        results = []
-        for key in keys:
-            if key in found:
-                results.append(dataclasses.replace(found[key]))
-            else:
-                results.append(dataclasses.replace(fresh[key]))
-        return results
+        return self._through_cache(
+            requests_, self.cache.get_many, self.cache.put_many, "generations",
+            lambda order: self.llm.generate([prompts[i] for i in order], max_new_tokens=max_new_tokens,
+                                            temperature=temperature, system=system, stop=stop, seed=seed,
+                                            **options))
 
