@@ -10,12 +10,16 @@ LOCK ?= constraints.txt
 INSTALL := $(PIP) install --no-warn-script-location -c $(LOCK)
 PROFILE ?= quick
 PTBXL ?=
+DELINEATION ?=
 PYTEST_ARGS ?=
 
 export ECGKIT_PROFILE := $(PROFILE)
 export ECGKIT_RESULTS ?= $(CURDIR)/_build/results
 ifneq ($(strip $(PTBXL)),)
 export ECGKIT_PTBXL := $(abspath $(PTBXL))
+endif
+ifneq ($(strip $(DELINEATION)),)
+export ECGKIT_DELINEATION := $(abspath $(DELINEATION))
 endif
 # pip prints a warning per missing local index folder: keep the log readable
 export PIP_NO_WARN_SCRIPT_LOCATION := 1

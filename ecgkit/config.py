@@ -27,6 +27,9 @@ _FALSE = {"0", "false", "no", "off"}
 ENVIRONMENT = {
     "ECGKIT_PTBXL": ("a PTB-XL folder (holding `ptbxl_database.csv`, `records100/`, `records500/`)",
                      "none: synthetic cohort"),
+    "ECGKIT_DELINEATION": ("a folder of ECGs with cardiologists' wave boundaries (LUDB, QT Database: prepared "
+                           "`.npz` files or PhysioNet's layout) to train and score the delineator on",
+                           "none: the shipped delineator's recorded scores"),
     "ECGKIT_PROFILE": ("`quick` or `full`", "`quick`"),
     "ECGKIT_CACHE": ("converted models, signal caches, synthetic cohorts, generations", "`~/.cache/ecgkit`"),
     "ECGKIT_RESULTS": ("results files", "`_build/results`"),
@@ -90,6 +93,7 @@ class Settings:
 
     profile: str = "quick"
     ptbxl: str | None = None
+    delineation: str | None = None
     cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecgkit")
     results: Path | None = None
     llm: str | None = None
@@ -114,6 +118,7 @@ class Settings:
         return cls(
             profile=_profile_name(_text(env, "ECGKIT_PROFILE")),
             ptbxl=_text(env, "ECGKIT_PTBXL"),
+            delineation=_text(env, "ECGKIT_DELINEATION"),
             cache=Path(cache).expanduser() if cache else Path.home() / ".cache" / "ecgkit",
             results=Path(results).expanduser() if results else None,
             llm=_text(env, "ECGKIT_LLM"),

@@ -72,19 +72,26 @@ DELINEATOR_VERSION = VERSIONS["delineator"]
 
 @dataclass(frozen=True)
 class DelineatorSettings(ProfileSettings):
-    """The training configuration of the delineator (defaults: the quick profile's)."""
+    """The training configuration of the delineator (defaults: the quick profile's).
 
-    window: int = 2048
+    It learns from the cardiologists' boundaries of ``$ECGKIT_DELINEATION`` (LUDB, QT Database)
+    plus ``synthetic_records`` records of the synthetic cohort (0: none), at ``fs`` Hz; ``folds``
+    record-wise cross-validation folds give the held-out scores. Without annotated data it learns
+    from the synthetic cohort alone (``synthetic_records``, at least 300)."""
+
+    window: int = 1024
     augment: bool = True
-    records_per_batch: int = 4
+    records_per_batch: int = 6
     lr: float = 3e-3
     base: int = 8
     depth: int = 4
     kernel: int = 7
-    n_records: int = 300
-    epochs: int = 10
+    fs: float = 250.0
+    synthetic_records: int = 0
+    epochs: int = 30
+    folds: int = 5
 
-    PROFILES = {"full": dict(n_records=2000, epochs=15)}
+    PROFILES = {"full": dict(base=16, epochs=60)}
 
 
 #: Training profiles for :func:`load_delineator`.
@@ -95,14 +102,17 @@ PROFILES = {name: DelineatorSettings.for_profile(name).as_dict() for name in ("q
 # Saving and the cache
 # --------------------------------------------------------------------------------------------
 
-def delineator_key(config: dict) -> str:
-    """Cache key: the training config and the generator's version (the delineator's own version
-    is the key's version)."""
-    return cache_key("delineator", {**config, "generator": VERSIONS["synthetic"]}, DELINEATOR_VERSION)
+def delineator_key(config: dict, data: str) -> str:
+    """Cache key: the training config and the data it learns from (``data``: the fingerprint of
+    the annotated ECGs, :func:`training_data`); the delineator's version is the key's version."""
+    return cache_key("delineator", {**config, "data": data, "generator": VERSIONS["synthetic"]},
+                     DELINEATOR_VERSION)
 
 
-def save_delineator(model: UNet1D, folder: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` (architecture and ``extra``) to ``folder``."""
+def save_delineator(model: UNet1D, folder: str | os.PathLike, extra: dict | None = None,
+                    name: str = "model") -> Path:
+    """Write ``<name>.safetensors`` and (for ``model``) ``config.json`` (architecture, rate and
+    ``extra``) to ``folder``."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -110,25 +120,35 @@ def save_delineator(model: UNet1D, folder: str | os.PathLike, extra: dict | None
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=folder)
     os.close(fd)
-    save_file(state, tmp)
-    meta = {"model": model.config, **(extra or {})}
-    (folder / "config.json.tmp").write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp, folder / "model.safetensors")
-    os.replace(folder / "config.json.tmp", folder / "config.json")
-    return folder / "model.safetensors"
+    save_file(state, tmp, metadata={"fs": str(float(getattr(model, "fs", FS)))})
+    os.replace(tmp, folder / f"{name}.safetensors")
+    if name == "model":
+        meta = {"model": model.config, "fs": float(getattr(model, "fs", FS)), **(extra or {})}
+        (folder / "config.json.tmp").write_text(json.dumps(meta, indent=1, default=str))
+        os.replace(folder / "config.json.tmp", folder / "config.json")
+    return folder / f"{name}.safetensors"
 
 
-def read_delineator(folder: str | os.PathLike) -> UNet1D:
-    """A model written by :func:`save_delineator` (safetensors only; no pickle), in eval mode."""
+def read_delineator(folder: str | os.PathLike, name: str = "model") -> UNet1D:
+    """A model written by :func:`save_delineator` (safetensors only; no pickle), in eval mode,
+    with ``model.fs`` (its rate: 500 Hz for weights that do not say) and ``model.meta``."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     meta = json.loads((folder / "config.json").read_text())
     model = UNet1D(**meta["model"])
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    model.load_state_dict(load_file(folder / f"{name}.safetensors"))
     model.eval()
     model.meta = meta
+    model.fs = float(meta.get("fs", FS))
     return model
+
+
+def read_fold_models(folder: str | os.PathLike) -> dict[int, UNet1D]:
+    """The cross-validation models written beside a delineator (``fold-<k>.safetensors``)."""
+    folder = Path(folder)
+    meta = json.loads((folder / "config.json").read_text())
+    return {int(k): read_delineator(folder, f"fold-{k}") for k in meta.get("cross_validation", {}).get("models", [])}
 
 
 def delineator_config(profile: str | None = None, seed: int = 0, **overrides) -> dict:
@@ -137,36 +157,73 @@ def delineator_config(profile: str | None = None, seed: int = 0, **overrides) ->
 
 
 def shipped_delineator_dir(profile: str = "quick") -> Path:
-    """Where the package keeps a profile's trained weights (only ``quick`` ships)."""
+    """Where the package keeps a profile's trained weights (only ``quick`` ships; ``synthetic``
+    is the earlier quick delineator, trained on the synthetic cohort only, kept for comparison)."""
     return Path(__file__).resolve().parents[2] / "resources" / f"delineator-{profile}"
+
+
+def training_data(config: dict, folder=None):
+    """The annotated ECGs (``folder``, default ``$ECGKIT_DELINEATION``) and the fingerprint the
+    key uses: that of the annotated ECGs, or ``"synthetic"`` when there are none."""
+    from ...data.delineation import fingerprint, load_annotated
+
+    ecgs = load_annotated(folder)
+    return ecgs, (fingerprint(ecgs) if ecgs else "synthetic")
+
+
+def train_on(ecgs, config: dict, progress: bool = True, exclude=()) -> UNet1D:
+    """Train a delineator with ``config`` on the annotated ``ecgs`` (less the records of
+    ``exclude``) plus ``config["synthetic_records"]`` synthetic records; on the synthetic cohort
+    alone (at least 300 records) when there are no annotated ECGs."""
+    from .training import annotated_items, synthetic_items
+
+    fs = config["fs"]
+    items = annotated_items([e for e in ecgs if e.group not in set(exclude)], fs)
+    n_synthetic = config["synthetic_records"] if items else max(300, config["synthetic_records"])
+    items += synthetic_items(n_synthetic, config["seed"], fs, progress)
+    return train_delineator(data=items, progress=progress, **{k: v for k, v in config.items()
+                                                               if k not in ("synthetic_records", "folds")})
 
 
 def load_delineator(profile: str | None = None, seed: int = 0, progress: bool = True,
                     **overrides) -> UNet1D:
-    """The delineator for a profile (:data:`PROFILES`): the shipped weights when their key matches
-    this configuration, else the cache, else trained once (with a message) and cached."""
+    """The delineator for a profile (:data:`PROFILES`): the shipped weights when they were trained
+    with this configuration, else the cache (keyed by configuration and data), else trained once
+    on ``$ECGKIT_DELINEATION`` (with a message) and cached."""
     from ...config import profile as active_profile
 
     name = active_profile(profile)
     config = delineator_config(name, seed, **overrides)
-    key = delineator_key(config)
     shipped = shipped_delineator_dir(name)
     if (shipped / "config.json").is_file():
-        if json.loads((shipped / "config.json").read_text()).get("key") == key:
+        meta = json.loads((shipped / "config.json").read_text())
+        if meta.get("key") == delineator_key(config, meta.get("data", {}).get("fingerprint", "")):
             return read_delineator(shipped)
+    ecgs, data = training_data(config)
+    key = delineator_key(config, data)
     folder = cache_dir("models", f"delineator-{key}")
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         return read_delineator(folder)
+    source = (f"{len(ecgs)} annotated ECGs of $ECGKIT_DELINEATION" if ecgs else
+              "the synthetic cohort ($ECGKIT_DELINEATION is not set)")
     print(f"training the {name}-profile delineator once (no shipped or cached weights for key "
-          f"{key}; {config['n_records']} synthetic records, {config['epochs']} epochs); "
-          f"`python -m ecgkit.alfred.delineation train --profile {name}` does this ahead of time",
-          flush=True)
+          f"{key}; {source}, {config['epochs']} epochs); `python -m ecgkit.alfred.delineation "
+          f"train --profile {name}` does this ahead of time", flush=True)
     t = time.perf_counter()
-    model = train_delineator(progress=progress, **config)
-    seconds = time.perf_counter() - t
+    model = train_on(ecgs, config, progress)
     save_delineator(model, folder, {"key": key, "train": config, "history": model.history,
-                                    "train_seconds": seconds, "profile": name})
+                                    "train_seconds": time.perf_counter() - t, "profile": name,
+                                    "data": _data_record(ecgs, data)})
     return read_delineator(folder)
+
+
+def _data_record(ecgs, data: str) -> dict:
+    from ...data.delineation import describe_annotated
+
+    table = describe_annotated(ecgs)
+    return {"fingerprint": data,
+            "databases": {db: {k: (round(float(v), 2) if isinstance(v, float) else int(v))
+                               for k, v in row.items()} for db, row in table.iterrows()}}
 
 
 _HELD_OUT = [("NORM",), ("STACH",), ("SBRAD",), ("AFIB",), ("CLBBB",), ("CRBBB",), ("1AVB",),
@@ -192,39 +249,93 @@ def held_out_scores(model: UNet1D, n_records: int = 20, seed: int = 1000) -> pd.
     return score_delineation(delineate(signals, FS, model=model), truths, FS)
 
 
+def cross_validate(ecgs, config: dict, progress: bool = True, out: Path | None = None) -> dict:
+    """Train one model per record-wise fold (:func:`~.crossval.record_folds`, ``config["folds"]``
+    folds, seeded by ``config["seed"]``) without that fold's records, delineate the fold with it,
+    and score every ECG against its cardiologists (:func:`~.crossval.score_against_cardiologists`).
+    The fold models are written to ``out`` (``fold-<k>.safetensors``) when given. Returns the
+    folds, the scores (per database and fiducial) and the seconds taken."""
+    from .crossval import out_of_fold, record_folds, score_against_cardiologists
+
+    k = int(config["folds"])
+    folds = record_folds(ecgs, k, config["seed"])
+    models = {}
+    t = time.perf_counter()
+    for fold in range(1, k + 1):
+        held = {g for g, f in folds.items() if f == fold}
+        if progress:
+            print(f"cross-validation fold {fold}/{k}: training without its {len(held)} records", flush=True)
+        models[fold] = train_on(ecgs, config, progress, exclude=held)
+        if out is not None:
+            save_delineator(models[fold], out, name=f"fold-{fold}")
+    scores = score_against_cardiologists(ecgs, out_of_fold(ecgs, folds, models))
+    return {"folds": folds, "models": list(models), "seconds": round(time.perf_counter() - t, 1),
+            "scores": _scores_record(scores)}
+
+
+def _scores_record(scores: pd.DataFrame) -> dict:
+    return {f"{db}/{fid}": {k: (round(float(v), 4) if isinstance(v, float) else int(v))
+                            for k, v in row.items()} for (db, fid), row in scores.iterrows()}
+
+
+def scores_frame(record: dict) -> pd.DataFrame:
+    """A recorded scores dict (``cross_validation["scores"]``) back as a (database, fiducial) frame."""
+    rows = [{"database": k.split("/")[0], "fiducial": k.split("/")[1], **v} for k, v in record.items()]
+    return pd.DataFrame(rows).set_index(["database", "fiducial"])
+
+
 def _train_command(argv=None) -> int:
     """``python -m ecgkit.alfred.delineation train``: retrain a profile's delineator from scratch."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m ecgkit.alfred.delineation train",
-                                     description="Train a profile's delineator from scratch on the "
-                                     "synthetic cohort, score it on held-out synthetic records and "
-                                     "write model.safetensors + config.json.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ecgkit.alfred.delineation train",
+        description="Train a profile's delineator from scratch on ECGs with cardiologists' wave "
+        "boundaries (--data, default $ECGKIT_DELINEATION; the synthetic cohort when none), score it "
+        "by record-wise cross-validation, then train it on every record and write "
+        "model.safetensors, the fold models and config.json (key, data, folds, held-out scores).")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="a folder of annotated ECGs (default $ECGKIT_DELINEATION)")
     parser.add_argument("--out", help="folder to write (default: the cache folder of its key)")
+    parser.add_argument("--no-cv", action="store_true", help="skip the cross-validation")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a setting of DelineatorSettings (e.g. synthetic_records=300)")
     args = parser.parse_args(argv)
-    config = delineator_config(args.profile, args.seed)
-    key = delineator_key(config)
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = type(getattr(DelineatorSettings(), name, ""))(value) if name in \
+            DelineatorSettings.__dataclass_fields__ else value
+    config = delineator_config(args.profile, args.seed, **overrides)
+    ecgs, data = training_data(config, args.data)
+    key = delineator_key(config, data)
     out = Path(args.out) if args.out else cache_dir("models", f"delineator-{key}")
+    print(f"delineator {key} ({args.profile}): " + (
+        f"{len(ecgs)} annotated ECGs ({', '.join(sorted({e.database for e in ecgs}))}) + "
+        f"{config['synthetic_records']} synthetic records" if ecgs else "the synthetic cohort"), flush=True)
+    extra = {"key": key, "train": config, "profile": args.profile, "data": _data_record(ecgs, data)}
+    if ecgs and not args.no_cv:
+        extra["cross_validation"] = cross_validate(ecgs, config, True, out)
+        print(scores_frame(extra["cross_validation"]["scores"]).round(3).to_string(), flush=True)
     t = time.perf_counter()
-    model = train_delineator(progress=True, **config)
+    model = train_on(ecgs, config, True)
     seconds = time.perf_counter() - t
     scores = held_out_scores(model)
-    print(scores.round(3).to_string())
-    save_delineator(model, out, {"key": key, "train": config, "history": model.history,
-                                 "train_seconds": round(seconds, 1), "profile": args.profile,
-                                 "held_out": {"n_records": 20, "seed": 1000,
-                                              "scores": scores.round(4).to_dict(orient="index")}})
+    save_delineator(model, out, {**extra, "history": model.history, "train_seconds": round(seconds, 1),
+                                 "held_out_synthetic": {"n_records": 20, "seed": 1000,
+                                                        "scores": scores.round(4).to_dict(orient="index")}})
     print(f"delineator {key} ({args.profile}) written to {out} after {seconds:.0f} s of training")
     return 0
+
 
 def main(argv=None) -> int:
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "train":
-        print("usage: python -m ecgkit.alfred.delineation train [--profile quick|full] [--seed N] [--out DIR]")
+        print("usage: python -m ecgkit.alfred.delineation train [--profile quick|full] [--seed N] "
+              "[--data DIR] [--out DIR] [--no-cv] [--set NAME=VALUE]")
         return 2
     return _train_command(argv[1:])
 

@@ -48,8 +48,8 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
     frame for a single record) in samples at ``fs``; see :func:`mask_to_fiducials`.
 
     All leads of all records go through the network in batches of ``batch_size`` single-lead
-    signals; records of other rates are resampled to 500 Hz and the fiducials mapped back.
-    ``model``: default :func:`load_delineator` for the active profile. ``leads``: names (default
+    signals; records are resampled to the model's rate (``model.fs``; 500 Hz for a model that does
+    not say) and the fiducials mapped back to ``fs``. ``model``: default :func:`load_delineator` for the active profile. ``leads``: names (default
     :data:`LEADS` for 12 leads, else 0, 1, …). Any number of leads works, one included; leads
     that are entirely NaN (a missing lead padded) are left out of the frame.
 
@@ -67,14 +67,15 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
         model = load_delineator()
     model.eval()
     fs = float(fs)
+    net_fs = float(getattr(model, "fs", FS))
     prepared, present = [], []
     for rec in records:
         x = np.asarray(rec, dtype=np.float32)
         usable = np.isfinite(x).any(0)            # an all-NaN column is a missing lead
         present.append(usable)
         x = np.nan_to_num(x[:, usable], nan=0.0, posinf=0.0, neginf=0.0)
-        x500 = x if fs == FS or x.shape[1] == 0 else ecg_resample(x, fs, FS, axis=0)
-        prepared.append(np.ascontiguousarray(x500.T))  # leads × n
+        xn = x if fs == net_fs or x.shape[1] == 0 else ecg_resample(x, fs, net_fs, axis=0)
+        prepared.append(np.ascontiguousarray(xn.T))  # leads × n
     # group leads of equal length so they batch together
     items = [(r, l) for r, p in enumerate(prepared) for l in range(p.shape[0])]
     by_len: dict[int, list] = {}
@@ -105,22 +106,22 @@ def delineate(signals, fs: float = FS, model: UNet1D | None = None, batch_size: 
             energy = None
             if anchors:
                 from ..beats import combination_signal, qrs_anchors
-                energy = combination_signal(p.T, FS)
-                anchor = qrs_anchors(p.T, FS, energy=energy)
+                energy = combination_signal(p.T, net_fs)
+                anchor = qrs_anchors(p.T, net_fs, energy=energy)
                 anchor = anchor if len(anchor) else None   # nothing found: the U-Net's vote
-            per_lead = mask_to_fiducials(m, FS, signal=p, leads=names)
-            fid = align_beats(per_lead, p.shape[1], FS, anchors=anchor, energy=energy)
+            per_lead = mask_to_fiducials(m, net_fs, signal=p, leads=names)
+            fid = align_beats(per_lead, p.shape[1], net_fs, anchors=anchor, energy=energy)
             if fid.empty and anchor is not None and not per_lead.empty:
-                fid = align_beats(per_lead, p.shape[1], FS)       # no anchor confirmed: vote
+                fid = align_beats(per_lead, p.shape[1], net_fs)   # no anchor confirmed: vote
             if fid.empty:
                 fid = _empty("no QRS complex found" if per_lead.empty else
                              "no beat confirmed across leads")
         if "note" in fid.attrs:
             warnings.warn(f"delineate: {fid.attrs['note']}", stacklevel=2)
-        if fs != FS:
+        if fs != net_fs:
             cols = list(OUTPUT_COLUMNS)
             vals = fid[cols].to_numpy()
-            scaled = np.where(vals >= 0, np.minimum(np.rint(vals * fs / FS),
+            scaled = np.where(vals >= 0, np.minimum(np.rint(vals * fs / net_fs),
                                                     len(rec) - 1), -1)
             fid[cols] = scaled.astype(np.int64)
         out.append(fid)

@@ -26,22 +26,24 @@ GAP_MS = 12.0
 # --------------------------------------------------------------------------------------------
 
 def _fill(row: np.ndarray, on: int, off: int, value: int) -> None:
+    """Label ``[on, off)`` (an offset is the first sample after the wave); −1 = the record's edge."""
     n = row.shape[0]
     if on < 0 and off < 0:
         return
     on = 0 if on < 0 else on
-    off = n - 1 if off < 0 else off
-    if off < on or on >= n or off < 0:
+    off = n if off < 0 else off
+    if off <= on or on >= n:
         return
-    row[max(on, 0):min(off, n - 1) + 1] = value
+    row[on:min(off, n)] = value
 
 
 def fiducials_to_mask(fiducials: pd.DataFrame, n_samples: int, leads=LEADS) -> np.ndarray:
     """Per-lead fiducials (columns ``lead, p_on, p_off, qrs_on, qrs_off, t_peak, t_off``) →
     an int8 mask (len(leads) × n_samples) of :data:`CLASSES` indices.
 
-    P = ``p_on..p_off``, QRS = ``qrs_on..qrs_off``, T = ``max(qrs_off + 1, t_peak − (t_off −
-    t_peak))..t_off`` (or ``t_on..t_off`` when a ``t_on`` column is given). −1 marks an absent
+    P = ``[p_on, p_off)``, QRS = ``[qrs_on, qrs_off)``, T = ``[max(qrs_off, t_peak − (t_off −
+    t_peak)), t_off)`` (or ``[t_on, t_off)`` when a ``t_on`` column is given): an offset is the
+    first sample after its wave, as in the cardiologists' annotations (LUDB, QT Database). −1 marks an absent
     point; a wave with only one of its bounds present is cut at the record's edge. Rows whose
     lead is not in ``leads`` (such as the generator's ``"all"``) are ignored.
     """
@@ -60,7 +62,7 @@ def fiducials_to_mask(fiducials: pd.DataFrame, n_samples: int, leads=LEADS) -> n
         if has_ton and int(row.t_on) >= 0:
             t_on = int(row.t_on)
         elif t_peak >= 0 and t_off >= 0:
-            t_on = max(2 * t_peak - t_off, int(row.qrs_off) + 1 if int(row.qrs_off) >= 0 else -1)
+            t_on = max(2 * t_peak - t_off, int(row.qrs_off) if int(row.qrs_off) >= 0 else -1)
         else:
             t_on = t_peak if t_peak >= 0 else -1
             if t_on < 0 and t_off >= 0:
@@ -115,8 +117,9 @@ def mask_to_fiducials(mask: np.ndarray, fs: float = FS, signal: np.ndarray | Non
     last P segment between the previous QRS and this one, its T wave the first T segment between
     this QRS and the next. ``r_peak`` is the sample of largest ``|signal|`` inside the QRS
     (largest deflection from the segment's baseline for P and T peaks) when ``signal`` (same
-    shape as ``mask``) is given, else the segment's middle. Columns: ``lead, beat`` and
-    :data:`OUTPUT_COLUMNS` in samples at ``fs`` (−1 = absent).
+    shape as ``mask``) is given, else the segment's middle. Onsets are a wave's first sample,
+    offsets the first sample after it (the last sample of the record for a wave that reaches
+    it). Columns: ``lead, beat`` and :data:`OUTPUT_COLUMNS` in samples at ``fs`` (−1 = absent).
     """
     mask = np.asarray(mask)
     single = mask.ndim == 1
@@ -133,8 +136,9 @@ def mask_to_fiducials(mask: np.ndarray, fs: float = FS, signal: np.ndarray | Non
         lab = _clean(mask[i], fs)
         sig = None if signal is None else signal[i]
         vals, starts, stops = _runs(lab)
-        seg = {c: (starts[vals == c].astype(np.int64), (stops[vals == c] - 1).astype(np.int64))
-               for c in (1, 2, 3)}
+        last = lab.size - 1
+        seg = {c: (starts[vals == c].astype(np.int64),
+                   np.minimum(stops[vals == c], last).astype(np.int64)) for c in (1, 2, 3)}
         q_ons, q_offs = seg[2]
         p_on, p_off = seg[1]
         t_on, t_off = seg[3]
@@ -144,16 +148,16 @@ def mask_to_fiducials(mask: np.ndarray, fs: float = FS, signal: np.ndarray | Non
         prev_end = np.concatenate([[-1], q_offs[:-1]])
         next_start = np.concatenate([q_ons[1:], [lab.size]])
         # P: the last P segment ending before the QRS, if it starts after the previous QRS
-        pi = np.searchsorted(p_off, q_ons, side="left") - 1
-        has_p = (pi >= 0) & (p_on[np.maximum(pi, 0)] > prev_end) if p_on.size else np.zeros(nq, bool)
+        pi = np.searchsorted(p_off, q_ons, side="right") - 1     # p_off <= q_on
+        has_p = (pi >= 0) & (p_on[np.maximum(pi, 0)] >= prev_end) if p_on.size else np.zeros(nq, bool)
         # T: the first T segment starting after the QRS, if it ends before the next QRS
-        ti = np.searchsorted(t_on, q_offs, side="right")
-        has_t = (ti < t_on.size) & (t_off[np.minimum(ti, max(t_on.size - 1, 0))] < next_start) \
+        ti = np.searchsorted(t_on, q_offs, side="left")          # t_on >= q_off
+        has_t = (ti < t_on.size) & (t_off[np.minimum(ti, max(t_on.size - 1, 0))] <= next_start) \
             if t_on.size else np.zeros(nq, bool)
         for k in range(nq):
             q_on, q_off = int(q_ons[k]), int(q_offs[k])
             if sig is not None:
-                r = q_on + int(np.argmax(np.abs(sig[q_on:q_off + 1])))
+                r = q_on + int(np.argmax(np.abs(sig[q_on:max(q_off, q_on + 1)])))
             else:
                 r = (q_on + q_off) // 2
             if has_p[k]:
