@@ -47,10 +47,13 @@ def test_round_trip_with_two_raters_and_bad_rows(tmp_path):
     second.loc[2, "answer"] = "edited answer"          # not the answer the key knows
     second.to_csv(tmp_path / "two.csv", index=False)
 
-    ratings, report = import_ratings([tmp_path / "dr_one.csv", tmp_path / "two.csv"], key_path)
-    assert report["dr_one.csv"] == {"used": 6, "skipped": 0, "problems": {}, "duplicates": 0}
+    with pytest.warns(UserWarning, match="two.csv: 3 row"):
+        ratings, report = import_ratings([tmp_path / "dr_one.csv", tmp_path / "two.csv"], key_path)
+    assert report["dr_one.csv"] == {"used": 6, "skipped": 0, "problems": {}, "unrated": 0, "unmatched": 0,
+                                    "duplicates": 0}
     problems = report["two.csv"]["problems"]
     assert report["two.csv"]["used"] == 3 and problems[sheet["row"][0]] == "not rated"
+    assert report["two.csv"]["unrated"] == 2 and report["two.csv"]["unmatched"] == 1
     assert "not on the scale" in problems[sheet["row"][1]] and "differs" in problems[sheet["row"][2]]
     assert set(ratings["rater"]) == {"dr_one", "Dr Two"}
     for _, r in ratings.iterrows():
@@ -77,13 +80,90 @@ def test_sheet_with_one_column_per_level_and_duplicates(tmp_path):
     marked.loc[1, "Correct"] = "X"                      # a second level marked: skipped, named
     doubled = pd.concat([marked, marked.iloc[[0]]], ignore_index=True)   # row 0 rated twice
     doubled.to_csv(tmp_path / "outside.csv", index=False)
-    ratings, report = import_ratings([tmp_path / "outside.csv"], key_path)
+    with pytest.warns(UserWarning, match="outside.csv"):
+        ratings, report = import_ratings([tmp_path / "outside.csv"], key_path)
     rep = report["outside.csv"]
     assert "marked under 2 levels" in rep["problems"][sheet["row"][1]]
     assert rep["duplicates"] == 1 and "duplicate of row" in rep["problems"][sheet["row"][0]]
     assert rep["used"] == 5 and len(ratings) == 5          # 6 rows, one with two levels; the repeat not counted
     for _, r in ratings.iterrows():
         assert r["rating"] == truth[(r["id"], r["configuration"])]
+
+
+PUBLISHED = ["Question", "Answer", "Model", "Incorrect", "Partially incorrect", "Corret incomplete", "Correct"]
+# every level used, a different one for each configuration of a question: a wrong level mapping shows
+PUBLISHED_TRUTH = {("a", "base"): 1, ("a", "fine-tuned"): 4, ("b", "base"): 2, ("b", "fine-tuned"): 3,
+                   ("c", "base"): 3, ("c", "fine-tuned"): 2}
+
+
+def _published_rows(answers, truth, levels=PUBLISHED[3:]):
+    """One row per answer in the ECG-LLM authors' layout, an "x" under the level in ``truth``;
+    question and model in other case and spacing than the book's, rows in reverse order."""
+    rows = []
+    for _, a in answers.iloc[::-1].iterrows():
+        marks = ["x" if truth[(a["id"], a["configuration"])] == k else "" for k in range(1, 5)]
+        question = "  " + a["question"].upper().replace(" ", "  ") + " "
+        rows.append([question, a["answer"], a["configuration"].title(), *marks])
+    return pd.DataFrame(rows, columns=["Question", "Answer", "Model", *levels])
+
+
+def test_published_layout_matched_by_question_and_model(tmp_path):
+    """The authors' layout: no row label, Model instead of the key's configuration, "Corret"."""
+    _, key_path = export_sheet(ANSWERS, tmp_path, seed=0)
+    sheet = _published_rows(ANSWERS, PUBLISHED_TRUTH)
+    assert list(sheet.columns) == PUBLISHED
+    extra = pd.DataFrame([
+        ["What is AF?", ANSWERS["answer"][0], "base", "", "", "", ""],            # no mark
+        ["What is AF?", ANSWERS["answer"][1], "fine-tuned", "x", "", "", "X"],    # two marks
+        ["What is a T wave?", "Repolarisation.", "base", "", "", "", "x"],         # no such question
+        ["What is AF?", "Irregular.", "Claude 3.7", "", "", "x", ""],              # no such model
+    ], columns=PUBLISHED)
+    pd.concat([sheet, extra], ignore_index=True).to_csv(tmp_path / "expert_a.csv", index=False)
+
+    with pytest.warns(UserWarning, match=r"expert_a.csv: 4 row\(s\) skipped \(2 without a usable rating, 2 matching"):
+        ratings, report = import_ratings([tmp_path / "expert_a.csv"], key_path)
+    rep = report["expert_a.csv"]
+    assert (rep["used"], rep["skipped"], rep["unrated"], rep["unmatched"], rep["duplicates"]) == (6, 4, 2, 2, 0)
+    # header is line 1, the six answers lines 2-7, the extra rows lines 8-11
+    assert rep["problems"]["line 8"] == "not rated" and "marked under 2 levels" in rep["problems"]["line 9"]
+    assert rep["problems"]["line 10"] == "no answer of 'base' to 'What is a T wave?' in the key"
+    assert "no answer of 'Claude 3.7'" in rep["problems"]["line 11"]
+    got = {(r["id"], r["configuration"]): r["rating"] for _, r in ratings.iterrows()}
+    assert got == PUBLISHED_TRUTH and set(ratings["rater"]) == {"expert_a"}
+    key = pd.read_csv(key_path).set_index("row")
+    assert all(key.loc[r["row"], "id"] == r["id"] for _, r in ratings.iterrows())   # the key's row labels
+    # "Corret incomplete" is correct but incomplete (3), "Partially incorrect" 2
+    assert expert_scores(ratings).loc["base", "mean"] == pytest.approx((1 + 2 + 3) / 3)
+    assert expert_scores(ratings).loc["fine-tuned", "correct but incomplete"] == pytest.approx(1 / 3)
+
+
+def test_published_layout_headers_typos_and_other_answers(tmp_path):
+    _, key_path = export_sheet(ANSWERS, tmp_path, seed=1)
+    variants = ["  INCORECT", "partialy_Incorrect ", "Correct,  incomplete", "correct"]
+    sheet = _published_rows(ANSWERS, PUBLISHED_TRUTH, levels=variants)
+    sheet = sheet.rename(columns={"Question": " question ", "Model": "MODEL"})
+    sheet["Corrected answer"] = ""                   # close to "correct", but not a level
+    sheet.loc[0, "Answer"] = "an answer the book never gave"
+    sheet.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.warns(UserWarning, match="1 matching no answer"):
+        ratings, report = import_ratings([tmp_path / "b.csv"], key_path)
+    assert report["b.csv"]["unmatched"] == 1 and "differs" in report["b.csv"]["problems"]["line 2"]
+    changed = (ANSWERS["id"].iloc[-1], ANSWERS["configuration"].iloc[-1])    # written first: line 2
+    assert {(r["id"], r["configuration"]): r["rating"] for _, r in ratings.iterrows()} == {
+        pair: level for pair, level in PUBLISHED_TRUTH.items() if pair != changed}
+
+    no_level = sheet.drop(columns="Correct,  incomplete")
+    no_level.to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(ValueError, match="correct but incomplete not found"):
+        import_ratings([tmp_path / "short.csv"], key_path)
+    twice = sheet.assign(**{"Correct ": ""})
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    with pytest.raises(ValueError, match="both name the level 'correct'"):
+        import_ratings([tmp_path / "twice.csv"], key_path)
+    old_key = pd.read_csv(key_path).drop(columns="question")
+    old_key.to_csv(tmp_path / "old.key.csv", index=False)
+    with pytest.raises(ValueError, match="no question column"):
+        import_ratings([tmp_path / "b.csv"], tmp_path / "old.key.csv")
 
 
 def test_parse_rating():
