@@ -85,6 +85,7 @@ class DelineatorSettings(ProfileSettings):
     epochs: int = 10
 
     PROFILES = {"full": dict(n_records=2000, epochs=15)}
+    SMOKE = dict(n_records=8, epochs=1)   # make smoke: the full architecture, 8 synthetic records, 1 epoch
 
 
 #: Training profiles for :func:`load_delineator`.
