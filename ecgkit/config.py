@@ -9,7 +9,8 @@ each variable; the README's settings table lists the same ones (a test compares 
 :class:`ProfileSettings` is the base of the settings dataclass of each paper: its
 :meth:`~ProfileSettings.for_profile` takes the class defaults, applies the profile's values
 (``PROFILES[profile]``), then the overrides, dropping the ``None`` ones and rejecting unknown
-names with the list of known ones.
+names with the list of known ones. Under ``make smoke`` (``ECGKIT_SMOKE=1``) the full profile also
+takes the class's ``SMOKE`` values, its toy sizes, kept beside ``PROFILES``.
 """
 from __future__ import annotations
 
@@ -153,34 +154,28 @@ def profile(value: str | None = None) -> str:
 
 
 class ProfileSettings:
-    """Base of the per-paper settings dataclasses: ``PROFILES`` maps a profile to its values."""
+    """Base of the per-paper settings dataclasses: ``PROFILES`` maps a profile to its values;
+    ``SMOKE`` holds the full profile's toy sizes for ``make smoke`` (sizes only, never branches:
+    the values no notebook parameter reaches; the notebooks' own are in ``ecgkit.smoke.NOTEBOOKS``)."""
 
     PROFILES: ClassVar[Mapping[str, Mapping]] = {}
+    SMOKE: ClassVar[Mapping] = {}
 
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides):
         """The class defaults, then the profile's values (under ``make smoke``, the full profile's
-        toy sizes of :data:`ecgkit.smoke.LIBRARY`), then ``overrides`` (``None`` ones dropped)."""
+        followed by ``SMOKE``), then ``overrides`` (``None`` ones dropped)."""
         name = _profile_name(profile or settings().profile)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        values = {**cls.PROFILES.get(name, {}), **_smoke_sizes(cls.__name__, name),
-                  **{k: v for k, v in overrides.items() if v is not None}}
+        smoke = cls.SMOKE if name == "full" and settings().smoke else {}
+        values = {**cls.PROFILES.get(name, {}), **smoke, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**values)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _smoke_sizes(settings_class: str, profile_name: str) -> dict:
-    """The toy sizes ``make smoke`` gives a settings class in the full profile (else none)."""
-    if profile_name != "full" or not settings().smoke:
-        return {}
-    from .smoke import LIBRARY
-
-    return dict(LIBRARY.get(settings_class, {}))
 
 
 def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:

@@ -52,6 +52,14 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
+#: run in each papermill kernel before the first cell: ``tqdm.auto`` gives text bars, so an
+#: executed copy keeps one line per bar (with ipywidgets installed for JupyterLab, ``tqdm.auto``
+#: would otherwise store a widget whose text stays at 0 % and widget state in the metadata)
+TEXT_BARS = ("import tqdm.auto, tqdm.autonotebook, tqdm.std; "
+             "tqdm.auto.tqdm = tqdm.autonotebook.tqdm = tqdm.std.tqdm; "
+             "tqdm.auto.trange = tqdm.autonotebook.trange = tqdm.std.trange")
+
+
 def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeout: int | None = None) -> Path:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -62,7 +70,8 @@ def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeou
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
                             cwd=str(out_dir), progress_bar=False, log_output=False,
-                            execution_timeout=timeout)
+                            execution_timeout=timeout,
+                            extra_arguments=[f"--InteractiveShellApp.exec_lines={TEXT_BARS}"])
     except PapermillExecutionError as exc:
         cell, first_line = _failed_cell(out) if out.exists() else (None, "")
         raise NotebookFailed(path.name, cell, f"{exc.ename}: {exc.evalue}", out, first_line) from None

@@ -5,11 +5,10 @@ branches first (the full model architectures, LoRA settings, prompt options, 500
 endpoint client) with a few records, one or two optimizer steps and a few generated tokens, so a
 typo in a full-only branch shows here, not hours into a GPU job.
 
-The toy sizes live in this module only:
-
-* :data:`NOTEBOOKS`: the notebooks' own parameters (papermill), per chapter;
-* :data:`LIBRARY`: the few sizes no notebook parameter reaches, per settings class, applied by
-  :meth:`ecgkit.config.ProfileSettings.for_profile` when ``ECGKIT_SMOKE=1`` (set by this run).
+The toy sizes: :data:`NOTEBOOKS` here, the notebooks' own parameters (papermill) per chapter;
+the few sizes no notebook parameter reaches are each settings class's ``SMOKE``, beside its
+``PROFILES`` (applied by :meth:`ecgkit.config.ProfileSettings.for_profile` to the full profile
+when ``ECGKIT_SMOKE=1``, which this run sets).
 
 :func:`run` also starts the stand-in endpoint (:mod:`ecgkit.standin`) and points
 ``ECGKIT_LLM_BASE_URL`` at it, trains ESI and a LoRA adapter with ``accelerate launch
@@ -32,20 +31,10 @@ import textwrap
 import time
 from pathlib import Path
 
-__all__ = ["ENV", "active", "LIBRARY", "NOTEBOOKS", "notebook_parameters", "branches",
+__all__ = ["ENV", "active", "NOTEBOOKS", "notebook_parameters", "branches",
            "multiprocess_check", "step_architectures", "toy_ptbxl", "run"]
 
 ENV = "ECGKIT_SMOKE"
-
-#: the full profile's toy sizes where no notebook parameter reaches, by settings class
-#: (:meth:`ecgkit.config.ProfileSettings.for_profile` applies them when :func:`active`; explicit
-#: overrides still win). Sizes only: the branches stay the full profile's (LoRA keeps gradient
-#: accumulation and checkpointing on every block, the delineator the full architecture).
-LIBRARY = {
-    "DelineatorSettings": dict(n_records=8, epochs=1),     # alfred.delineation (full: 2,000 records, 15 epochs)
-    "CohortSettings": dict(n_records=160),                 # data.sources (full: 5,000 synthetic records)
-    "LoraSettings": dict(batch_size=1, gradient_accumulation=2),   # ecgllm.finetune (full: 4 x 4)
-}
 
 #: per notebook (prefix): papermill parameters that shrink the sizes, never the branches
 NOTEBOOKS = {

@@ -82,7 +82,9 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     assert not smoke.active()
     monkeypatch.setenv(smoke.ENV, "1")
     config = delineator_config("full")
-    assert config["n_records"] == smoke.LIBRARY["DelineatorSettings"]["n_records"] < PROFILES["full"]["n_records"]
+    from ecgkit.alfred.delineation import DelineatorSettings
+
+    assert config["n_records"] == DelineatorSettings.SMOKE["n_records"] < PROFILES["full"]["n_records"]
     assert config["epochs"] == 1
     assert delineator_config("full", epochs=3)["epochs"] == 3          # explicit overrides still win
     from ecgkit.ecgllm.finetune import LoraSettings
@@ -95,7 +97,7 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     monkeypatch.setattr("ecgkit.data.sources.synthetic_cohort", lambda n_records, seed: seen.setdefault("n", n_records) and 1/0)
     with pytest.raises(ZeroDivisionError):
         sources.load_synthetic(profile="full")
-    assert seen["n"] == smoke.LIBRARY["CohortSettings"]["n_records"]
+    assert seen["n"] == sources.CohortSettings.SMOKE["n_records"] < sources.SYNTHETIC_RECORDS["full"]
     assert sources.CohortSettings.for_profile("quick").n_records == sources.SYNTHETIC_RECORDS["quick"]
 
 
@@ -144,20 +146,38 @@ def test_two_processes_train_like_one(tmp_path):
     assert all(r["equal"] for r in rows), rows
 
 
-def test_every_smoke_size_names_a_settings_class_and_its_fields():
+def test_every_smoke_size_is_a_field_of_its_class_and_shrinks_the_full_profile(monkeypatch):
+    """Each settings class's ``SMOKE`` names fields it has, with sizes at or below the full
+    profile's (toy sizes, never other branches); the settings layer imports nothing above it."""
+    import ast
     import dataclasses
+    import importlib
+    from pathlib import Path
 
-    import ecgkit.alfred.delineation  # noqa: F401  (the modules that define the settings classes)
-    import ecgkit.data.sources  # noqa: F401
-    import ecgkit.ecgllm.finetune  # noqa: F401
+    import ecgkit.config
     from ecgkit.config import ProfileSettings
+
+    for module in ("alfred.delineation", "alfred.prompt", "clinical.train", "data.sources", "ecgllm",
+                   "ecgllm.finetune", "esi.cqa", "esi.experiments", "esi.train"):
+        importlib.import_module(f"ecgkit.{module}")   # the modules that define the settings classes
+    monkeypatch.delenv(smoke.ENV, raising=False)
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
             yield sub
             yield from subclasses(sub)
 
-    classes = {c.__name__: c for c in subclasses(ProfileSettings)}
-    for name, sizes in smoke.LIBRARY.items():
-        assert name in classes, f"smoke.LIBRARY names no settings class {name!r}"
-        assert set(sizes) <= {f.name for f in dataclasses.fields(classes[name])}
+    with_smoke = {c.__name__: c for c in subclasses(ProfileSettings) if c.SMOKE}
+    assert {"DelineatorSettings", "CohortSettings", "LoraSettings"} <= set(with_smoke)
+    for name, cls in with_smoke.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(cls.SMOKE) <= fields, f"{name}.SMOKE names no field {set(cls.SMOKE) - fields}"
+        full = cls.for_profile("full")
+        for key, toy in cls.SMOKE.items():
+            assert toy <= getattr(full, key), f"{name}.SMOKE[{key!r}] = {toy} is above the full profile's"
+    tree = ast.parse(Path(ecgkit.config.__file__).read_text())
+    upward = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+              and (node.level > 0 or (node.module or "").split(".")[0] == "ecgkit")]
+    upward += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+               if a.name.split(".")[0] == "ecgkit"]
+    assert not upward, f"ecgkit/config.py imports from the package: {upward}"

@@ -16,6 +16,7 @@ class CohortSettings(ProfileSettings):
     seed: int = 0
 
     PROFILES = {"full": dict(n_records=5000)}
+    SMOKE = dict(n_records=160)   # make smoke
 
 
 #: records in the synthetic cohort per profile

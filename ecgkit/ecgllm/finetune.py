@@ -90,6 +90,8 @@ class LoraSettings(ProfileSettings):
         "full": dict(r=16, alpha=32, top_layers=None, learning_rate=2e-4, epochs=3.0, batch_size=4,
                      gradient_accumulation=4, max_length=1024, gradient_checkpointing=True, eval_every=50),
     }
+    #: ``make smoke``: batch 1 x accumulation 2 (accumulation and checkpointing on every block stay)
+    SMOKE = dict(batch_size=1, gradient_accumulation=2)
 
 
 @dataclass

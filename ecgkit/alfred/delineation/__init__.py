@@ -76,7 +76,8 @@ class DelineatorSettings(ProfileSettings):
 
     It learns from the cardiologists' boundaries of ``$ECGKIT_DELINEATION`` (LUDB, QT Database)
     plus ``synthetic_records`` records of the synthetic cohort (0: none), at ``fs`` Hz; ``folds``
-    record-wise cross-validation folds give the held-out scores. Without annotated data it learns
+    record-wise cross-validation folds give the held-out scores; ``max_records`` (0: all) keeps
+    the first records of each database only (toy runs). Without annotated data it learns
     from the synthetic cohort alone (``synthetic_records``, at least 300)."""
 
     window: int = 1024
@@ -90,8 +91,11 @@ class DelineatorSettings(ProfileSettings):
     synthetic_records: int = 0
     epochs: int = 30
     folds: int = 5
+    max_records: int = 0
 
     PROFILES = {"full": dict(base=16, epochs=60)}
+    # make smoke: the full architecture on 8 annotated records, 1 epoch, 2 folds
+    SMOKE = dict(max_records=8, epochs=1, folds=2)
 
 
 #: Training profiles for :func:`load_delineator`.
@@ -168,6 +172,11 @@ def training_data(config: dict, folder=None):
     from ...data.delineation import fingerprint, load_annotated
 
     ecgs = load_annotated(folder)
+    if config.get("max_records"):
+        keep = set()
+        for db in dict.fromkeys(e.database for e in ecgs):
+            keep |= set(list(dict.fromkeys(e.group for e in ecgs if e.database == db))[:config["max_records"]])
+        ecgs = [e for e in ecgs if e.group in keep]
     return ecgs, (fingerprint(ecgs) if ecgs else "synthetic")
 
 
@@ -182,7 +191,7 @@ def train_on(ecgs, config: dict, progress: bool = True, exclude=()) -> UNet1D:
     n_synthetic = config["synthetic_records"] if items else max(300, config["synthetic_records"])
     items += synthetic_items(n_synthetic, config["seed"], fs, progress)
     return train_delineator(data=items, progress=progress, **{k: v for k, v in config.items()
-                                                               if k not in ("synthetic_records", "folds")})
+                                                               if k not in ("synthetic_records", "folds", "max_records")})
 
 
 def load_delineator(profile: str | None = None, seed: int = 0, progress: bool = True,
