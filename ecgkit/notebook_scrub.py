@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["WIDGET", "PARAMETERS_TAG", "placeholders", "scrub", "scrub_file", "machine_paths_in"]
+__all__ = ["WIDGET", "PARAMETERS_TAG", "placeholders", "replace_paths", "scrub", "scrub_file", "machine_paths_in"]
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 #: the tag that hides the injected parameters on the page. ``hide-input`` and not ``remove-cell``:
@@ -55,10 +55,11 @@ def placeholders(parameters: dict | None = None, root: str | Path | None = None)
     return out
 
 
-def _replace_paths(text: str, pattern: re.Pattern | None, names: dict[str, str]) -> str:
-    if pattern is None:
-        return text
-    return pattern.sub(lambda m: names[m.group(1)], text)
+def replace_paths(text: str, names: dict[str, str] | None = None) -> str:
+    """``text`` with every path of ``names`` (default: :func:`placeholders`) replaced by its name."""
+    names = placeholders() if names is None else names
+    pattern = _path_pattern(names)
+    return text if pattern is None else pattern.sub(lambda m: names[m.group(1)], text)
 
 
 def _path_pattern(names: dict[str, str]) -> re.Pattern | None:
@@ -166,7 +167,7 @@ def scrub(nb, names: dict[str, str] | None = None):
 
     Everything else (figures, tables, other outputs, execution counts) is left as it was."""
     nb = copy.deepcopy(nb)
-    pattern = _path_pattern(names or {})
+    names = names or {}
     for cell in nb["cells"]:
         if cell.get("cell_type") == "code":
             cell["outputs"] = _clean_outputs(cell.get("outputs", []))
@@ -174,8 +175,9 @@ def scrub(nb, names: dict[str, str] | None = None):
         if "injected-parameters" in tags and PARAMETERS_TAG not in tags:
             cell["metadata"]["tags"] = [*tags, PARAMETERS_TAG]
     nb["metadata"].pop("widgets", None)
-    if pattern is not None:
-        fix = lambda text: _replace_paths(text, pattern, names)
+    if names:
+        pattern = _path_pattern(names)
+        fix = lambda text: pattern.sub(lambda m: names[m.group(1)], text)
         nb["cells"] = _walk(nb["cells"], fix)
         nb["metadata"] = _walk(nb["metadata"], fix)
     return nb
