@@ -66,7 +66,7 @@ def test_warnings_are_removed_from_stderr_with_their_source_line():
                                        "x.py:1: FutureWarning: printed, not warned\n"]   # stdout kept
 
 
-def test_machine_paths_become_placeholders(tmp_path):
+def test_machine_paths_become_placeholders():
     names = {"/home/ann/proj": "<project>", "/home/ann/proj/.venv": "<venv>", "/home/ann/.cache/ecgkit": "<cache>",
              "/data/ptbxl": "<ptbxl>", "/home/ann": "<home>"}
     params = new_code_cell('profile = "quick"\ncpsc_dir = "/data/ptbxl"', metadata={"tags": ["injected-parameters"]})
