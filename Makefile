@@ -1,5 +1,5 @@
 # ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path), `make check`,
-# `make smoke`, `make book`, `make bench`, `make test-all`, `make lock`.
+# `make smoke`, `make book`, `make bench` (`make bench-ci`: CI's short mode), `make test-all`, `make lock`.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
@@ -24,7 +24,7 @@ endif
 # pip prints a warning per missing local index folder: keep the log readable
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: setup test test-all check reproduce notebooks smoke book bench lab lock clean help
+.PHONY: setup test test-all check reproduce notebooks smoke book bench bench-ci lab lock clean help
 
 help:
 	@echo "make setup      create .venv, install ecgkit and the model packages pinned by $(LOCK), prepare the models"
@@ -35,6 +35,7 @@ help:
 	@echo "make check      assert the recorded results of the last \`make reproduce\` (golden values, tolerances)"
 	@echo "make book       rebuild the HTML book from what is already executed"
 	@echo "make bench      print the benchmarks"
+	@echo "make bench-ci   the benchmarks at CI's smaller sizes (a few minutes), recorded for the performance page"
 	@echo "make lab        open JupyterLab on notebooks/ with the ecgkit kernel (PTBXL=path; LAB_ARGS=\"--no-browser --port 8888\")"
 	@echo "make lock       re-resolve every dependency from the index into $(LOCK) (then run the tests, commit)"
 
@@ -82,6 +83,9 @@ bench: setup
 LAB_ARGS ?=
 lab: setup
 	$(VENV)/bin/jupyter-lab --notebook-dir=notebooks $(LAB_ARGS)
+
+bench-ci: setup
+	$(PY) -m ecgkit.benchmarks --ci
 
 # A throwaway venv resolves today's releases of everything pyproject.toml asks for; its freeze is the lock.
 lock:

@@ -2,7 +2,9 @@
 
 ``python -m ecgkit.reproduce --profile quick`` runs ``notebooks/NN_*.ipynb`` into
 ``book/executed/`` with the profile passed as a papermill parameter. A failing notebook stops
-the run with a message naming the notebook and the cell.
+the run with a message naming the notebook and the cell. Each executed copy is cleaned for
+publishing (:func:`ecgkit.notebook_scrub.scrub`: progress frames, warnings, this machine's
+paths, widget outputs; the injected parameters folded on the page).
 """
 from __future__ import annotations
 
@@ -61,7 +63,11 @@ TEXT_BARS = ("import tqdm.auto, tqdm.autonotebook, tqdm.std; "
 
 
 def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeout: int | None = None) -> Path:
+    """Execute one notebook into ``out_dir`` and scrub the executed copy for publishing (a failed
+    copy is left as it is, for debugging)."""
     import papermill as pm
+
+    from .notebook_scrub import scrub_file
     from papermill.exceptions import PapermillExecutionError
 
     path, out_dir = Path(path), Path(out_dir)
@@ -75,7 +81,7 @@ def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeou
     except PapermillExecutionError as exc:
         cell, first_line = _failed_cell(out) if out.exists() else (None, "")
         raise NotebookFailed(path.name, cell, f"{exc.ename}: {exc.evalue}", out, first_line) from None
-    return out
+    return scrub_file(out, parameters)
 
 
 def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None,

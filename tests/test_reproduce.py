@@ -89,3 +89,26 @@ def test_parameters_per_notebook_and_from_the_command_line(tmp_path, monkeypatch
                  "--only", "00", "-p", "n", "7"]) == 0
     cli = nbformat.read(tmp_path / "cli" / "00_a.ipynb", as_version=4)
     assert "n 7" in "".join(o.get("text", "") for c in cli.cells for o in c.get("outputs", []))
+
+
+def test_executed_copies_are_scrubbed_for_publishing(tmp_path, monkeypatch):
+    """reproduce scrubs each executed copy (ecgkit.notebook_scrub): a data folder given as a
+    parameter becomes a placeholder, warnings and progress frames go, the parameters are folded."""
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setenv("ECGKIT_PROFILE", "quick")
+    data = tmp_path / "icbeb"
+    data.mkdir()
+    src = tmp_path / "nb"
+    src.mkdir()
+    _write(src / "00_a.ipynb", ["import warnings\nwarnings.warn('old api', FutureWarning)\nprint('ok')",
+                                "import sys\nfor i in range(3):\n    sys.stderr.write(f'\\rstep {i}/3')\n"
+                                "_ = sys.stderr.write('\\n')",
+                                "print('reading', cpsc_dir)"])
+    out = run_all(src, tmp_path / "out", profile="quick", results=tmp_path / "res",
+                  parameters={"cpsc_dir": str(data)})
+    nb = nbformat.read(out[0], as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "hide-input" in injected.metadata["tags"] and 'cpsc_dir = "<cpsc>"' in injected.source
+    streams = [(o.get("name"), o.get("text")) for c in nb.cells for o in c.get("outputs", [])]
+    assert streams == [("stdout", "ok\n"), ("stderr", "step 2/3\n"), ("stdout", "reading <cpsc>\n")]
+    assert str(data) not in out[0].read_text()

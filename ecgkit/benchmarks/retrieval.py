@@ -111,7 +111,7 @@ def run(n: int = 100_000, dim: int = 384, isotropic: bool = True, corpus: bool =
     import faiss
 
     result: dict = {"benchmark": "retrieval: HNSW (M=10, efC=100) vs exact FAISS, MiniLM",
-                    "threads": faiss.omp_get_max_threads(), "cpus": os.cpu_count()}
+                    "threads": faiss.omp_get_max_threads(), "cpus": os.cpu_count(), "random_vectors": n}
     start = time.perf_counter()
     if corpus:
         result.update(corpus_part())
