@@ -176,3 +176,63 @@ def test_mcnemar_reader_turns_discordant_counts_into_a_paired_difference(tmp_pat
     assert card.loc["Retrieval (RAG) helps the base model: multiple choice", "verdict"] == S.NOT_REPRODUCED
     judge = card.loc["The LLM judge agrees with the experts"]
     assert judge["verdict"] == S.NOT_RECORDED and "expert sheet" in judge["why"]
+
+
+# ---- the chapters' sentences that the scorecard's rule decides --------------------------------
+
+def test_retrieval_sentence_says_two_statements_are_no_finding():
+    from ecgkit.book_text import retrieval_sentence
+
+    direction = {"value": "same direction", "ours": 0.069, "paper": 0.0368}
+    few = retrieval_sentence(direction, 2)
+    assert "2 statements" in few and "observation, not a finding" in few and "helps here" not in few
+    many = retrieval_sentence(direction, 40)
+    assert many.startswith("Retrieval helps here as in the paper") and "40 statements" in many
+    reversed_ = retrieval_sentence({"value": "reversed", "ours": -0.05, "paper": 0.0368}, 40)
+    assert "reverse of the paper's" in reversed_
+    assert "cannot be compared" in retrieval_sentence({"value": "not comparable"}, 40)
+
+
+def _comparisons(verdicts):
+    rows = [{"task": t, "baseline": b, "difference": d, "verdict": v} for (t, b), (d, v) in verdicts.items()]
+    return pd.DataFrame(rows).set_index(["task", "baseline"])
+
+
+def test_esi_baseline_sentences_follow_each_verdict_per_cohort():
+    from ecgkit.book_text import esi_baseline_sentences
+
+    text = esi_baseline_sentences(_comparisons({
+        ("ptbxl superdiagnostic", "random init"): (-0.01, "no detectable difference"),
+        ("synthetic superdiagnostic", "random init"): (0.06, "better"),
+        ("ptbxl superdiagnostic", "SimCLR"): (0.04, "no detectable difference"),
+        ("synthetic superdiagnostic", "SimCLR"): (0.06, "better"),
+        ("ptbxl superdiagnostic", "supervised (scratch)"): (-0.05, "worse"),
+        ("synthetic superdiagnostic", "supervised (scratch)"): (-0.02, "worse")}))
+    assert "beats a random, untrained encoder on the synthetic cohort (+0.060)" in text
+    assert "is not distinguishable from a random, untrained encoder on the real subset" in text
+    assert "does worse than the supervised encoder (trained on the labels themselves) on both cohorts" in text
+
+
+def test_identification_sentence_goes_set_by_set():
+    from ecgkit.book_text import identification_sentence
+
+    ident = pd.DataFrame({"patients": [6, 6, 200, 200], "lp_accuracy": [0.2, 0.5, 0.6, 0.4]},
+                         index=pd.MultiIndex.from_tuples([("ptbxl", "ESI"), ("ptbxl", "random init"),
+                                                          ("synthetic-5000", "ESI"), ("synthetic-5000", "random init")]))
+    text = identification_sentence(ident)
+    assert "the real subset (6 patients)" in text and "random features identify patients better than ESI" in text
+    assert "6 patients are too few" in text
+    assert "the synthetic cohort (200 patients)" in text and "ESI identifies patients better than random" in text
+    assert "ESI keeps more of what identifies a patient than random features do" not in text
+
+
+def test_shuffled_zero_shot_sentence_says_what_the_number_means():
+    from ecgkit.book_text import shuffled_zero_shot_sentence
+
+    mis = pd.DataFrame({"linear probe: ptbxl": [0.7, 0.6], "zero-shot: ptbxl": [0.6, 0.374]},
+                       index=pd.Index([0.0, 1.0], name="fraction"))
+    text = shuffled_zero_shot_sentence(mis, 66, 1)
+    assert "0.374" in text and "below chance" in text and "wrong way round" in text and "66 test records" in text
+    at_chance = shuffled_zero_shot_sentence(mis.assign(**{"zero-shot: ptbxl": [0.6, 0.51]}))
+    assert "at chance, as it should" in at_chance
+    assert "above chance" in shuffled_zero_shot_sentence(mis.assign(**{"zero-shot: ptbxl": [0.6, 0.62]}))
