@@ -371,8 +371,12 @@ def _rate_claim(metric):
                  _alfred("Proposed", metric), section="03_alfred_evaluation.html#the-ablation-table")
 
 
+_BASELINE_NAMES = {"SimCLR": "SimCLR", "supervised (scratch)": "the supervised encoder",
+                   "random init": "a random, untrained encoder"}
+
+
 def _esi_vs(baseline, config, prefix, where):
-    return Claim("ESI", f"ESI beats {baseline} ({where})", _ESI,
+    return Claim("ESI", f"ESI beats {_BASELINE_NAMES[baseline]} ({where})", _ESI,
                  table_row("comparisons", task_row(prefix, baseline), items="test records", p=None,
                            items_name="test records", data=lambda k: k[0]),
                  "linear-probe macro AUC, ESI − baseline", 1,
@@ -486,11 +490,8 @@ def _model(r) -> str:
         return f"ConvNeXt-V2 1D {info.get('encoder', '?')}, text {info.get('text_encoder', '?')}"
     if r.notebook.startswith("09_"):
         return f"ConvNeXt-V2 1D {info.get('encoder', '?')}"
-    if r.notebook.startswith("08_") and "configurations" in r.tables:
-        frame = r.tables["configurations"]
-        for col in ("backend", "model", "LLM", "llm"):
-            if col in frame.columns:
-                return ", ".join(dict.fromkeys(str(v) for v in frame[col] if str(v) not in ("", "nan", "None")))
+    if r.notebook.startswith("08_"):
+        return f"{info.get('llm', '?')} (base; fine-tuned with LoRA); judge {info.get('judge', '?')}"
     return str(info.get("llm") or info.get("model") or "–")
 
 
