@@ -264,7 +264,8 @@ def cell_rate(table: str, row: str, metric: str, reference: float | None = None,
         if not numbers:
             return Comparison(None, items=n)
         low, high = (numbers[1], numbers[2]) if len(numbers) >= 3 else (None, None)
-        return Comparison(numbers[0], low, high, items=n, reference=reference if reference is not None else 0.0)
+        return Comparison(numbers[0], low, high, items=n, reference=reference if reference is not None else 0.0,
+                          items_name="records")
     return read
 
 
@@ -595,7 +596,7 @@ def scorecard_html(card: pd.DataFrame, caption: str = "", show_paper: bool = Tru
     """The scorecard as an HTML table in the book's style, the evidence as a link."""
     from .results import TABLE_CSS
 
-    columns = (["paper"] if show_paper else []) + ["claim", "paper's number", "ours", "data", "model",
+    columns = (["paper"] if show_paper else []) + ["claim", "paper's number", "ours", "data and model",
                                                    "verdict", "evidence"]
     head = "".join(f'<th class="ek-text">{html.escape(c)}</th>' for c in columns)
     body = []
@@ -608,10 +609,12 @@ def scorecard_html(card: pd.DataFrame, caption: str = "", show_paper: bool = Tru
             elif c == "ours":
                 text = (html.escape(row["ours"]) + f'<br><span style="color:#555;font-size:0.85em">'
                         f'{html.escape(row["measured"])}</span>')
-            elif c == "data":
+            elif c == "data and model":
                 n = f"{int(row['n'])} {row['n of']}" if _finite(row["n"]) else ""
-                text = html.escape(str(row["data"])) + (f'<br><span style="color:#555;font-size:0.85em">'
-                                                        f'{html.escape(n)}</span>' if n else "")
+                text = (html.escape(str(row["data"]))
+                        + (f"<br><strong>{html.escape(n)}</strong>" if n else "")
+                        + (f'<br><span style="color:#555;font-size:0.85em">model: {html.escape(str(row["model"]))}'
+                           f"</span>" if row["model"] not in ("", "–") else ""))
             elif c == "verdict":
                 colour = VERDICT_COLOURS.get(row["verdict"], "#000")
                 text = (f'<strong style="color:{colour}">{html.escape(row["verdict"])}</strong>'
