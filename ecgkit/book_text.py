@@ -151,3 +151,104 @@ def explanations_view(ex: pd.DataFrame, column: str = "the ECG suggests (probabi
     if column in ex.columns and ex[column].nunique() == 1 and len(ex) > 1:
         return ex.drop(columns=column), f"In every row, {column.split(' (')[0]}: {ex[column].iloc[0]}."
     return ex, ""
+
+
+# ---- chapters 04-05: ESI's claims, said only as far as the recorded comparisons go ------------
+
+def retrieval_sentence(direction: dict, statements: int | None) -> str:
+    """Chapter 04: retrieval against no retrieval (the ``retrieval_direction`` metric), ours
+    beside the paper's, and whether the statements scored are enough to call it (the scorecard's
+    rule: fewer than ten items is not a test)."""
+    from .scorecard import NOT_TESTABLE, Comparison, verdict
+
+    ours, paper, kind = direction.get("ours"), direction.get("paper"), direction.get("value")
+    if kind == "not comparable" or not (_finite(ours) and _finite(paper)):
+        return "The retrieval settings cannot be compared with the paper's here."
+    said = (f"documents + expert against no retrieval {ours:+.3f} F1 (paper, both textbooks against none: "
+            f"{paper:+.4f})")
+    v = verdict(1, Comparison(ours, items=statements, items_name="statements scored"))
+    if v.label == NOT_TESTABLE:
+        return (f"On the {statements} statement{'s' if statements != 1 else ''} scored here, {said}: "
+                + ("the same direction as the paper's" if kind == "same direction" else "the reverse of the paper's")
+                + f", but {v.reason.replace('rests on', 'it rests on')}, so it is an observation, not a finding.")
+    if kind == "same direction":
+        return f"Retrieval helps here as in the paper: {said}, on {statements} statements."
+    return (f"**Our retrieval ordering is the reverse of the paper's**: {said}, on {statements} statements; "
+            "a small model copies and garbles retrieved text more than it uses it.")
+
+
+def _cohort(task: str) -> str:
+    return "the synthetic cohort" if str(task).startswith("synthetic") else "the real subset"
+
+
+def esi_baseline_sentences(comparisons: pd.DataFrame) -> str:
+    """Chapter 05: what the paired comparisons say about ESI against each baseline, cohort by
+    cohort (rows (task, baseline) with ``verdict`` better / worse / no detectable difference)."""
+    names = {"random init": "a random, untrained encoder", "SimCLR": "SimCLR",
+             "supervised (scratch)": "the supervised encoder (trained on the labels themselves)"}
+    parts = []
+    for base in ("random init", "SimCLR", "supervised (scratch)"):
+        rows = comparisons[comparisons.index.get_level_values("baseline") == base]
+        if not len(rows):
+            continue
+        by = {}
+        for (task, _), row in rows.iterrows():
+            by.setdefault(row["verdict"], []).append(f"{_cohort(task)} ({row['difference']:+.3f})")
+        said = []
+        for key, verb in (("better", "beats"), ("worse", "does worse than"),
+                          ("no detectable difference", "is not distinguishable from")):
+            if key in by:
+                on = " and ".join(by[key])
+                said.append(f"{verb} {names[base]} on {'both cohorts: ' if len(by[key]) == len(rows) > 1 else ''}{on}")
+        parts.append("ESI " + "; it ".join(said) if said else f"ESI cannot be compared with {names[base]}")
+    return ". ".join(parts) + "." if parts else ""
+
+
+def identification_sentence(ident: pd.DataFrame, column: str = "lp_accuracy") -> str:
+    """Chapter 05: identification linear-probe accuracy of ESI against the random encoder, set by
+    set (an average over sets can hide that they disagree), with the patients each rests on."""
+    from .scorecard import MIN_ITEMS
+
+    lines = []
+    for task in dict.fromkeys(ident.index.get_level_values(0)):
+        if (task, "ESI") not in ident.index or (task, "random init") not in ident.index:
+            continue
+        esi, rnd = ident.loc[(task, "ESI")], ident.loc[(task, "random init")]
+        d, n = float(esi[column] - rnd[column]), int(esi["patients"])
+        verdict = ("random features identify patients better than ESI" if d < -0.02 else
+                   "ESI identifies patients better than random features" if d > 0.02 else
+                   "ESI and random features identify patients about equally well (within 0.02)")
+        few = f"; {n} patients are too few to call it" if n < MIN_ITEMS else ""
+        lines.append(f"- {_cohort(task)} ({n} patients): ESI {esi[column]:.3f}, random {rnd[column]:.3f} "
+                     f"({d:+.3f}): {verdict}{few}.")
+    if not lines:
+        return ""
+    text = ("Identification linear-probe accuracy, ESI against the random encoder (means over seeds, no "
+            "interval recorded for the difference):\n\n" + "\n".join(lines))
+    if any("random features identify patients better" in line for line in lines):
+        text += ("\n\nWhere random features are ahead: they keep the individual waveform shape, while pretraining "
+                 "towards shared statements (texts, labels) pulls records of different patients with the same "
+                 "findings together.")
+    return text
+
+
+def shuffled_zero_shot_sentence(misalignment: pd.DataFrame, test_records: int | None = None,
+                                seeds: int | None = None) -> str:
+    """Chapter 05: what zero-shot reads when every pair is shuffled, and what that number means."""
+    columns = [c for c in misalignment.columns if str(c).startswith("zero-shot")]
+    if not columns or not len(misalignment):
+        return ""
+    full = misalignment.index.max()
+    value = float(misalignment.loc[full, columns[0]])
+    on = ", ".join(x for x in (f"{seeds} seed{'s' if seeds != 1 else ''}" if seeds else "",
+                                f"{test_records} test records" if test_records else "") if x)
+    head = (f"At {full:.0%} shuffled the texts carry no information about their ECG, so zero-shot has nothing "
+            f"to learn from and should sit near chance (0.5); here it reads {value:.3f}" + (f" ({on})" if on else ""))
+    if abs(value - 0.5) <= 0.05:
+        return head + ": at chance, as it should."
+    if value < 0.5:
+        return (head + ": below chance, meaning the class prompts rank the records the wrong way round. The "
+                "shuffled texts cannot have taught that, and no interval is recorded for this run, so whether it "
+                "is more than chance variation on these records cannot be told here.")
+    return (head + ": above chance, so something other than the pairing (the prompts' words lying near "
+            "frequent findings, or a single run's noise) separates the classes.")

@@ -202,15 +202,20 @@ def load_results(notebook: str, directory: str | Path | None = None) -> Results:
                    doc.get("predictions", {}))
 
 
+PAPER_NUMBER_COLUMNS = ("paper", "table", "source", "configuration", "metric", "value")
+
+
 def paper_numbers(paper: str | None = None, table: str | None = None) -> pd.DataFrame:
-    """The papers' reported numbers, each with its source (paper, table)."""
-    folder = files("ecgkit.resources")
-    parts = []
-    for item in sorted(folder.iterdir(), key=lambda f: f.name):   # paper_numbers.csv, paper_numbers_esi.csv, ...
-        if item.name.startswith("paper_numbers") and item.name.endswith(".csv"):
-            with item.open() as fh:
-                parts.append(pd.read_csv(fh, comment="#"))
-    frame = pd.concat(parts, ignore_index=True)
+    """The papers' reported numbers, each with its source (paper, table or section): the one table
+    ``resources/paper_numbers.csv``."""
+    with files("ecgkit.resources").joinpath("paper_numbers.csv").open() as fh:
+        frame = pd.read_csv(fh, comment="#")
+    missing = [c for c in PAPER_NUMBER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"paper_numbers.csv lacks the columns {missing}")
+    if frame["source"].isna().any():
+        raise ValueError("paper_numbers.csv: every number needs its source; none for "
+                         f"{frame.loc[frame['source'].isna(), ['paper', 'configuration', 'metric']].values.tolist()}")
     if paper:
         frame = frame[frame["paper"] == paper]
     if table:
