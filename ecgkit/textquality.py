@@ -34,7 +34,7 @@ import pandas as pd
 
 __all__ = ["FLAGS", "REPETITION_THRESHOLD", "REPETITION_N", "SUPPORT_THRESHOLD", "SUPPORT_EXAMPLES",
            "PLACEHOLDER", "repeated_share", "names_any", "support_similarity", "grade_texts",
-           "flag_counts", "passed"]
+           "flag_counts", "passed", "flagged_examples"]
 
 FLAGS = ("cut", "repetition", "unnamed", "unsupported", "placeholder")
 #: word n-grams counted for repetition
@@ -209,3 +209,16 @@ def flag_counts(grades: pd.DataFrame, label: str = "texts") -> pd.DataFrame:
     out.index.name = "flag"
     out["share"] = out[label] / max(len(grades), 1)
     return out
+
+
+def flagged_examples(grades: pd.DataFrame, n: int = 4) -> pd.DataFrame:
+    """Up to ``n`` flagged rows of ``grades`` (or of a table with its columns), one per combination of
+    flags, the most frequent combination first (ties in order of appearance)."""
+    flagged = grades[grades["flags"] != ""]
+    counts = flagged["flags"].value_counts(sort=False)
+    order = sorted(counts.index, key=lambda combo: -counts[combo])      # stable: appearance breaks ties
+    firsts = flagged.groupby("flags", sort=False).head(1).set_index("flags", append=True)
+    picked = [firsts.xs(combo, level="flags", drop_level=False) for combo in order[:n]]
+    if not picked:
+        return flagged.iloc[:0]
+    return pd.concat(picked).reset_index(level="flags")[flagged.columns]

@@ -87,3 +87,12 @@ def test_flag_counts_and_bad_input():
         tq.grade_texts("one text")
     with pytest.raises(ValueError, match="2 finish reasons for 1 texts"):
         tq.grade_texts([GOOD], finish=["stop", "stop"])
+
+
+def test_flagged_examples_one_per_combination_most_frequent_first():
+    grades = tq.grade_texts([GOOD, "<x>", "<y>", GOOD, "Aleksey's syndrome is rare."], names=[LBBB] * 5,
+                            finish=["stop", "stop", "stop", "length", "stop"]).set_axis(list("abcde"))
+    picked = tq.flagged_examples(grades, n=2)
+    assert list(picked.index) == ["b", "d"]      # placeholder, unnamed twice; then cut (first of the singles)
+    assert picked.loc["b", "flags"] == "unnamed, placeholder"
+    assert len(tq.flagged_examples(grades.loc[["a"]])) == 0
