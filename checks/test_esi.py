@@ -10,7 +10,12 @@ def test_04_descriptions(results):
     assert r.metric("descriptions_failed") == 0 and r.metric("ablation_failed") == 0
     described = r.metric("statements_described")
     descriptions = r.table("descriptions")
-    assert len(descriptions) == described >= 12 and (descriptions["status"] == "ok").all()
+    assert len(descriptions) == described >= 12 and (descriptions["grade"] != "no text").all()
+    # graded (ecgkit.textquality): a flagged description is never "ok"; the counts add up
+    flags = r.table("description_flags")
+    assert flags.loc["graded", "descriptions"] == described
+    assert flags.loc["passed (no flag)", "descriptions"] == (descriptions["grade"] == "ok").sum() \
+        == r.metrics["descriptions_flagged"]["passed"]
     assert described == r.metric("statements_present")                 # every statement described
     assert descriptions["sources"].str.len().gt(0).all()
     text = r.metrics["example_record"]["text"]
@@ -31,11 +36,11 @@ def test_04_descriptions(results):
     if "statements_described_synthetic" in r.metrics:    # the real subset: the synthetic wording too
         syn = r.metrics["statements_described_synthetic"]
         assert syn["value"] >= 20 and syn["failed"] == 0
-        # the seeded quick run on the shared subset (SmolLM2, greedy, 80 tokens): 57 statements, every
-        # description cut at the limit, IRBBB described as a complete left bundle branch block (flagged)
+        # the seeded quick run on the shared subset: 57 statements; with two sentences asked for after the
+        # question and 96 tokens, not every description reaches the limit (with 80 tokens and the length
+        # asked in the system message, every one did)
         assert described == 57 and syn["value"] == 23
-        assert r.metric("descriptions_cut") >= 50
-        assert "IRBBB" in r.metrics["descriptions_suspect"]["statements"]
+        assert r.metric("descriptions_cut") < described
 
 
 def test_05_pretraining(results):

@@ -250,6 +250,7 @@ def test_description_key_changes_with_each_input():
         cqa.description_key(base, "llm2", "index", 48, cqa.SYSTEM),
         cqa.description_key(base, "llm", "index2", 48, cqa.SYSTEM),
         cqa.description_key(base, "llm", "index", 64, cqa.SYSTEM),
+        cqa.description_key(base, "llm", "index", 48, cqa.SYSTEM, "Answer in one sentence."),
         cqa.description_key(base, "llm", "index", 48, "Be brief."),
     ]
     assert len({key, *variants}) == len(variants) + 1
@@ -339,8 +340,38 @@ def test_cqa_prompt_has_the_chunks_and_the_question_but_no_source_markers(tiny_i
     hits = tiny_index.retrieve("atrial fibrillation", top_k=2)
     prompt = cqa.cqa_prompt("How is atrial fibrillation reflected in a 12-lead ECG?", hits)
     assert all(h.text in prompt for h in hits) and "[1]" not in prompt
-    assert prompt.endswith("Question: How is atrial fibrillation reflected in a 12-lead ECG?\nAnswer:")
-    assert cqa.cqa_prompt("Q?", []) == "Question: Q?\nAnswer:"
+    assert prompt.endswith("Question: How is atrial fibrillation reflected in a 12-lead ECG? "
+                           + cqa.LENGTH_INSTRUCTION)
+    assert cqa.cqa_prompt("Q?", []) == f"Question: Q? {cqa.LENGTH_INSTRUCTION}"
+    assert cqa.cqa_prompt("Q?", [], instruction="") == "Question: Q?"
+
+
+def test_descriptions_are_graded_and_a_flagged_one_is_never_ok(tiny_corpus, tiny_index, tmp_cache):
+    from ecgkit.knowledge import load_corpus
+
+    good = FakeLLM(text="In complete left bundle branch block the QRS is wide with broad notched R waves "
+                        "in I, aVL, V5 and V6 and discordant ST-T waves.")
+    out = cqa.describe_statements(STATEMENTS.head(1), llm=good, index=tiny_index, max_new_tokens=64)
+    assert out.loc["CLBBB", "context"] and out.loc["CLBBB", "support"] > 0.4
+    assert out.loc["CLBBB", "grade"] == "ok" and out.attrs["flagged"] == 0
+    bad = FakeLLM(name="bad-llm", text="A microphone turns sound into a voltage.")
+    out = cqa.describe_statements(STATEMENTS, llm=bad, index=tiny_index, max_new_tokens=9)  # 9 tokens: the limit
+    assert out["cut"].all() and out["unnamed"].all() and out["unsupported"].all()
+    assert not (out["grade"] == "ok").any() and out.attrs["flagged"] == 2
+    assert out.loc["AFIB", "flags"] == "cut, unnamed, unsupported"
+    # the synonyms: a card's name and the code name a statement
+    names = cqa.statement_names({"AFIB": "AF"}, cqa.expert_cards(load_corpus(tiny_corpus, use_env=False)))
+    assert names["AFIB"] == ["AF", "AFIB", "atrial fibrillation"]
+
+
+def test_text_quality_counts_the_passed_descriptions_the_texts_use():
+    described = pd.DataFrame({"status": ["ok", "ok", "error"], "grade": ["ok", "flagged: cut", "no text"]},
+                             index=pd.Index(["SR", "LVH", "AFIB"], name="statement"))
+    per_record = pd.Series([["SR"], ["SR", "LVH"], ["AFIB"], ["SR", "AFIB"]])
+    q = cqa.text_quality(per_record, described)
+    assert q["descriptions"] == 2 and q["passed"] == 1 and q["used"] == 4
+    assert q["used_passed_share"] == pytest.approx(3 / 4)
+    assert q["records_all_passed_share"] == pytest.approx(2 / 3)
 
 
 def test_no_statements_give_an_empty_table(tiny_index, tmp_cache):

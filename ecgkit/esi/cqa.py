@@ -38,7 +38,8 @@ __all__ = [
     "QUESTION", "REPHRASINGS", "SYSTEM", "RETRIEVAL_SETTINGS", "PAPER_RETRIEVAL",
     "MAX_NEW_TOKENS", "CqaSettings", "ptbxl_statements", "report_statements", "dataset_statements",
     "record_statements", "expert_cards", "statement_cards", "retrieve_excluding",
-    "cqa_prompt", "describe_statements", "record_text", "cqa_texts", "evaluation_items", "bertscore",
+    "cqa_prompt", "describe_statements", "statement_names", "grade_descriptions", "text_quality",
+    "record_text", "cqa_texts", "evaluation_items", "bertscore",
     "cqa_ablation", "with_paper",
 ]
 
@@ -52,21 +53,24 @@ REPHRASINGS = (
     "Which waveform features of a standard 12-lead ECG indicate {condition}?",
     "Explain how {condition} shows in the waves, intervals and segments of a 12-lead ECG.",
 )
-SYSTEM = ("You are a cardiologist. Using the context when it helps, describe in two or three "
-          "sentences how the condition changes the waves, intervals and segments of a 12-lead ECG. "
-          "Do not invent measurements.")
+SYSTEM = ("You are a cardiologist. Using the context when it helps, answer in two short sentences: how the "
+          "condition changes the waves, intervals and segments of a 12-lead ECG. Do not invent measurements.")
+#: the answer's length, asked for after the question (SmolLM2-135M ignores it in the system message: on
+#: five PTB-XL statements 5 of 5 answers hit an 80- or 112-token limit with it there, 2 of 5 hit 96 tokens
+#: with it here; measured for issue 25)
+LENGTH_INSTRUCTION = "Answer in two sentences."
 #: Retrieval settings of the ablation: name -> collections searched (empty: no retrieval).
 RETRIEVAL_SETTINGS = {"none": (), "documents": ("documents",), "expert": ("expert",),
                       "documents + expert": ("documents", "expert")}
 #: Our retrieval settings beside the paper's (two textbooks): no / one / both textbooks.
 PAPER_RETRIEVAL = {"none": "no textbook", "documents": "one textbook", "expert": "one textbook",
                    "documents + expert": "both textbooks"}
-#: max_new_tokens per profile: short answers on a CPU, a paragraph with a GPU or an endpoint.
 @dataclass(frozen=True)
 class CqaSettings(ProfileSettings):
-    """Description length per profile."""
+    """Description length per profile: room for the two sentences :data:`LENGTH_INSTRUCTION` asks for
+    on a CPU, a paragraph with a GPU or an endpoint."""
 
-    max_new_tokens: int = 80
+    max_new_tokens: int = 96
 
     PROFILES = {"full": dict(max_new_tokens=192)}
 
@@ -314,9 +318,9 @@ def _index_identity(index) -> str:
 
 
 def description_key(request: Request, llm_name: str, index_id: str, max_new_tokens: int,
-                    system: str) -> str:
+                    system: str, instruction: str = LENGTH_INSTRUCTION) -> str:
     """The cache key (:func:`ecgkit.cache.key`, ``cqa``) of every input of a description (statement text, wording, retrieval, LLM, length)."""
-    spec = {"condition": request.condition, "template": request.template,
+    spec = {"condition": request.condition, "template": request.template, "instruction": instruction,
             "system": system, "collections": list(request.collections),
             "top_k": int(request.top_k) if request.collections else 0,
             "exclude": sorted(request.exclude) if request.collections else [],
@@ -363,20 +367,21 @@ def clean_description(text: str, finish_reason: str = "stop") -> str:
     return text
 
 
-def cqa_prompt(question: str, hits) -> str:
-    """The user message: the retrieved chunks' text, then the question.
+def cqa_prompt(question: str, hits, instruction: str = LENGTH_INSTRUCTION) -> str:
+    """The user message: the retrieved chunks' text, then the question and the length asked for.
 
     Unlike :func:`ecgkit.knowledge.rag.rag_prompt`, chunks carry no ``[i] (source)`` markers: a
     small model copies them into its answer (the sources are kept beside each description).
     """
+    ask = f"{question} {instruction}".strip()
     if not hits:
-        return f"Question: {question}\nAnswer:"
+        return f"Question: {ask}"
     context = "\n\n".join(h.text for h in hits)
-    return f"Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+    return f"Context:\n{context}\n\nQuestion: {ask}"
 
 
 DESCRIPTION_COLUMNS = ["statement", "condition", "question", "description", "sources", "status", "error",
-                       "finish", "completion_tokens", "llm", "cached"]
+                       "finish", "completion_tokens", "llm", "cached", "context"]
 
 
 def _sources(hits) -> str:
@@ -390,14 +395,15 @@ def _default_index():
 
 
 def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, system: str,
-              cache: DescriptionCache | None, progress: bool | None = None) -> pd.DataFrame:
+              cache: DescriptionCache | None, progress: bool | None = None,
+              instruction: str = LENGTH_INSTRUCTION) -> pd.DataFrame:
     """Describe every request (deduplicated, cached, one batched LLM call); one row per request."""
     requests = list(requests)
     needs_index = any(r.collections for r in requests)
     if needs_index and index is None:
         index = _default_index()
     index_id = _index_identity(index) if needs_index else ""
-    keys = [description_key(r, llm.name, index_id, max_new_tokens, system) for r in requests]
+    keys = [description_key(r, llm.name, index_id, max_new_tokens, system, instruction) for r in requests]
     found = {k: cache.get(k) for k in dict.fromkeys(keys)} if cache is not None else {}
     found = {k: v for k, v in found.items() if v is not None}
     todo = {}  # key -> first request with that key
@@ -417,7 +423,7 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
                                             collections, [pending[j][1].exclude for j in members])
             for j, h in zip(members, found_hits):
                 hits[j] = h
-        prompts = [cqa_prompt(r.question, h) for (_, r), h in zip(pending, hits)]
+        prompts = [cqa_prompt(r.question, h, instruction) for (_, r), h in zip(pending, hits)]
         if progress is None:  # generation takes minutes on a CPU: show a bar unless told not to
             progress = len(prompts) > 1
         from ..llm import anti_loop_options
@@ -433,14 +439,15 @@ def _describe(requests: Sequence[Request], llm, index, max_new_tokens: int, syst
             entry = {"statement": request.statement, "condition": request.condition,
                      "question": request.question, "description": text, "sources": _sources(h),
                      "status": status, "error": error, "finish": gen.finish_reason,
-                     "completion_tokens": gen.completion_tokens, "llm": llm.name}
+                     "completion_tokens": gen.completion_tokens, "llm": llm.name,
+                     "context": [x.text for x in h]}
             fresh[key] = {**entry, "cached": False}
             if cache is not None and status == "ok":
                 cache.put(key, entry)
     rows = []
     for key, request in zip(keys, requests):
         entry = dict(found[key], cached=True) if key in found else fresh[key]
-        rows.append({**entry, "statement": request.statement, "condition": request.condition})
+        rows.append({"context": [], **entry, "statement": request.statement, "condition": request.condition})
     return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)
 
 
@@ -452,7 +459,8 @@ def describe_statements(statements, llm=None, index=None, top_k: int = 2,
                         collections=DEFAULT_COLLECTIONS, prompt_template: str = QUESTION,
                         max_new_tokens: int | None = None, system: str = SYSTEM,
                         exclude: Mapping[str, Iterable[str]] | None = None, cache: bool = True,
-                        profile: str | None = None, progress: bool | None = None) -> pd.DataFrame:
+                        profile: str | None = None, progress: bool | None = None,
+                        grade: bool = True) -> pd.DataFrame:
     """A waveform description for each statement, written by ``llm`` from the top-k retrieved chunks.
 
     ``statements``: a table from :func:`dataset_statements` (index statement, column condition),
@@ -463,8 +471,11 @@ def describe_statements(statements, llm=None, index=None, top_k: int = 2,
     card keys kept out of its retrieval. ``max_new_tokens``: None is the profile's default.
 
     One row per statement (index ``statement``): condition, question, description, sources,
-    status (ok / error / empty), error, finish, cached. A failed generation is a row with an
-    empty description, counted in ``attrs["failed"]``; it is not cached, so a rerun retries it.
+    context (the retrieved chunks' text), status (of the generation: ok / error / empty), error,
+    finish, cached. A failed generation is a row with an empty description, counted in
+    ``attrs["failed"]``; it is not cached, so a rerun retries it. With ``grade``, the columns of
+    :func:`grade_descriptions` follow (``grade`` is "ok" only for a description with no quality
+    flag; ``attrs["flagged"]`` counts the others).
     """
     from ..llm import get_llm
 
@@ -480,7 +491,40 @@ def describe_statements(statements, llm=None, index=None, top_k: int = 2,
     out.attrs.update(n=len(out), failed=int((out["status"] != "ok").sum()), cached=int(out["cached"].sum()),
                      llm=llm.name, top_k=int(top_k), collections=list(collections),
                      template=prompt_template, max_new_tokens=tokens)
+    if grade:
+        attrs = dict(out.attrs)
+        out = pd.concat([out, grade_descriptions(out, tokens)], axis=1)
+        out.attrs.update(attrs)
+        out.attrs["flagged"] = int((out["grade"] != "ok").sum() - out.attrs["failed"])
     return out
+
+
+def statement_names(statements, cards: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Statement -> what names it: its condition text, its code, and the names of the expert cards
+    that list it among their PTB-XL codes (the synonyms the ``unnamed`` flag accepts)."""
+    frame = _as_statements(statements)
+    cards = expert_cards() if cards is None else cards
+    mapped = statement_cards(frame.index, cards)
+    return {s: list(dict.fromkeys([str(c), str(s)] + [str(cards.loc[k, "name"]) for k in mapped.get(s, [])]))
+            for s, c in frame["condition"].items()}
+
+
+def grade_descriptions(descriptions: pd.DataFrame, max_new_tokens: int | None = None,
+                       cards: pd.DataFrame | None = None, encoder=None) -> pd.DataFrame:
+    """The quality flags of each description (:func:`ecgkit.textquality.grade_texts`): cut at the
+    token limit, repetition, not naming its statement (:func:`statement_names`), unsupported by
+    its retrieved chunks (the ``context`` column), template text. Same index as ``descriptions``;
+    a failed generation is graded "no text"."""
+    from ..textquality import grade_texts
+
+    names = statement_names(descriptions.loc[~descriptions.index.duplicated(), ["condition"]], cards)
+    context = descriptions["context"] if "context" in descriptions else [[]] * len(descriptions)
+    grades = grade_texts(descriptions["description"].tolist(), names=[names[s] for s in descriptions.index],
+                         sources=[list(c) if isinstance(c, (list, tuple)) else [] for c in context],
+                         finish=descriptions["finish"].tolist(),
+                         completion_tokens=descriptions["completion_tokens"].tolist(),
+                         max_new_tokens=max_new_tokens, encoder=encoder)
+    return grades.set_axis(descriptions.index)
 
 
 # ----------------------------------------------------------------------------- record text
@@ -557,7 +601,8 @@ def cqa_texts(dataset, llm=None, index=None, top_k: int = 2, collections=DEFAULT
     Describes every statement present in the dataset (cached per statement, so a second call
     only reads the cache), then assembles each record's text with :func:`record_text`.
     ``attrs``: ``statements``, ``failed`` (statements whose description failed; their records
-    keep their findings without a waveform description), ``cached``, ``llm``.
+    keep their findings without a waveform description), ``cached``, ``llm``, ``quality``
+    (:func:`text_quality`: how much of the texts' descriptions passed the grading).
     """
     statements = dataset_statements(dataset)
     descriptions = describe_statements(statements, llm=llm, index=index, top_k=top_k,
@@ -571,8 +616,29 @@ def cqa_texts(dataset, llm=None, index=None, top_k: int = 2, collections=DEFAULT
              for row, codes in zip(meta.to_dict("records"), per_record)]
     out = pd.Series(texts, index=meta.index, name="text")
     out.attrs.update(statements=len(statements), failed=descriptions.attrs["failed"],
-                     cached=descriptions.attrs["cached"], llm=descriptions.attrs["llm"])
+                     cached=descriptions.attrs["cached"], llm=descriptions.attrs["llm"],
+                     quality=text_quality(per_record, descriptions))
     return out
+
+
+def text_quality(per_record: pd.Series, descriptions: pd.DataFrame) -> dict:
+    """How much of the record texts' waveform part passed the grading (:func:`grade_descriptions`).
+
+    ``per_record``: record -> its statements; ``descriptions``: graded descriptions. Returns
+    ``descriptions`` (how many statements were described), ``passed`` (of those, how many have no
+    flag), ``used`` (description occurrences in the record texts), ``used_passed_share`` (the share of
+    those that passed) and ``records_all_passed_share`` (records whose every description passed,
+    among records with at least one).
+    """
+    ok = descriptions["status"] == "ok"
+    good = set(descriptions.index[ok & (descriptions["grade"] == "ok")]) if "grade" in descriptions else set()
+    described = set(descriptions.index[ok])
+    used = [[s in good for s in codes if s in described] for codes in per_record]
+    n_used = sum(len(u) for u in used)
+    with_any = [u for u in used if u]
+    return {"descriptions": len(described), "passed": len(good & described), "used": n_used,
+            "used_passed_share": sum(map(sum, used)) / n_used if n_used else float("nan"),
+            "records_all_passed_share": (sum(all(u) for u in with_any) / len(with_any)) if with_any else float("nan")}
 
 
 # ----------------------------------------------------------------------------- quality
@@ -661,8 +727,9 @@ def cqa_ablation(items: pd.DataFrame, llm=None, index=None, top_ks: Sequence[int
     documents + expert. All generations go to the LLM in one batched call (shared settings are
     generated once). Returns tidy tables: ``topk`` (index top_k), ``retrieval`` (index setting),
     ``prompts`` (index prompt, with its wording), ``prompts_summary`` (mean and sd of F1 over the
-    wordings), and ``scores`` (one row per item and setting). Failed generations are not scored;
-    each table counts them in ``failed``.
+    wordings), and ``scores`` (one row per item and setting, with the description's quality
+    ``grade``, :func:`grade_descriptions`). Failed generations are not scored; each table counts
+    them in ``failed``.
     """
     from ..llm import get_llm
 
@@ -684,6 +751,9 @@ def cqa_ablation(items: pd.DataFrame, llm=None, index=None, top_ks: Sequence[int
     scores["description"] = described["description"].to_numpy()
     scores["status"] = described["status"].to_numpy()
     scores["cached"] = described["cached"].to_numpy()
+    graded = described.assign(statement=scores["statement"].to_numpy(),
+                              condition=[items.loc[x, "condition"] for x in scores["statement"]]).set_index("statement")
+    scores["grade"] = grade_descriptions(graded, tokens)["grade"].to_numpy()
     refs = [items.loc[s, "references"] for s in scores["statement"]]
     good = scores["status"] == "ok"
     scored = bertscore(scores.loc[good, "description"].tolist(),
