@@ -148,8 +148,8 @@ def _fill_waves(lab, waves, marks, gap_samples):
     firsts = np.concatenate([[marks[0]], marks[splits + 1]])
     lasts = np.concatenate([marks[splits], [marks[-1]]])
     n = lab.size
-    for a, b in zip(firsts, lasts):
-        lab[max(0, a):min(n, b + 1)] = 0
+    for a, b in zip(firsts, lasts):   # one sample beyond the first and last marks: they are real
+        lab[max(0, a - 1):min(n, b + 2)] = 0
     prev_off = None
     for value, on, peak, off in waves:
         if on is None:
