@@ -75,9 +75,16 @@ def measured_sentence(metrics: dict, delineation_records: int | None, dataset: s
     if done is not None:
         parts.append(f"The U-Net delineated and measured **{done} of the {of if of is not None else '?'} real "
                      f"records** of this run" + (f" ({failed} could not be measured)" if failed else "") + ".")
-    if delineation_records:
-        parts.append(f"Delineation accuracy itself is scored on **{delineation_records} held-out synthetic "
-                     "records** only: PTB-XL has no sample-level annotation to score it against.")
+    annotated = metrics.get("annotated_ecgs", {})
+    if annotated.get("value"):
+        parts.append(f"Delineation accuracy is scored against cardiologists' wave boundaries on "
+                     f"**{annotated['value']} annotated ECGs** ({annotated.get('databases', 'LUDB, QT Database')}; "
+                     "each by a model that never saw its record)"
+                     + (f" and on {delineation_records} held-out synthetic records." if delineation_records else "."))
+    elif delineation_records:
+        parts.append(f"Delineation accuracy is scored on **{delineation_records} held-out synthetic "
+                     "records** only in this run (no ECGs with cardiologists' boundaries were given: "
+                     "`ECGKIT_DELINEATION`).")
     return " ".join(parts)
 
 

@@ -317,3 +317,83 @@ def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", hig
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     return fig
+
+
+#: Colours of the waves in delineation figures (P, QRS, T).
+WAVE_COLOURS = {1: "#4c9be8", 2: "#e8604c", 3: "#5cb85c"}
+WAVE_NAMES = {1: "P", 2: "QRS", 3: "T"}
+FIDUCIAL_NAMES = {"p_on": "P onset", "p_off": "P offset", "qrs_on": "QRS onset",
+                  "qrs_off": "QRS offset", "t_on": "T onset", "t_off": "T offset"}
+
+
+def delineation_errors(errors, methods: Sequence[str] | None = None, limit_ms: float = 80.0) -> Figure:
+    """Box plots of the signed boundary errors (ours − cardiologist, ms) per fiducial, one box per
+    method side by side, one panel per database. ``errors``: rows ``method, database, fiducial,
+    error_ms`` (:func:`ecgkit.alfred.delineation.crossval.error_table` per method); the axis spans
+    ±``limit_ms`` (whiskers at the 5th and 95th percentiles, outliers not drawn)."""
+    methods = list(methods or dict.fromkeys(errors["method"]))
+    databases = list(dict.fromkeys(errors["database"]))
+    fig = Figure(figsize=(10.0, 3.2 * len(databases)), layout="constrained")
+    axes = fig.subplots(len(databases), 1, squeeze=False)[:, 0]
+    colours = ["#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c"]
+    for ax, db in zip(axes, databases):
+        part = errors[errors["database"] == db]
+        fids = [f for f in FIDUCIAL_NAMES if f in set(part["fiducial"])]
+        width = 0.8 / len(methods)
+        for m, method in enumerate(methods):
+            data = [part.loc[(part["method"] == method) & (part["fiducial"] == f), "error_ms"].to_numpy()
+                    for f in fids]
+            pos = np.arange(len(fids)) + (m - (len(methods) - 1) / 2) * width
+            keep = [i for i, d in enumerate(data) if d.size]
+            if not keep:
+                continue
+            box = ax.boxplot([data[i] for i in keep], positions=pos[keep], widths=width * 0.9,
+                             whis=(5, 95), showfliers=False, patch_artist=True)
+            for patch in box["boxes"]:
+                patch.set_facecolor(colours[m % len(colours)])
+                patch.set_alpha(0.6)
+            ax.plot([], [], color=colours[m % len(colours)], lw=6, alpha=0.6, label=method)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(np.arange(len(fids)), [FIDUCIAL_NAMES[f] for f in fids])
+        ax.set_ylim(-limit_ms, limit_ms)
+        ax.set_ylabel("error, ours − cardiologist (ms)")
+        ax.set_title(f"{db.upper()}: boundary errors (box: quartiles; whiskers: 5th–95th percentile)",
+                     fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def delineation_strips(examples, fs: float, seconds: float = 4.0) -> Figure:
+    """Real leads with their delineations drawn under the trace as coloured bands (P blue, QRS
+    red, T green): one panel per example, a band row per annotator. ``examples``: dicts with
+    ``signal`` (one lead, mV), ``title`` and ``bands`` (name → per-sample labels 0–3, negative =
+    not marked)."""
+    examples = list(examples)
+    fig = Figure(figsize=(10.0, 2.4 * len(examples)), layout="constrained")
+    axes = fig.subplots(len(examples), 1, squeeze=False)[:, 0]
+    for ax, ex in zip(axes, examples):
+        x = np.asarray(ex["signal"], dtype=float)[: int(seconds * fs)]
+        t = np.arange(x.size) / fs
+        ax.plot(t, x, color="black", lw=0.9)
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        span = max(hi - lo, 0.5)
+        rows = list(ex["bands"].items())
+        for r, (name, lab) in enumerate(rows):
+            lab = np.asarray(lab)[: x.size]
+            y0 = lo - (r + 1) * 0.22 * span
+            for v, colour in WAVE_COLOURS.items():
+                on = np.flatnonzero(np.diff(np.concatenate([[0], (lab == v).astype(int), [0]])) == 1)
+                off = np.flatnonzero(np.diff(np.concatenate([[0], (lab == v).astype(int), [0]])) == -1)
+                for a, b in zip(on, off):
+                    ax.fill_between([a / fs, b / fs], y0, y0 + 0.16 * span, color=colour, lw=0)
+            ax.text(-0.01, y0 + 0.08 * span, name, ha="right", va="center", fontsize=8,
+                    transform=ax.get_yaxis_transform())
+        ax.set_ylim(lo - (len(rows) + 0.3) * 0.22 * span, hi + 0.1 * span)
+        ax.set_xlim(0, x.size / fs)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("mV")
+        ax.set_title(ex["title"], fontsize=10, loc="left")
+    handles = [ax.fill_between([], [], color=c, label=WAVE_NAMES[v]) for v, c in WAVE_COLOURS.items()]
+    axes[0].legend(handles=handles, loc="upper right", fontsize=8, ncol=3, frameon=False)
+    return fig

@@ -160,6 +160,62 @@ def test_check_record(values, fs, expected):
     assert bool(text) == bool(expected)
 
 
+@pytest.mark.parametrize("values, fs, factor", [
+    # a sinus tachycardia of 100 bpm read at half its rate: no single check fires, together they do
+    ({"heart_rate": 50, "qrs_duration": 182, "qt_interval": 640, "pr_interval": 300}, 250, 2.0),
+    ({"heart_rate": 140, "qrs_duration": 45, "qt_interval": 190, "pr_interval": 80}, 1000, 0.5),
+    # disease at the right rate stays: LBBB with a long QT, bradycardia with first-degree block
+    ({"heart_rate": 72, "qrs_duration": 150, "qt_interval": 480, "pr_interval": 180}, 500, 1.0),
+    ({"heart_rate": 42, "qrs_duration": 100, "qt_interval": 520, "pr_interval": 280}, 500, 1.0),
+    ({"heart_rate": 130, "qrs_duration": 80, "qt_interval": 280, "pr_interval": 120}, 500, 1.0),
+    ({"heart_rate": 60, "qrs_duration": float("nan"), "qt_interval": float("nan"),
+      "pr_interval": float("nan")}, 500, 1.0),
+])
+def test_rate_factor(values, fs, factor):
+    from ecgkit.alfred.plausibility import rate_factor
+
+    assert rate_factor(values)[0] == factor
+    text = " | ".join(check_record({**values, "amplitude": 1.5}, fs))
+    if factor == 1.0:
+        assert text == ""
+    else:
+        assert f"sampling rate {fs:g} Hz looks too {'low' if factor > 1 else 'high'}" in text
+        assert f"if the record is {fs * factor:g} Hz" in text
+
+
+def _real_records(n=6):
+    """A few real PTB-XL records (500 Hz) of the shared subset: NORM and sinus tachycardia."""
+    from ecgkit.config import project_root
+    from ecgkit.data.ptbxl import load_ptbxl
+
+    folder = project_root().parent / "shared" / "data" / "ptbxl-500"
+    if not (folder / "ptbxl_database.csv").is_file():
+        pytest.skip(f"no real PTB-XL subset at {folder}")
+    ds = load_ptbxl(folder, rate=500, progress=False)
+    codes = ds.meta["scp_codes"]
+    pick = [i for i, c in enumerate(codes) if "STACH" in c][:2] + \
+        [i for i, c in enumerate(codes) if c.get("NORM", 0) >= 80][: n - 2]
+    return [np.asarray(ds.signals[i], dtype=np.float32) for i in pick]
+
+
+def test_real_records_relabelled_both_ways_warn_about_the_rate(tmp_path, capsys):
+    """Real 500 Hz records written with a 250 Hz header, and real records resampled to 250 Hz
+    written with a 500 Hz header, get the sampling-rate warning; the true headers get none."""
+    records = _real_records()
+    for k, sig in enumerate(records):
+        _wfdb(tmp_path, f"true{k}", sig, 500)
+        _wfdb(tmp_path, f"slow{k}", sig, 250)                        # header says half the rate
+        _wfdb(tmp_path, f"fast{k}", ecg_resample(sig, 500, 250, axis=0), 500)   # twice the rate
+    code, _, _ = _run(tmp_path, capsys, *sorted(tmp_path.glob("*.hea")))
+    assert code == 0
+    for k in range(len(records)):
+        assert not any("sampling rate" in w for w in _saved(tmp_path, f"true{k}")[0]["warnings"]), k
+        slow = " | ".join(_saved(tmp_path, f"slow{k}")[0]["warnings"])
+        assert "sampling rate 250 Hz looks too low" in slow and "if the record is 500 Hz" in slow, k
+        fast = " | ".join(_saved(tmp_path, f"fast{k}")[0]["warnings"])
+        assert "sampling rate 500 Hz looks too high" in fast and "if the record is 250 Hz" in fast, k
+
+
 # ----------------------------------------------------------------------------- leads
 
 def test_two_lead_360hz_records(tmp_path, capsys, norm):

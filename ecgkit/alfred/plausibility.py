@@ -16,7 +16,18 @@ halved rate     QRS duration and heart rate together         not both      sampl
                                                              < 45 bpm
 amplitude       peak-to-peak amplitude of the median lead    0.05–20 mV    above: values in µV;
                                                                            below: values in V
+rate factor     heart rate, QRS, QT and PR together          most in their twice or half the
+                (:data:`TIMING_RANGES`) read at this rate,   ranges at     stated rate fits
+                at twice and at half of it                   this rate     clearly better
 ==============  ===========================================  ============  ==========================
+
+**Rate factor.** A record whose header states half (or twice) its real rate stretches (or
+squeezes) every duration by the same factor: a 500 Hz ECG read as 250 Hz has twice the QRS, QT and
+PR and half the heart rate, and each can still look like disease (a QRS of 180 ms, a long QT, a
+slow rate). :func:`rate_factor` counts how many of the four fall in a wide human range
+(:data:`TIMING_RANGES`) as read, and as they would be at twice and at half the rate; when another
+factor fits at least :data:`FACTOR_MARGIN` more of them (and at least three), the rate is
+suspected, with the same warning as the single checks.
 
 :func:`answer_flags` flags an answer that contradicts itself (NORM with another superclass, all
 five "yes") or whose explanation is empty or a template placeholder (``<your reasoning>``).
@@ -33,7 +44,8 @@ import pandas as pd
 
 from .answer import SUPERCLASSES
 
-__all__ = ["Check", "CHECKS", "HALVED_RATE", "measure", "check_record", "answer_flags"]
+__all__ = ["Check", "CHECKS", "HALVED_RATE", "TIMING_RANGES", "FACTOR_MARGIN", "measure",
+           "rate_factor", "check_record", "answer_flags"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,11 @@ CHECKS = (
 )
 #: a QRS at least this wide with a rate below this: the sampling rate is probably half the real one
 HALVED_RATE = {"qrs_duration": 160.0, "heart_rate": 45.0}
+#: wide human ranges of the timings that all scale with the sampling rate (disease included)
+TIMING_RANGES = {"heart_rate": (35.0, 160.0), "qrs_duration": (60.0, 170.0),
+                 "qt_interval": (260.0, 560.0), "pr_interval": (100.0, 300.0)}
+#: another rate factor must put this many more timings in range to be suspected
+FACTOR_MARGIN = 2
 
 
 def measure(signal: np.ndarray, features) -> dict:
@@ -70,7 +87,28 @@ def measure(signal: np.ndarray, features) -> dict:
     leads = [j for j in range(signal.shape[1]) if not np.isnan(signal[:, j]).all()]
     ptp = [float(np.nanmax(signal[:, j]) - np.nanmin(signal[:, j])) for j in leads]
     return {"heart_rate": number("heart_rate"), "qrs_duration": number("qrs_duration"),
+            "qt_interval": number("qt_interval"), "pr_interval": number("pr_interval"),
             "amplitude": float(np.median(ptp)) if ptp else math.nan}
+
+
+def rate_factor(values: dict) -> tuple[float, dict]:
+    """The factor (0.5, 1 or 2) by which the real sampling rate most plausibly differs from the
+    stated one, and how many :data:`TIMING_RANGES` timings fit at each factor. 1 unless another
+    factor fits at least :data:`FACTOR_MARGIN` more timings and three or more."""
+    fits = {}
+    for k in (0.5, 1.0, 2.0):
+        n = 0
+        for key, (lo, hi) in TIMING_RANGES.items():
+            v = values.get(key, math.nan)
+            if v is None or math.isnan(v):
+                continue
+            v = v * k if key == "heart_rate" else v / k   # read at fs, really k·fs
+            n += lo <= v <= hi
+        fits[k] = n
+    best = max((0.5, 2.0), key=lambda k: fits[k])
+    if fits[best] >= 3 and fits[best] >= fits[1.0] + FACTOR_MARGIN:
+        return best, fits
+    return 1.0, fits
 
 
 def _value(v: float, unit: str) -> str:
@@ -95,6 +133,11 @@ def check_record(values: dict, fs: float, fix_rate: str = "pass --fs {fs:g}") ->
         suspects.setdefault("rate too low", []).append(
             f"QRS ≥ {HALVED_RATE['qrs_duration']:g} ms with a rate < {HALVED_RATE['heart_rate']:g} "
             "bpm suggests a halved sampling rate")
+    factor, fits = rate_factor(values)
+    if factor != 1.0:
+        suspects.setdefault("rate too low" if factor > 1 else "rate too high", []).append(
+            f"{fits[factor]} of the heart rate, QRS, QT and PR fit a human ECG at {fs * factor:g} Hz, "
+            f"{fits[1.0]} at {fs:g} Hz")
     warnings = []
     measured = f"the QRS measures {_value(qrs, 'ms')} and the rate {_value(hr, 'bpm')}"
     low, high = suspects.get("rate too low"), suspects.get("rate too high")

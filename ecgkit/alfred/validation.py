@@ -42,7 +42,8 @@ import pandas as pd
 __all__ = ["STATEMENTS", "NO_STATEMENT", "TARGET_RULES", "MIN_POSITIVES", "TARGET_SENS",
            "TARGET_SPEC", "BASELINE_RECORDS", "META_STATEMENTS", "mapping_table",
            "statement_table", "rule_results", "wilson", "validate_rules",
-           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table"]
+           "neurokit_delineate", "median_consensus", "measure_with_neurokit", "ENRICH_RULES", "baseline_ids", "validation_table", "rules_moved",
+           "RHYTHM_CHECKS", "rhythm_checks"]
 
 #: Rule key → the PTB-XL statements it corresponds to (positive when any one is present).
 STATEMENTS: dict[str, tuple[str, ...]] = {
@@ -482,3 +483,88 @@ def validation_table(ours, baseline, statements: pd.DataFrame, mapping: dict | N
         side.columns = pd.MultiIndex.from_product([[label], side.columns])
         parts.append(side)
     return pd.concat(parts, axis=1)
+
+
+def rules_moved(before, after, statements: pd.DataFrame, mapping: dict | None = None,
+                min_change: float = 0.03) -> pd.DataFrame:
+    """Every rule's sensitivity and specificity against the statements with two delineations of
+    the same records (``before``, ``after``: :class:`~ecgkit.alfred.pipeline.Measured`), the
+    change, whether it moved (sensitivity or specificity by ``min_change`` or more, or a change in
+    the records it fires on among the statement's positives), and why: the medians of the global
+    measurements the rule reads, before → after (records both measured)."""
+    from .rules import RULES
+
+    common = [i for i in after.ids if i in set(before.ids)]
+    a = validate_rules(before, statements, mapping, ids=common)
+    b = validate_rules(after, statements, mapping, ids=common)
+    fb = before.features.loc[common]
+    fa = after.features.loc[common]
+    rows = []
+    for r in RULES:
+        if r.key not in a.index or (pd.isna(a.loc[r.key, "sens"]) and pd.isna(b.loc[r.key, "sens"])):
+            continue
+        ds = b.loc[r.key, "sens"] - a.loc[r.key, "sens"]
+        dc = b.loc[r.key, "spec"] - a.loc[r.key, "spec"]
+        moved = bool((abs(ds) >= min_change) if pd.notna(ds) else False) or \
+            bool((abs(dc) >= min_change) if pd.notna(dc) else False)
+        why = []
+        for need in r.needs:
+            if need in fb.columns and need in fa.columns and need not in ("age", "sex"):
+                x, y = pd.to_numeric(fb[need], errors="coerce"), pd.to_numeric(fa[need], errors="coerce")
+                if x.notna().any() and y.notna().any():
+                    why.append(f"{need} {x.median():.3g} → {y.median():.3g}")
+        rows.append({"rule": a.loc[r.key, "name"], "statements": a.loc[r.key, "statements"],
+                     "positives": a.loc[r.key, "n_pos"],
+                     "sens before": a.loc[r.key, "sens"], "sens after": b.loc[r.key, "sens"],
+                     "spec before": a.loc[r.key, "spec"], "spec after": b.loc[r.key, "spec"],
+                     "fires before": a.loc[r.key, "n_positive_rule"],
+                     "fires after": b.loc[r.key, "n_positive_rule"],
+                     "moved": "moved" if moved else "",
+                     "medians before → after": "; ".join(why[:3])})
+    return pd.DataFrame(rows).set_index("rule")
+
+
+#: The rhythm checks of :func:`rhythm_checks`: (rule, who, statements present, statements absent,
+#: extra condition on our features or None).
+RHYTHM_CHECKS = (
+    ("atrial_fibrillation", "AF records", ("AFIB",), (), None),
+    ("atrial_fibrillation", "sinus with premature beats or sinus arrhythmia, no AF",
+     ("PAC", "PVC", "SARRH"), ("AFIB", "AFLT"), None),
+    ("sinus_tachycardia", "sinus tachycardia records", ("STACH",), (), None),
+    ("sinus_tachycardia", "sinus tachycardia records, our rate > 100 bpm", ("STACH",), (),
+     ("heart_rate", ">", 100.0)),
+    ("sinus_bradycardia", "sinus bradycardia records", ("SBRAD",), (), None),
+    ("sinus_bradycardia", "sinus bradycardia records, our rate < 60 bpm", ("SBRAD",), (),
+     ("heart_rate", "<", 60.0)),
+    ("long_qt", "long QT records", ("LNGQT",), (), None),
+    ("long_qt", "records without long QT", (), ("LNGQT",), None),
+)
+
+
+def rhythm_checks(measured: dict, statements: pd.DataFrame, ids=None) -> pd.DataFrame:
+    """How often the rhythm and QT rules fire where they must and where they must not, for each
+    delineation (``measured``: name → :class:`~ecgkit.alfred.pipeline.Measured` of the same
+    records): per check of :data:`RHYTHM_CHECKS` the records in the group and, per delineation,
+    the share the rule fires on (undetermined counts as not firing). ``ids``: only these records
+    (e.g. folds 1–9, where the rules were fitted)."""
+    rows = []
+    for key, who, present, absent, extra in RHYTHM_CHECKS:
+        row = {"rule": key, "records": who}
+        for name, m in measured.items():
+            res = rule_results(m)
+            use = [i for i in res.index if (ids is None or i in set(ids)) and i in statements.index]
+            st = statements.loc[use]
+            group = pd.Series(True, index=use)
+            if present:
+                group &= _truth(st, present) == 1
+            if absent:
+                group &= _truth(st, absent) == 0
+            if extra is not None:
+                col, op, value = extra
+                v = pd.to_numeric(m.features.loc[use, col], errors="coerce")
+                group &= (v > value) if op == ">" else (v < value)
+            fires = res.loc[group[group].index, key].map(lambda x: x is True) if key in res else pd.Series([], dtype=bool)
+            row[f"n, {name}"] = int(group.sum())
+            row[f"fires, {name}"] = float(fires.mean()) if len(fires) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["rule", "records"])

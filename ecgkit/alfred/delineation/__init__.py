@@ -63,7 +63,8 @@ __all__ = [
     "train_step", "load_delineator", "save_delineator", "read_delineator", "delineator_key",
     "delineator_config", "shipped_delineator_dir", "held_out_records", "held_out_scores",
     "delineate", "score_delineation", "neurokit_fiducials", "align_beats", "P_SHARE", "WEAK_SHARE",
-    "SPLIT_RR", "WEAK_ENERGY", "DelineatorSettings", "compare_with_neurokit",
+    "SPLIT_RR", "WEAK_ENERGY", "DelineatorSettings", "compare_with_neurokit", "cross_validate",
+    "cross_validated", "read_fold_models", "training_data", "train_on", "scores_frame",
 ]
 
 #: Bump when the model, the labels or the training loop change (part of the cache key).
@@ -145,6 +146,7 @@ def read_delineator(folder: str | os.PathLike, name: str = "model") -> UNet1D:
     model.eval()
     model.meta = meta
     model.fs = float(meta.get("fs", FS))
+    model.folder = folder
     return model
 
 
@@ -226,6 +228,29 @@ def load_delineator(profile: str | None = None, seed: int = 0, progress: bool = 
     return read_delineator(folder)
 
 
+def cross_validated(profile: str | None = None, seed: int = 0, progress: bool = True, **overrides):
+    """``(folds, fold models, model)`` of a profile's delineator: the record-wise folds and the
+    model trained without each fold (:func:`cross_validate`), and the model trained on every
+    record. The shipped delineator carries its fold models; another profile's are trained once
+    beside its cached weights (with a message). ``None`` when the delineator was trained on the
+    synthetic cohort only (there is nothing to cross-validate)."""
+    model = load_delineator(profile, seed, progress, **overrides)
+    folder = model.folder
+    cv = model.meta.get("cross_validation")
+    have = cv is not None and all((folder / f"fold-{k}.safetensors").is_file() for k in cv["models"])
+    if not have:
+        config = model.meta.get("train") or delineator_config(profile, seed, **overrides)
+        ecgs, data = training_data(config)
+        if not ecgs or data != model.meta.get("data", {}).get("fingerprint"):
+            return None
+        print(f"cross-validating the delineator {model.meta.get('key')} once ({config['folds']} folds; "
+              "`python -m ecgkit.alfred.delineation train` does this ahead of time)", flush=True)
+        cv = cross_validate(ecgs, config, progress, out=folder)
+        meta = {**model.meta, "cross_validation": cv}
+        (folder / "config.json").write_text(json.dumps(meta, indent=1, default=str))
+    return cv["folds"], read_fold_models(folder), model
+
+
 def _data_record(ecgs, data: str) -> dict:
     from ...data.delineation import describe_annotated
 
@@ -258,28 +283,62 @@ def held_out_scores(model: UNet1D, n_records: int = 20, seed: int = 1000) -> pd.
     return score_delineation(delineate(signals, FS, model=model), truths, FS)
 
 
-def cross_validate(ecgs, config: dict, progress: bool = True, out: Path | None = None) -> dict:
+def _train_job(args):
+    """One training of :func:`cross_validate` / the train command (a worker process: one thread)."""
+    import torch
+
+    ecgs, config, exclude, threads = args
+    if threads:
+        torch.set_num_threads(threads)
+    return train_on(ecgs, config, progress=False, exclude=exclude)
+
+
+def _train_many(ecgs, config: dict, excludes: list, workers: int = 1, progress: bool = True) -> list:
+    """One model per entry of ``excludes`` (records left out), ``workers`` processes at a time."""
+    if workers <= 1:
+        return [train_on(ecgs, config, progress, exclude=ex) for ex in excludes]
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    jobs = [(ecgs, config, ex, 1) for ex in excludes]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        models = []
+        for i, model in enumerate(pool.map(_train_job, jobs)):
+            if progress:
+                print(f"trained {i + 1}/{len(jobs)} ({model.history[-1]['seconds']:.0f} s, "
+                      f"final loss {model.history[-1]['loss']:.4f})", flush=True)
+            models.append(model)
+    return models
+
+
+def cross_validate(ecgs, config: dict, progress: bool = True, out: Path | None = None,
+                   workers: int = 1, final: bool = False) -> dict:
     """Train one model per record-wise fold (:func:`~.crossval.record_folds`, ``config["folds"]``
     folds, seeded by ``config["seed"]``) without that fold's records, delineate the fold with it,
     and score every ECG against its cardiologists (:func:`~.crossval.score_against_cardiologists`).
-    The fold models are written to ``out`` (``fold-<k>.safetensors``) when given. Returns the
-    folds, the scores (per database and fiducial) and the seconds taken."""
+    The fold models are written to ``out`` (``fold-<k>.safetensors``) when given; ``workers``
+    trainings run at once (one thread each); ``final``: also train the model on every record
+    (returned as ``"final"``). Returns the folds, the scores (per database and fiducial) and the
+    seconds taken."""
     from .crossval import out_of_fold, record_folds, score_against_cardiologists
 
     k = int(config["folds"])
     folds = record_folds(ecgs, k, config["seed"])
-    models = {}
+    excludes = [{g for g, f in folds.items() if f == fold} for fold in range(1, k + 1)]
     t = time.perf_counter()
-    for fold in range(1, k + 1):
-        held = {g for g, f in folds.items() if f == fold}
-        if progress:
-            print(f"cross-validation fold {fold}/{k}: training without its {len(held)} records", flush=True)
-        models[fold] = train_on(ecgs, config, progress, exclude=held)
-        if out is not None:
-            save_delineator(models[fold], out, name=f"fold-{fold}")
+    if progress:
+        print(f"cross-validation: {k} folds of {len(folds)} records, {workers} at a time", flush=True)
+    trained = _train_many(ecgs, config, excludes + ([set()] if final else []), workers, progress)
+    models = dict(zip(range(1, k + 1), trained[:k]))
+    if out is not None:
+        for fold, model in models.items():
+            save_delineator(model, out, name=f"fold-{fold}")
     scores = score_against_cardiologists(ecgs, out_of_fold(ecgs, folds, models))
-    return {"folds": folds, "models": list(models), "seconds": round(time.perf_counter() - t, 1),
-            "scores": _scores_record(scores)}
+    result = {"folds": folds, "models": list(models), "seconds": round(time.perf_counter() - t, 1),
+              "scores": _scores_record(scores)}
+    if final:
+        result["final"] = trained[k]
+    return result
 
 
 def _scores_record(scores: pd.DataFrame) -> dict:
@@ -308,6 +367,8 @@ def _train_command(argv=None) -> int:
     parser.add_argument("--data", help="a folder of annotated ECGs (default $ECGKIT_DELINEATION)")
     parser.add_argument("--out", help="folder to write (default: the cache folder of its key)")
     parser.add_argument("--no-cv", action="store_true", help="skip the cross-validation")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trainings at once, one thread each (default 1: one after the other)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a setting of DelineatorSettings (e.g. synthetic_records=300)")
     args = parser.parse_args(argv)
@@ -324,17 +385,21 @@ def _train_command(argv=None) -> int:
         f"{len(ecgs)} annotated ECGs ({', '.join(sorted({e.database for e in ecgs}))}) + "
         f"{config['synthetic_records']} synthetic records" if ecgs else "the synthetic cohort"), flush=True)
     extra = {"key": key, "train": config, "profile": args.profile, "data": _data_record(ecgs, data)}
-    if ecgs and not args.no_cv:
-        extra["cross_validation"] = cross_validate(ecgs, config, True, out)
-        print(scores_frame(extra["cross_validation"]["scores"]).round(3).to_string(), flush=True)
     t = time.perf_counter()
-    model = train_on(ecgs, config, True)
+    if ecgs and not args.no_cv:
+        cv = cross_validate(ecgs, config, True, out, workers=args.workers, final=True)
+        model = cv.pop("final")
+        extra["cross_validation"] = cv
+        print(scores_frame(cv["scores"]).round(3).to_string(), flush=True)
+    else:
+        model = train_on(ecgs, config, True)
     seconds = time.perf_counter() - t
     scores = held_out_scores(model)
     save_delineator(model, out, {**extra, "history": model.history, "train_seconds": round(seconds, 1),
                                  "held_out_synthetic": {"n_records": 20, "seed": 1000,
                                                         "scores": scores.round(4).to_dict(orient="index")}})
-    print(f"delineator {key} ({args.profile}) written to {out} after {seconds:.0f} s of training")
+    print(f"delineator {key} ({args.profile}) written to {out} after {seconds:.0f} s of training"
+          + (" (cross-validation included)" if "cross_validation" in extra else ""))
     return 0
 
 

@@ -133,3 +133,133 @@ def error_table(ecgs: list[AnnotatedECG], predictions: list[pd.DataFrame],
                 for a, b in _match(t, q, tol):
                     rows.append((e.database, fid, (q[b] - t[a]) * 1000.0 / e.fs))
     return pd.DataFrame(rows, columns=["database", "fiducial", "error_ms"])
+
+
+# --------------------------------------------------------------------------------------------
+# Beside neurokit2 and the published delineators
+# --------------------------------------------------------------------------------------------
+
+#: How a method's row is named in the tables.
+OURS, PREVIOUS, NEUROKIT = "ours (cross-validated)", "ours before (synthetic only)", "neurokit2 dwt"
+
+
+def neurokit_cached(ecgs: list[AnnotatedECG], method: str = "dwt", n_jobs: int = 1,
+                    progress: bool = False) -> list[pd.DataFrame]:
+    """:func:`neurokit_on`, cached on disk by the ECGs' fingerprint (slow: about a second per
+    lead-minute); ``n_jobs`` processes share the ECGs."""
+    from ...cache import build_or_load
+    from ...data.delineation import fingerprint
+
+    def build(folder):
+        if n_jobs > 1:
+            from joblib import Parallel, delayed
+
+            parts = Parallel(n_jobs=n_jobs)(delayed(neurokit_on)(ecgs[i::n_jobs], method)
+                                            for i in range(n_jobs))
+            out = [None] * len(ecgs)
+            for i, part in enumerate(parts):
+                out[i::n_jobs] = part
+        else:
+            out = neurokit_on(ecgs, method, progress)
+        frames = [f.assign(ecg=i) for i, f in enumerate(out) if f is not None]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["ecg"])
+        table.to_csv(folder / "fiducials.csv.gz", index=False)
+
+    def load(folder):
+        table = pd.read_csv(folder / "fiducials.csv.gz")
+        groups = {int(k): g.drop(columns="ecg").reset_index(drop=True) for k, g in table.groupby("ecg")}
+        return [groups.get(i) for i in range(len(ecgs))]
+
+    return build_or_load("neurokit_delineation", {"data": fingerprint(ecgs), "method": method},
+                         build, load)
+
+
+def published_scores() -> pd.DataFrame:
+    """The published delineators' LUDB scores (one table of published numbers,
+    ``paper == "delineation"``): rows (method, source), columns (fiducial, statistic)."""
+    from ...results import paper_numbers
+
+    rows = paper_numbers("delineation", "ludb")
+    table = rows.pivot_table(index="configuration", columns="metric", values="value", aggfunc="first")
+    table.attrs["sources"] = dict(zip(rows["configuration"], rows["source"]))
+    return table
+
+
+def cse_tolerances() -> pd.Series:
+    """The CSE committee's tolerances for the SD of a delineator's errors (ms), by fiducial."""
+    from ...results import paper_numbers
+
+    rows = paper_numbers("delineation", "cse")
+    out = pd.Series(rows["value"].to_numpy(float), index=rows["metric"].str.replace(" sd", "", regex=False))
+    out.attrs["source"] = rows["source"].iloc[0] if len(rows) else ""
+    return out
+
+
+def cardiologist_table(scores: dict[str, pd.DataFrame], database: str) -> pd.DataFrame:
+    """Methods (rows) by fiducial (columns) for one database, as the field reports them: a
+    ``Se / PPV`` row and a ``mean ± SD (ms)`` row per method; ours and neurokit2 from ``scores``
+    (:func:`score_against_cardiologists` frames by method name), on LUDB the published rows and the
+    CSE tolerance for the SD beside them. Cells are text; "–" where a method reports nothing."""
+    def cell_rates(se, ppv):
+        return "–" if pd.isna(se) else f"{se:.3f} / {ppv:.3f}"
+
+    def cell_error(mean, sd):
+        return "–" if pd.isna(mean) else f"{mean:+.1f} ± {sd:.1f}"
+
+    fids = [f for f in FIDUCIALS if f not in NOT_MARKED.get(database, ())]
+    rows = {}
+    for name, frame in scores.items():
+        part = frame.xs(database, level="database") if database in frame.index.get_level_values(0) else None
+        if part is None:
+            continue
+        rows[(name, "Se / PPV")] = [cell_rates(part.loc[f, "sensitivity"], part.loc[f, "ppv"])
+                                    if f in part.index else "–" for f in fids]
+        rows[(name, "mean ± SD (ms)")] = [cell_error(part.loc[f, "mean_error_ms"], part.loc[f, "sd_error_ms"])
+                                          if f in part.index else "–" for f in fids]
+    if database == "ludb":
+        pub = published_scores()
+        for name in pub.index:
+            get = lambda f, s: pub.loc[name].get(f"{f} {s}", np.nan)  # noqa: E731
+            if any(pd.notna(get(f, "Se")) for f in fids):
+                rows[(name, "Se / PPV")] = [cell_rates(get(f, "Se"), get(f, "PPV")) for f in fids]
+            rows[(name, "mean ± SD (ms)")] = [cell_error(get(f, "mean"), get(f, "sd")) for f in fids]
+        cse = cse_tolerances()
+        rows[("CSE tolerance", "SD (ms)")] = [f"{cse[f]:.1f}" if f in cse.index else "–" for f in fids]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=fids)
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["method", "statistic"])
+    return out
+
+
+def goal_check(scores: pd.DataFrame, database: str = "ludb",
+               reference: str = "Moskalenko et al. 2019 (U-Net)") -> pd.DataFrame:
+    """Per fiducial: ours against the issue's goal on ``database`` (at least the best published
+    U-Net's Se and PPV, |mean| ≤ 5 ms, SD no worse than its SD): each criterion met or not."""
+    pub = published_scores().loc[reference]
+    part = scores.xs(database, level="database")
+    rows = []
+    for f in part.index:
+        se, ppv, sd = (pub.get(f"{f} {s}", np.nan) for s in ("Se", "PPV", "sd"))
+        rows.append({"fiducial": f, "Se": part.loc[f, "sensitivity"], "Se goal": se,
+                     "PPV": part.loc[f, "ppv"], "PPV goal": ppv,
+                     "mean (ms)": part.loc[f, "mean_error_ms"], "SD (ms)": part.loc[f, "sd_error_ms"],
+                     "SD goal": sd,
+                     "met": bool(part.loc[f, "sensitivity"] >= se and part.loc[f, "ppv"] >= ppv
+                                 and abs(part.loc[f, "mean_error_ms"]) <= 5.0
+                                 and part.loc[f, "sd_error_ms"] <= sd)})
+    return pd.DataFrame(rows).set_index("fiducial")
+
+
+def strip_example(ecg: AnnotatedECG, lead: str, predictions: dict, title: str = "") -> dict:
+    """One lead of an annotated ECG with the cardiologist's labels and each method's delineation
+    as per-sample bands, for :func:`ecgkit.plots.delineation_strips`. ``predictions``: method →
+    the ECG's fiducials frame (leads named as in the ECG)."""
+    from .labels import fiducials_to_mask
+
+    j = [str(x) for x in ecg.leads].index(str(lead))
+    bands = {"cardiologist": ecg.labels[:, j]}
+    for name, frame in predictions.items():
+        rows = frame[frame["lead"].astype(str) == str(lead)] if frame is not None else None
+        bands[name] = (fiducials_to_mask(rows, ecg.signal.shape[0], leads=[str(lead)])[0]
+                       if rows is not None and len(rows) else np.zeros(ecg.signal.shape[0], np.int8))
+    return {"signal": ecg.signal[:, j], "bands": bands,
+            "title": title or f"{ecg.database.upper()} {ecg.record}, lead {lead}"}
