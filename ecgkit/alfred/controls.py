@@ -116,7 +116,8 @@ def design_scores(llm, prompts: Sequence, design: str = DEFAULT_DESIGN,
                                  progress=progress) if texts else []
     rows = []
     for s in scored:
-        lp = np.array([s.logprobs.get(o, math.nan) if s.ok else math.nan for o in options], dtype=float)
+        lp = np.array([s.logprobs.get(o, math.nan) if s.ok and s.status.get(o) == "full" else math.nan
+                       for o in options], dtype=float)   # an endpoint's bound is not a probability
         rows.append(np.exp(lp - np.logaddexp.reduce(lp)) if np.isfinite(lp).all() else np.full(len(lp), math.nan))
     return pd.DataFrame(np.array(rows, dtype=float).reshape(len(texts), len(classes)), index=index, columns=classes)
 
