@@ -42,3 +42,22 @@ def test_text_metrics_table_and_summary():
     assert summary["n"] == 2 and summary["rouge1"] == pytest.approx((1 + 2 / 3) / 2)
     assert summary["bleu"] == pytest.approx(corpus_bleu(preds, refs))
     assert "bertscore_f1" not in text_metrics(preds, refs, bertscore_model=False).columns
+
+
+def test_bertscore_knows_the_answer_on_the_judges_control_pairs():
+    """Beside the judge's control pairs: a reference scored against itself gets the maximum, and
+    against another statement's reference (the pair's wrong answer) less."""
+    from ecgkit.ecgllm.judge import control_pairs
+
+    statements = {"t0": "Left bundle branch block widens the QRS complex beyond 120 ms with a broad R wave in V6.",
+                  "t1": "Atrial fibrillation shows an irregularly irregular rhythm without distinct P waves.",
+                  "t2": "Hyperkalaemia produces tall peaked T waves and, when severe, a widened QRS complex.",
+                  "t3": "First-degree AV block is a PR interval longer than 200 ms with every P wave conducted."}
+    items = [{"id": f"i{k}", "type": "open", "template": "open_definition", "topic": t, "question": "?",
+              "reference": text} for k, (t, text) in enumerate(statements.items())]
+    pairs = control_pairs(items)
+    right = bertscore([p["right"] for p in pairs], [p["reference"] for p in pairs])["bertscore_f1"]
+    wrong = bertscore([p["wrong"] for p in pairs], [p["reference"] for p in pairs])["bertscore_f1"]
+    assert len(pairs) == 4
+    assert right.to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert (wrong < right - 0.05).all(), list(wrong)
