@@ -236,3 +236,18 @@ def test_shuffled_zero_shot_sentence_says_what_the_number_means():
     at_chance = shuffled_zero_shot_sentence(mis.assign(**{"zero-shot: ptbxl": [0.6, 0.51]}))
     assert "at chance, as it should" in at_chance
     assert "above chance" in shuffled_zero_shot_sentence(mis.assign(**{"zero-shot: ptbxl": [0.6, 0.62]}))
+
+
+def test_alfred_llm_claims_are_untestable_when_the_instrument_fails_its_control():
+    from types import SimpleNamespace
+
+    from ecgkit.scorecard import NOT_TESTABLE, REPRODUCED, instrument_checked, verdict
+
+    read = instrument_checked(lambda r: Comparison(estimate=0.1, low=0.05, high=0.15, items=66))
+    failed = SimpleNamespace(metrics={"label_probability_instrument_passed": {
+        "value": False, "positive": 0.44, "negative": 0.46, "records": 12}})
+    v = verdict(1, read(failed))
+    assert v.label == NOT_TESTABLE and "0.44" in v.reason and "positive control" in v.reason
+    ok = SimpleNamespace(metrics={"label_probability_instrument_passed": {"value": True}})
+    assert verdict(1, read(ok)).label == REPRODUCED
+    assert verdict(1, read(SimpleNamespace(metrics={}))).label == REPRODUCED
