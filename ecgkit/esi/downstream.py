@@ -86,7 +86,9 @@ def weights_key(model: torch.nn.Module) -> str:
     """A run key for weights that no training run names (a random encoder): their content hash."""
     from ..hashing import content_sha256
 
-    return "weights-" + content_sha256(*[v for v in model.state_dict().values()])
+    from ..cache import DIGEST_CHARS
+
+    return "weights-" + content_sha256(*[v for v in model.state_dict().values()])[:DIGEST_CHARS]
 
 
 def cached_embed(model, signals, run: str, joint: bool = False, batch_size: int = 128,
