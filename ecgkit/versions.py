@@ -18,4 +18,9 @@ VERSIONS = {
     "llm_generation": 1,   # ecgkit.llm: a generation or option scores for one request
     "esi_text_features": 1,  # ecgkit.esi.model: frozen text-tower features
     "clinical": 1,         # ecgkit.clinical.train: stage weights (training loop, models)
+    # ecgkit.alfred.pipeline.measure_ecgs / validation.measure_with_neurokit: cached measurements.
+    # Bump when the delineation's inference (delineation.inference, beats), neurokit_delineate,
+    # the features or the rules change what they return (new weights change the key by themselves)
+    "alfred_measured": 1,
+    "esi_embeddings": 1,   # ecgkit.esi.downstream: cached encoder outputs (bump when embed changes)
 }

@@ -2,7 +2,8 @@
 
 * :func:`measure_ecgs`: the signal side for many records (U-Net delineation, the 30 + 12
   features, the rule module); a record that cannot be measured keeps its row (all features
-  missing, rules undetermined) and is named in ``failed``.
+  missing, rules undetermined) and is named in ``failed``. The result is cached by the signals'
+  content and the delineator (:func:`cached_measurement`): a rerun loads it in seconds.
 * :func:`diagnose`: one configuration of :data:`ecgkit.alfred.prompt.CONFIGURATIONS` on the
   measured records: ``"Rules only"`` maps the rule results to superclasses without an LLM; the
   others assemble the five-part prompt, ask the LLM (batched, greedy) and parse the answers.
@@ -26,7 +27,7 @@ from .prompt import SYSTEM_PROMPT, BuiltPrompt, PromptBudget, build_prompts, get
 from .rules import evaluate_rules, rules_to_superclasses
 
 __all__ = ["Measured", "Diagnoses", "measure_ecgs", "diagnose", "truth_labels", "sample_ids",
-           "label_choices"]
+           "label_choices", "measurement_spec", "cached_measurement"]
 
 
 @dataclass
@@ -58,13 +59,17 @@ class Measured:
 
 
 def measure_ecgs(signals, fs: float, ages=None, sexes=None, ids=None, model=None,
-                 progress: bool = True, leads=None) -> Measured:
+                 progress: bool = True, leads=None, cache: bool = True) -> Measured:
     """Delineate, measure and apply the rules to records × samples × 12 ``signals`` (mV).
 
     Fewer leads: pass ``leads`` (their names, e.g. ``["I", "II"]`` or ``["MLII", "V1"]``) with
     records × samples × len(leads), or pass 12 columns with the missing leads all NaN. Missing
     leads are not delineated and have no features; rules that need them are undetermined
     (``None``, their evidence lists the missing features) rather than guessed.
+
+    ``cache`` (default): the result is kept under the cache key of the signals' content, rate,
+    ages and sexes and the delineator (``model.meta["key"]``, its weights and rate;
+    :func:`cached_measurement`), so a rerun loads it; a model without ``meta`` is not cached.
     """
     from .delineation import delineate
     from .features import pad_leads
@@ -77,14 +82,101 @@ def measure_ecgs(signals, fs: float, ages=None, sexes=None, ids=None, model=None
             signals = pad_leads(arr, leads)
         else:
             signals = [pad_leads(r, leads) for r in signals]
-    fiducials = delineate(signals, fs, model=model)
-    if isinstance(fiducials, pd.DataFrame):   # a single record
-        fiducials, signals = [fiducials], [signals]
-    ids = pd.Index(range(len(fiducials)) if ids is None else list(ids))
-    features, failed = extract_features_many(signals, fs, fiducials, ages=ages, sexes=sexes,
-                                             ids=ids, progress=progress)
-    rules = [evaluate_rules(row) for _, row in features.iterrows()]
-    return Measured(ids, float(fs), fiducials, features, rules, failed)
+    if model is None:
+        from .delineation import load_delineator
+
+        model = load_delineator()
+
+    def compute() -> Measured:
+        nonlocal signals
+        fiducials = delineate(signals, fs, model=model)
+        if isinstance(fiducials, pd.DataFrame):   # a single record
+            fiducials, signals = [fiducials], [signals]
+        index = pd.Index(range(len(fiducials)) if ids is None else list(ids))
+        features, failed = extract_features_many(signals, fs, fiducials, ages=ages, sexes=sexes,
+                                                 ids=index, progress=progress)
+        rules = [evaluate_rules(row) for _, row in features.iterrows()]
+        return Measured(index, float(fs), fiducials, features, rules, failed)
+
+    meta = getattr(model, "meta", None)
+    if not cache or not isinstance(meta, dict) or not meta.get("key"):
+        return compute()
+    from ..hashing import content_sha256
+
+    delineator = {"key": meta["key"], "fs": float(getattr(model, "fs", 500.0)),
+                  "weights": content_sha256(*model.state_dict().values())}
+    return cached_measurement(measurement_spec(signals, fs, ages, sexes, delineator), compute, ids,
+                              f"U-Net {meta['key']}")
+
+
+def _plain(values) -> list | None:
+    """Ages or sexes as JSON values (None for missing) for a cache key."""
+    if values is None:
+        return None
+    out = []
+    for v in list(values):
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            out.append(None)
+        else:
+            out.append(v.item() if hasattr(v, "item") else v)
+    return out
+
+
+def measurement_spec(signals, fs: float, ages, sexes, delineator: dict) -> dict:
+    """What a measurement's result depends on: the signals' content (shape, dtype, values), the
+    rate, ages, sexes and the delineator (never the record ids: the rows are named on loading)."""
+    from ..hashing import content_sha256
+
+    content = (content_sha256(signals) if isinstance(signals, np.ndarray)
+               else content_sha256(*[np.asarray(r) for r in signals]))
+    n = len(signals) if not (isinstance(signals, np.ndarray) and signals.ndim == 2) else 1
+    return {"signals": content, "records": n, "fs": float(fs), "ages": _plain(ages),
+            "sexes": _plain(sexes), "delineator": delineator}
+
+
+def _save_measured(folder, measured: Measured) -> None:
+    import json
+
+    from ..cache import save_frames
+
+    save_frames(folder, "fiducials", measured.fiducials)
+    save_frames(folder, "features", [measured.features.reset_index(drop=True)])
+    save_frames(folder, "rules", measured.rules)
+    position = {i: p for p, i in enumerate(measured.ids)}
+    (folder / "measured.json").write_text(json.dumps({
+        "records": len(measured), "index_name": measured.features.index.name,
+        "failed": [[position[k], v] for k, v in measured.failed.items()]}))
+
+
+def _load_measured(folder, ids, fs: float) -> Measured:
+    import json
+
+    from ..cache import load_frames
+
+    info = json.loads((folder / "measured.json").read_text())
+    index = pd.Index(range(info["records"]) if ids is None else list(ids))
+    if len(index) != info["records"]:
+        raise ValueError(f"{len(index)} ids for {info['records']} cached records")
+    features = load_frames(folder, "features")[0]
+    features.index = pd.Index(list(index), name=info["index_name"])
+    return Measured(index, float(fs), load_frames(folder, "fiducials"), features,
+                    load_frames(folder, "rules"), {index[p]: v for p, v in info["failed"]})
+
+
+def cached_measurement(spec: dict, compute, ids=None, label: str = "") -> Measured:
+    """``compute()`` (a :class:`Measured`) kept in the cache (``alfred_measured``) under the key of
+    ``spec`` (:func:`measurement_spec`), or loaded from there; one line says which. What is
+    returned is always what the cache holds, so a first run and a rerun give equal objects."""
+    import time
+
+    from ..cache import build_or_load
+
+    started = time.perf_counter()
+    measured, k, built = build_or_load("alfred_measured", spec, lambda folder: _save_measured(folder, compute()),
+                                       lambda folder: _load_measured(folder, ids, spec["fs"]))
+    done = (f"computed and cached in {time.perf_counter() - started:.0f} s" if built else "from cache")
+    print(f"measurements ({label}): {len(measured)} records {done} (key {k})", flush=True)
+    return measured
 
 
 @dataclass

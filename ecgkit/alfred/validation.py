@@ -384,35 +384,49 @@ def median_consensus(fiducials: pd.DataFrame) -> pd.DataFrame:
 
 def measure_with_neurokit(signals, fs: float, ages=None, sexes=None, ids=None,
                           method: str = "dwt", anchors: bool = True, progress: bool = True,
-                          fiducials: list | None = None, consensus: str = "align"):
+                          fiducials: list | None = None, consensus: str = "align", cache: bool = True):
     """:func:`ecgkit.alfred.pipeline.measure_ecgs` with NeuroKit2's delineation
     (:func:`neurokit_delineate`) in place of the U-Net: the same features and rules, the same
     :class:`~ecgkit.alfred.pipeline.Measured`. ``fiducials``: precomputed delineations (one
     frame per record, as ``consensus="align"`` gives them) to skip NeuroKit2; ``consensus``:
-    see :func:`neurokit_delineate`."""
+    see :func:`neurokit_delineate`. ``cache`` (default, not with ``fiducials``): kept under the
+    key of the signals, rate, ages, sexes, method, anchors, consensus and NeuroKit2's version
+    (:func:`~ecgkit.alfred.pipeline.cached_measurement`)."""
+    from importlib.metadata import version
+
     from tqdm import tqdm
 
     from .features import extract_features_many
-    from .pipeline import Measured
+    from .pipeline import Measured, cached_measurement, measurement_spec
     from .rules import evaluate_rules
 
+    if consensus not in ("align", "median"):
+        raise ValueError(f"consensus is 'align' or 'median', not {consensus!r}")
     arr = signals if not isinstance(signals, np.ndarray) or signals.ndim == 3 else [signals]
     n = len(arr)
-    if fiducials is None:
-        fiducials = []
-        for k in tqdm(range(n), desc="neurokit2", disable=not progress, mininterval=2.0):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fiducials.append(neurokit_delineate(arr[k], fs, method, anchors))
-    if consensus == "median":
-        fiducials = [median_consensus(f) for f in fiducials]
-    elif consensus != "align":
-        raise ValueError(f"consensus is 'align' or 'median', not {consensus!r}")
-    ids = pd.Index(range(n) if ids is None else list(ids))
-    features, failed = extract_features_many(arr, fs, fiducials, ages=ages, sexes=sexes,
-                                             ids=ids, progress=progress)
-    rules = [evaluate_rules(row) for _, row in features.iterrows()]
-    return Measured(ids, float(fs), list(fiducials), features, rules, failed)
+
+    def compute():
+        delineated = fiducials
+        if delineated is None:
+            delineated = []
+            for k in tqdm(range(n), desc="neurokit2", disable=not progress, mininterval=2.0):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    delineated.append(neurokit_delineate(arr[k], fs, method, anchors))
+        if consensus == "median":
+            delineated = [median_consensus(f) for f in delineated]
+        index = pd.Index(range(n) if ids is None else list(ids))
+        features, failed = extract_features_many(arr, fs, delineated, ages=ages, sexes=sexes,
+                                                 ids=index, progress=progress)
+        rules = [evaluate_rules(row) for _, row in features.iterrows()]
+        return Measured(index, float(fs), list(delineated), features, rules, failed)
+
+    if not cache or fiducials is not None:
+        return compute()
+    delineator = {"neurokit2": version("neurokit2"), "method": method, "anchors": bool(anchors),
+                  "consensus": consensus}
+    return cached_measurement(measurement_spec(arr, fs, ages, sexes, delineator), compute, ids,
+                              f"neurokit2 {method}")
 
 
 #: Rules whose statements the baseline sample takes every positive of (the key targets; SR is

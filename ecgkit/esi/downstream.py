@@ -11,6 +11,10 @@
   enrolled, another queried; top-1 accuracy and AUC (genuine vs impostor scores) by nearest
   neighbour (cosine) and by a linear probe trained on the enrolled records.
 - Ablation helpers: :func:`misaligned`, :func:`label_texts`, :func:`subsample`.
+
+Embeddings are cached (:func:`cached_embed`) when the caller names the encoder's training run:
+the key is the run, the output (pooled or joint) and the signals' content, so a rerun of the
+chapter embeds nothing again.
 """
 from __future__ import annotations
 
@@ -54,6 +58,72 @@ def embed(encoder: torch.nn.Module, signals, batch_size: int = 128) -> np.ndarra
             out.append(encoder(x.to(device)).float().cpu().numpy())
     encoder.train(was)
     return np.concatenate(out) if out else np.zeros((0, getattr(encoder, "dim", 0)), np.float32)
+
+
+#: content keys of read-only signal arrays (memmaps) already hashed in this process
+_DATA_KEYS: dict[int, tuple] = {}
+
+
+def data_key(signals) -> str:
+    """The content hash of ``signals`` (shape, dtype and values); memoized for read-only arrays
+    (a dataset's memory-mapped signals are hashed once per process, not once per encoder)."""
+    import weakref
+
+    from ..hashing import content_sha256
+
+    frozen = isinstance(signals, np.ndarray) and not signals.flags.writeable
+    if frozen:
+        held = _DATA_KEYS.get(id(signals))
+        if held is not None and held[0]() is signals:
+            return held[1]
+    digest = content_sha256(np.asarray(signals))
+    if frozen:
+        _DATA_KEYS[id(signals)] = (weakref.ref(signals), digest)
+    return digest
+
+
+def weights_key(model: torch.nn.Module) -> str:
+    """A run key for weights that no training run names (a random encoder): their content hash."""
+    from ..hashing import content_sha256
+
+    from ..cache import DIGEST_CHARS
+
+    return "weights-" + content_sha256(*[v for v in model.state_dict().values()])[:DIGEST_CHARS]
+
+
+def cached_embed(model, signals, run: str, joint: bool = False, batch_size: int = 128,
+                 log: list | None = None) -> np.ndarray:
+    """:func:`embed` (or :func:`embed_joint` with ``joint``) of ``signals``, kept in the cache
+    (``esi_embeddings``) under the key of the encoder's training run (``run``: its run folder's
+    name, or :func:`weights_key`), the output and the signals' content (:func:`data_key`).
+    ``log`` receives ``(records, from cache, key)``; without it one line is printed."""
+    from ..cache import build_or_load
+
+    spec = {"run": run, "output": "joint" if joint else "pooled", "data": data_key(signals)}
+
+    def build(folder):
+        out = embed_joint(model, signals, batch_size) if joint else embed(model, signals, batch_size)
+        np.save(folder / "embeddings.npy", out)
+
+    out, k, built = build_or_load("esi_embeddings", spec, build,
+                                  lambda folder: np.load(folder / "embeddings.npy"))
+    if log is not None:
+        log.append((len(out), not built, k))
+    else:
+        print(f"embeddings of {len(out):,} records ({run}): "
+              + ("computed and cached" if built else "from cache") + f" (key {k})", flush=True)
+    return out
+
+
+def log_embeddings(label: str, log: list) -> None:
+    """One line for the embeddings of one step (:func:`cached_embed`'s ``log``)."""
+    if not log:
+        return
+    hits = sum(hit for _, hit, _ in log)
+    what = ("from cache" if hits == len(log) else "computed and cached" if not hits
+            else f"{hits} of {len(log)} from cache, the rest computed and cached")
+    print(f"embeddings ({label}): {sum(n for n, _, _ in log):,} records in {len(log)} sets {what} "
+          f"(keys {', '.join(k for _, _, k in log)})", flush=True)
 
 
 def embed_joint(model, signals, batch_size: int = 128) -> np.ndarray:
@@ -137,11 +207,13 @@ def class_prompts(classes: Sequence[str], names: dict | None = None,
     return [template.format(name=names.get(c, c)) for c in classes]
 
 
-def zero_shot_scores(model, signals, prompts: Sequence[str], max_length: int = 128) -> np.ndarray:
-    """(N, classes) cosine similarity between ECG embeddings and the embedded class prompts."""
+def zero_shot_scores(model, signals, prompts: Sequence[str], max_length: int = 128,
+                     run: str | None = None, log: list | None = None) -> np.ndarray:
+    """(N, classes) cosine similarity between ECG embeddings and the embedded class prompts.
+    ``run``: the model's run key, to cache the ECG embeddings (:func:`cached_embed`)."""
     if getattr(model, "text", None) is None:
         raise ValueError("zero-shot needs the text tower: this model was trained without the contrastive loss")
-    ecg = embed_joint(model, signals)
+    ecg = embed_joint(model, signals) if run is None else cached_embed(model, signals, run, joint=True, log=log)
     text = model.text.embed(list(prompts), max_length=max_length).numpy()
     return ecg @ text.T
 
@@ -220,14 +292,19 @@ def probe_task(encoder, task: Task, features: np.ndarray | None = None, keep: di
     return {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}}
 
 
-def zero_shot_task(model, task: Task, prompts: Sequence[str], max_length: int = 128) -> dict:
-    """Zero-shot macro AUC on test rows, and macro F1 at thresholds chosen on the validation rows."""
-    test = zero_shot_scores(model, task.signals[task.test], prompts, max_length)
+def zero_shot_task(model, task: Task, prompts: Sequence[str], max_length: int = 128,
+                   run: str | None = None) -> dict:
+    """Zero-shot macro AUC on test rows, and macro F1 at thresholds chosen on the validation rows.
+    ``run``: the model's run key, to cache the ECG embeddings (one line says whether they were)."""
+    log = [] if run is not None else None
+    test = zero_shot_scores(model, task.signals[task.test], prompts, max_length, run, log)
     auc, per = macro_auc(task.y.iloc[task.test], test)
     out = {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}}
     if len(task.val):
-        val = zero_shot_scores(model, task.signals[task.val], prompts, max_length)
+        val = zero_shot_scores(model, task.signals[task.val], prompts, max_length, run, log)
         out["f1"] = macro_f1(task.y.iloc[task.test], test, best_thresholds(task.y.iloc[task.val], val))
+    if log:
+        log_embeddings(f"zero-shot, {run}, {task.name}", log)
     return out
 
 

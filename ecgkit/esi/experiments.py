@@ -1,6 +1,7 @@
 """The chapter's experiments: ESI against its baselines, ablations and curves, per seed.
 
-Every training run is cached (:mod:`ecgkit.esi.train`), so a rerun only evaluates. Results come
+Every training run is cached (:mod:`ecgkit.esi.train`), and so are the encoders' embeddings, by
+run key and the signals' content (:func:`~.downstream.cached_embed`): a rerun only fits the probes. Results come
 as long tables (one row per seed, method, protocol, task and metric) that the notebook pivots.
 
 Settings per profile are in :data:`SETTINGS`. Every method gets the same budget: the same encoder
@@ -12,6 +13,7 @@ the ablations and curves with one seed.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
@@ -19,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import ProfileSettings
-from .downstream import (Task, class_prompts, embed, identification, macro_auc, misaligned, probe_task,
-                         subsample, supervised_task, zero_shot_task)
+from .downstream import (Task, cached_embed, class_prompts, embed, identification, log_embeddings, macro_auc,
+                         misaligned, probe_task, subsample, supervised_task, weights_key, zero_shot_task)
 from ..nn import ecg_encoder
 from .train import ESIConfig, QUICK_PRETRAIN, TrainConfig, fingerprint, pretrain_esi, pretrain_simclr
 
@@ -183,16 +185,19 @@ def _rows(base: dict, values: dict, skip=("cached",)) -> list[dict]:
 
 
 def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet], base: dict,
-                    scores: dict | None = None) -> list[dict]:
+                    scores: dict | None = None, run: str | None = None) -> list[dict]:
     """Linear probe on every task and identification on every set, for one frozen encoder.
 
     Each distinct signal array is embedded once (a dataset serves its task and its set).
-    ``scores`` receives the probe's test scores per task name (for paired tests)."""
-    features = {}
+    ``scores`` receives the probe's test scores per task name (for paired tests). ``run``: the
+    encoder's training run key: its embeddings are cached (:func:`~.downstream.cached_embed`,
+    one line says whether they came from the cache)."""
+    features, log = {}, []
 
     def of(signals):
         if id(signals) not in features:
-            features[id(signals)] = embed(encoder, signals)
+            features[id(signals)] = (embed(encoder, signals) if run is None
+                                     else cached_embed(encoder, signals, run, log=log))
         return features[id(signals)]
 
     rows = []
@@ -205,7 +210,14 @@ def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[Identifica
     for ids in id_sets:
         rows += _rows({**base, "protocol": "identification", "task": ids.name},
                       identification(of(ids.signals), ids.patient_ids))
+    label = ", ".join(str(base[k]) for k in ("method", "setting", "seed") if k in base)
+    log_embeddings(f"{label}, {run}" if label else str(run), log)
     return rows
+
+
+def run_key(fit) -> str:
+    """The training run's key (its cache folder's name: kind and key) of a FitResult."""
+    return Path(fit.run_dir).name
 
 
 def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets: Sequence[IdentificationSet],
@@ -235,10 +247,12 @@ def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets:
     torch.manual_seed(seed)
     random_encoder = ecg_encoder(variant).eval()
     rows, scores = [], {}
-    for method, encoder in (("ESI", esi.encoder), ("SimCLR", simclr.model.encoder),
-                            ("supervised (scratch)", supervised.model.encoder), ("random init", random_encoder)):
+    for method, encoder, run in (("ESI", esi.encoder, run_key(esi.fit)),
+                                 ("SimCLR", simclr.model.encoder, run_key(simclr)),
+                                 ("supervised (scratch)", supervised.model.encoder, run_key(supervised)),
+                                 ("random init", random_encoder, weights_key(random_encoder))):
         kept = {}
-        rows += evaluate_frozen(encoder, tasks, id_sets, {"seed": seed, "method": method}, kept)
+        rows += evaluate_frozen(encoder, tasks, id_sets, {"seed": seed, "method": method}, kept, run)
         scores.update({(method, task): v for task, v in kept.items()})
     for task in tasks:
         if list(task.y.columns) == list(corpus.labels.columns):
@@ -248,7 +262,7 @@ def method_comparison(seed: int, corpus: Corpus, tasks: Sequence[Task], id_sets:
                            "task": task.name}, {"auc": auc, **{f"auc_{k}": v for k, v in per.items()}})
         rows += _rows({"seed": seed, "method": "ESI", "protocol": "zero-shot", "task": task.name},
                       zero_shot_task(esi.model, task, class_prompts(list(task.y.columns)),
-                                     esi_config.max_text_tokens))
+                                     esi_config.max_text_tokens, run_key(esi.fit)))
     if cfg.get("finetune") is not None:
         ft = _fitting(replace(cfg["finetune"], seed=seed), min(len(t.train) for t in tasks))
         for task in (tasks if cfg["finetune_all_tasks"] else tasks[:1]):
@@ -314,12 +328,12 @@ def _esi_variant_rows(name: str, corpus: Corpus, texts, esi_config: ESIConfig, p
                       id_sets, base: dict, zero_shot: bool, progress: bool) -> list[dict]:
     pre = _fitting(pre, len(corpus))
     esi = pretrain_esi(corpus.signals, texts, esi_config, pre, progress=progress, data_id=corpus.data_id)
-    rows = evaluate_frozen(esi.encoder, tasks, id_sets, {**base, "setting": name})
+    rows = evaluate_frozen(esi.encoder, tasks, id_sets, {**base, "setting": name}, run=run_key(esi.fit))
     if zero_shot and esi_config.contrastive_weight > 0:
         for task in tasks:
             rows += _rows({**base, "setting": name, "protocol": "zero-shot", "task": task.name},
                           zero_shot_task(esi.model, task, class_prompts(list(task.y.columns)),
-                                         esi_config.max_text_tokens))
+                                         esi_config.max_text_tokens, run_key(esi.fit)))
     for r in rows:
         r["seconds"] = esi.fit.seconds
         r["cached"] = esi.fit.cached
