@@ -21,6 +21,6 @@ VERSIONS = {
     # ecgkit.alfred.pipeline.measure_ecgs / validation.measure_with_neurokit: cached measurements.
     # Bump when the delineation's inference (delineation.inference, beats), neurokit_delineate,
     # the features or the rules change what they return (new weights change the key by themselves)
-    "alfred_measured": 1,
+    "alfred_measured": 2,
     "esi_embeddings": 1,   # ecgkit.esi.downstream: cached encoder outputs (bump when embed changes)
 }

@@ -27,6 +27,17 @@ def _results_to_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "results"))
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_measurement_cache(request, monkeypatch):
+    """A test without a cache of its own (``tmp_cache``) computes ALFRED's measurements afresh
+    and writes none into the user's cache (they would outlive a change to features or rules)."""
+    if "tmp_cache" in request.fixturenames:
+        return
+    from ecgkit.alfred import pipeline
+
+    monkeypatch.setattr(pipeline, "cached_measurement", lambda spec, compute, ids=None, label="": compute())
+
+
 @pytest.fixture(scope="module")
 def llm_dir():
     """The default local LLM's converted folder (resolved with $ECGKIT_LLM unset)."""
