@@ -104,7 +104,8 @@ def measure_ecgs(signals, fs: float, ages=None, sexes=None, ids=None, model=None
     from ..hashing import content_sha256
 
     delineator = {"key": meta["key"], "fs": float(getattr(model, "fs", 500.0)),
-                  "weights": content_sha256(*model.state_dict().values())}
+                  "weights": content_sha256(*model.state_dict().values()),
+                  "class_weights": getattr(model, "class_weights", None)}
     return cached_measurement(measurement_spec(signals, fs, ages, sexes, delineator), compute, ids,
                               f"U-Net {meta['key']}")
 

@@ -90,7 +90,7 @@ class DelineatorSettings(ProfileSettings):
     kernel: int = 7
     fs: float = 250.0
     synthetic_records: int = 0
-    epochs: int = 30
+    epochs: int = 20
     folds: int = 5
     max_records: int = 0
 
@@ -129,6 +129,8 @@ def save_delineator(model: UNet1D, folder: str | os.PathLike, extra: dict | None
     os.replace(tmp, folder / f"{name}.safetensors")
     if name == "model":
         meta = {"model": model.config, "fs": float(getattr(model, "fs", FS)), **(extra or {})}
+        if getattr(model, "class_weights", None) is not None:
+            meta["class_weights"] = list(model.class_weights)
         (folder / "config.json.tmp").write_text(json.dumps(meta, indent=1, default=str))
         os.replace(folder / "config.json.tmp", folder / "config.json")
     return folder / f"{name}.safetensors"
@@ -146,6 +148,7 @@ def read_delineator(folder: str | os.PathLike, name: str = "model") -> UNet1D:
     model.eval()
     model.meta = meta
     model.fs = float(meta.get("fs", FS))
+    model.class_weights = meta.get("class_weights")   # None: logits used as they are
     model.folder = folder
     return model
 
@@ -293,7 +296,8 @@ def _train_job(args):
     return train_on(ecgs, config, progress=False, exclude=exclude)
 
 
-def _train_many(ecgs, config: dict, excludes: list, workers: int = 1, progress: bool = True) -> list:
+def _train_many(ecgs, config: dict, excludes: list, workers: int = 1, progress: bool = True,
+                progress_dir: Path | None = None) -> list:
     """One model per entry of ``excludes`` (records left out), ``workers`` processes at a time."""
     if workers <= 1:
         return [train_on(ecgs, config, progress, exclude=ex) for ex in excludes]
@@ -307,6 +311,8 @@ def _train_many(ecgs, config: dict, excludes: list, workers: int = 1, progress: 
             if progress:
                 print(f"trained {i + 1}/{len(jobs)} ({model.history[-1]['seconds']:.0f} s, "
                       f"final loss {model.history[-1]['loss']:.4f})", flush=True)
+            if i == 0 and progress_dir is not None:     # the first model, for a look before the rest
+                save_delineator(model, progress_dir, name="first")
             models.append(model)
     return models
 
@@ -328,7 +334,10 @@ def cross_validate(ecgs, config: dict, progress: bool = True, out: Path | None =
     t = time.perf_counter()
     if progress:
         print(f"cross-validation: {k} folds of {len(folds)} records, {workers} at a time", flush=True)
-    trained = _train_many(ecgs, config, excludes + ([set()] if final else []), workers, progress)
+    # the model on every record first: the rest of the work can start from it
+    trained = _train_many(ecgs, config, ([set()] if final else []) + excludes, workers, progress, out)
+    if final:
+        final_model, trained = trained[0], trained[1:]
     models = dict(zip(range(1, k + 1), trained[:k]))
     if out is not None:
         for fold, model in models.items():
@@ -337,7 +346,7 @@ def cross_validate(ecgs, config: dict, progress: bool = True, out: Path | None =
     result = {"folds": folds, "models": list(models), "seconds": round(time.perf_counter() - t, 1),
               "scores": _scores_record(scores)}
     if final:
-        result["final"] = trained[k]
+        result["final"] = final_model
     return result
 
 

@@ -181,6 +181,7 @@ def train_delineator(n_records: int = 300, epochs: int = 6, seed: int = 0, windo
     model.eval()
     model.history = history
     model.fs = float(fs)
+    model.class_weights = list(CLASS_WEIGHTS)
     model.train_config = dict(n_records=n_records, epochs=epochs, seed=seed, window=window,
                               augment=augment, records_per_batch=records_per_batch, lr=lr, fs=fs)
     return model
