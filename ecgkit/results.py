@@ -226,10 +226,16 @@ def data_source(info: dict) -> str:
 
 INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|counts|cards|hits|positives|"
                              r"negatives|steps|chunks|queries|tokens|files|statements|beats|rank|k|failed|errors|skipped|wordings|"
-                             r"answers|n_\w+)($|[\s_)])",
+                             r"answers|unparseable|unparsed|ties|wins|losses|discordant|concordant|refusals|invalid|"
+                             r"items|questions|prompts|pairs|cases|tp|fp|tn|fn|n_\w+)($|[\s_)])",
                              re.IGNORECASE)
+#: a column's (or a row's) unit, from its label, and the decimals it is shown with: times in sensible
+#: units (an error in ms to 0.1 ms, seconds to 0.1 s), hours with 1–2 decimals
+UNIT_DECIMALS = ((re.compile(r"(^|[\s_(])(ms|msec|milliseconds?)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min|bpm)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(h|hours?)($|[\s_)])", re.IGNORECASE), None))
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
-CONTENT_WIDTH_PX = 1000   # the book's content column
+CONTENT_WIDTH_PX = 780    # the theme's text column in a 1,400 px window
 
 
 def _whole_numbers(column: pd.Series, name="") -> bool:
@@ -245,6 +251,33 @@ def _whole_numbers(column: pd.Series, name="") -> bool:
 
 def _label(column) -> str:
     return " · ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
+
+
+def unit_decimals(label, values=()) -> int | None:
+    """Decimals for a quantity whose label names a time or rate unit ("error (ms)" → 1, "seconds" →
+    1, "hours" → 2, 1 from 10 h up), None when the label names none."""
+    text = _label(label)
+    for pattern, decimals in UNIT_DECIMALS:
+        if pattern.search(text):
+            if decimals is None:     # hours: 1–2 decimals
+                finite = [abs(float(v)) for v in values if not _missing(v)]
+                return 1 if finite and max(finite) >= 10 else 2
+            return decimals
+    return None
+
+
+def value_decimals(value: float) -> int:
+    """Decimals for one value in a column that mixes magnitudes (a median in ms beside one in mV):
+    3 below 10, 2 below 100, 1 from 100."""
+    size = abs(float(value))
+    return 3 if size < 10 else 2 if size < 100 else 1
+
+
+def _mixed_magnitudes(values) -> bool:
+    """A column whose one precision would print some value with fewer than 2 significant digits
+    (0.82 mV beside 397 ms: 1 decimal reads "0.8")."""
+    finite = [abs(float(v)) for v in values if not _missing(v) and float(v) != 0]
+    return bool(finite) and max(finite) >= 100 and min(finite) < 1
 
 
 def _decimals_needed(value: float, most: int = 4) -> int | None:
@@ -349,18 +382,39 @@ def format_interval(low, high, decimals: int) -> tuple[str, str | None]:
             .replace("–−", "– −"), None)
 
 
+def header_html(label) -> str:
+    """A column header as HTML that wraps only between words: escaped, a line-break opportunity
+    after each ``_`` and ``/`` (``std_<wbr>difference``), the levels of a (group, statistic) label
+    on lines of their own."""
+    parts = label if isinstance(label, tuple) else (label,)
+    return "<br>".join(html.escape(str(x)).replace("_", "_<wbr>").replace("/", "/<wbr>") for x in parts)
+
+
+def _estimate_column(columns, low):
+    """The column just before an interval's low bound (its estimate), or None."""
+    i = list(columns).index(low)
+    return columns[i - 1] if i > 0 else None
+
+
 class Table:
-    """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
+    """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book).
+
+    ``missing`` maps a column or row label to the reason its empty cells are empty; each such
+    ``–`` gets a numbered note with it. ``wide`` marks a table that may use the theme's full width
+    (the column and the right margin) instead of fitting the text column."""
 
     def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
-                 constants_to_caption: bool = True, collapsed: bool = False):
+                 constants_to_caption: bool = True, collapsed: bool = False, missing: dict | None = None,
+                 wide: bool = False):
         self.frame, self.caption, self.long_text = frame, caption or "", long_text
         self.constants_to_caption, self.collapsed = constants_to_caption, collapsed
+        self.missing, self.wide = dict(missing or {}), wide
 
     def _cells(self):
         frame = self.frame
         plain = frame.index.name is None and frame.index.nlevels == 1 and list(frame.index) == list(range(len(frame)))
         show_index = not plain          # 0, 1, 2 … says nothing to a reader
+        row_labels = [_label(i) for i in frame.index]
         if show_index:
             frame = frame.copy()
             frame.index = frame.index.set_names([" " * (i + 1) if n is None else n   # no "index" header
@@ -368,6 +422,11 @@ class Table:
             frame = frame.reset_index()
         columns = list(frame.columns)
         notes, constants = {}, []
+
+        def note(reason: str) -> str:
+            notes.setdefault(reason, len(notes) + 1)
+            return f"– <sup>{notes[reason]}</sup>"
+
         if self.constants_to_caption and len(frame) >= 3:
             for c in columns:
                 col = frame[c]
@@ -379,55 +438,73 @@ class Table:
                    and not pd.api.types.is_bool_dtype(frame[c])}
         intervals = interval_columns(columns, numeric)
         in_interval = {key: i for i, (_, lo, hi) in enumerate(intervals) for key in (_label(lo), _label(hi))}
-        decimals = {}
+        decimals, mixed = {}, set()
         for c in columns:
-            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-                decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float),
-                                                      keep_exact="paper" in _label(c).lower())
+            label = _label(c)
+            if label in numeric:
+                values = frame[c].to_numpy(dtype=float)
+                paper = "paper" in label.lower()
+                unit = None if paper else unit_decimals(c, values)
+                decimals[label] = unit if unit is not None else column_decimals(values, keep_exact=paper)
+                if unit is None and not paper and _mixed_magnitudes(values):
+                    mixed.add(label)
         out_cols = []
         for c in columns:
             label = _label(c)
             if label in in_interval:
                 stem, lo, hi = intervals[in_interval[label]]
                 if label == _label(lo):
-                    out_cols.append(("interval", lo, hi, decimals.get(label, 3), stem))
+                    out_cols.append(("interval", lo, hi, decimals.get(label, 3), _estimate_column(columns, lo)))
                 continue
             out_cols.append(("value", c, None, decimals.get(label, 3), None))
         rows = []
-        for _, row in frame.iterrows():
+        for r, (_, row) in enumerate(frame.iterrows()):
+            row_label = row_labels[r] if r < len(row_labels) else ""
+            row_unit = unit_decimals(row_label, [v for v in row.tolist()
+                                                 if isinstance(v, (int, float, np.number))]) \
+                if show_index and len(numeric) <= 1 else None     # a key/value table: the row names the unit
             cells = []
-            for kind, c, hi, d, _ in out_cols:
+            for kind, c, hi, d, estimate in out_cols:
                 if kind == "interval":
+                    if estimate is not None and _missing(row[estimate]):   # an interval is never shown alone
+                        cells.append(("ek-ci", "–"))
+                        continue
                     text, reason = format_interval(row[c], row[hi], d)
-                    if reason:
-                        notes.setdefault(reason, len(notes) + 1)
-                        text = f"– <sup>{notes[reason]}</sup>"
-                    cells.append(("ek-ci", text))
+                    cells.append(("ek-ci", note(reason) if reason else text))
                     continue
-                value = row[c]
-                numeric = pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-                if numeric:
-                    whole = _whole_numbers(frame[c], c) or (   # a count in a column of rates (500, not 500.000)
-                        "paper" not in _label(c).lower() and not _missing(value)
+                value, label = row[c], _label(c)
+                reason = self.missing.get(label) or self.missing.get(row_label)
+                if _missing(value):
+                    has_interval = any(e is not None and _label(e) == label for k, _, _, _, e in out_cols
+                                       if k == "interval")
+                    if reason is None and has_interval:
+                        reason = "no estimate here (undefined on these records), so no interval either"
+                    cells.append(("ek-num" if label in numeric else "ek-text", note(reason) if reason else "–"))
+                elif label in numeric:
+                    whole = _whole_numbers(frame[c], c) or pd.api.types.is_integer_dtype(frame[c]) or (
+                        # a count in a column of rates (500, not 500.000)
+                        "paper" not in label.lower() and row_unit is None
                         and float(value) == round(float(value)) and abs(float(value)) >= 2)
+                    if row_unit is not None:
+                        d = row_unit
+                    elif label in mixed:
+                        d = value_decimals(value)
                     cells.append(("ek-num", format_number(value, d, whole)))
-                elif _missing(value):
-                    cells.append(("ek-num", "–"))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
                     whole = float(value) == round(float(value)) and abs(float(value)) > 1
-                    cells.append(("ek-num", format_number(value, 3, whole)))
+                    cells.append(("ek-num", format_number(value, row_unit if row_unit is not None
+                                                          else value_decimals(value), whole)))
                 else:
                     text = format_text(value, self.long_text)
                     cells.append(("ek-text" if len(str(value)) > 24 else "ek-text ek-short", text))
             rows.append(cells)
         headers = []
-        for kind, c, hi, d, stem in out_cols:
+        for kind, c, hi, d, estimate in out_cols:
             if kind == "interval":
-                headers.append(("ek-ci", html.escape(f"{stem} interval".strip())))
+                stem = intervals[in_interval[_label(c)]][0]
+                headers.append(("ek-ci", header_html(f"{stem} interval".strip())))
             else:
-                headers.append(("ek-num" if c in decimals or _label(c) in decimals else "ek-text",
-                                "<br>".join(html.escape(str(x)) for x in c) if isinstance(c, tuple)
-                                else html.escape(str(c))))
+                headers.append(("ek-num" if _label(c) in decimals else "ek-text", header_html(c)))
         return headers, rows, constants, notes
 
     def _column_groups(self) -> list | None:
@@ -462,7 +539,7 @@ class Table:
                 label = " / ".join(map(str, part))
                 caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
                 html_parts.append(Table(sub, caption, self.long_text, self.constants_to_caption,
-                                        self.collapsed).to_html())
+                                        self.collapsed, self.missing, self.wide).to_html())
             return "".join(html_parts)
         headers, rows, constants, notes = self._cells()
         caption = html.escape(self.caption)
@@ -471,7 +548,7 @@ class Table:
             caption += ((" " if caption.endswith((".", ":", ";")) else ". ") if caption else "") + "; ".join(
                 f"{html.escape(_label(k))}: {format_text(v, 200) if str(v).strip() else 'none'}"
                 for k, v in constants) + "."
-        parts = ['<div class="ek-table">']
+        parts = ['<div class="ek-table ek-wide full-width">' if self.wide else '<div class="ek-table">']
         if caption:     # outside the table: it wraps in the column while a wide table scrolls
             parts.append(f'<div class="ek-caption">{caption}</div>')
         parts.append("<table>")
@@ -499,20 +576,28 @@ class Table:
 
 TABLE_CSS = (
     "<style>"
-    f".ek-table{{max-width:{CONTENT_WIDTH_PX}px;overflow-x:auto;margin:0.5em 0 1em 0}}"
-    ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto}"
+    # the table's box never passes the text column (a table wider than it scrolls inside it); a
+    # table marked wide uses the theme's full width (column + margin, the theme's .full-width)
+    ".ek-table{max-width:100%;overflow-x:auto;margin:0.5em 0 1em 0}"
+    ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto;margin:0}"
     ".ek-table .ek-caption{text-align:left;font-size:0.8em;color:#444;padding-bottom:0.3em;"
     "position:sticky;left:0}"
-    ".ek-table th,.ek-table td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;vertical-align:top}"
-    ".ek-table th{border-bottom:2px solid #999;font-weight:600}"
-    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal;overflow-wrap:anywhere;min-width:3.5em;max-width:9em}"
+    ".ek-table th,.ek-table td{padding:0.2em 0.5em;border-bottom:1px solid #ddd;vertical-align:top}"
+    # headers wrap only between words (and after "_" or "/", where header_html puts <wbr>), never
+    # inside one ("ran k", "scor e")
+    ".ek-table th{border-bottom:2px solid #999;font-weight:600;vertical-align:bottom;text-align:left;"
+    "white-space:normal;word-break:normal;overflow-wrap:normal;hyphens:manual}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{text-align:right;min-width:3.5em;max-width:9em}"
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
-    ".ek-table .ek-text{text-align:left;min-width:9em;max-width:28em;overflow-wrap:break-word}"
-    ".ek-table .ek-short{white-space:nowrap}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal}"
+    # a long text column keeps a readable width and wraps between words
+    ".ek-table td.ek-text{text-align:left;min-width:16ch;max-width:44ch;overflow-wrap:break-word;"
+    "word-break:normal}"
+    ".ek-table td.ek-short{min-width:0;white-space:nowrap}"
     ".ek-table details summary{cursor:pointer}"
-    ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"
+    ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto;min-width:30ch}"
     ".ek-notes{font-size:0.8em;color:#555;margin-top:0.2em}"
     "</style>")
 
