@@ -64,7 +64,7 @@ function ekMeasure() {
       const em = parseFloat(getComputedStyle(td).fontSize);
       if (text.length > 30 && box(td) < 8 * em) squeezed.push(text.slice(0, 40));
     });
-    tables.push({index: i, caption: caption, headers: headers.slice(0, 8), width: Math.max(r.width, t.scrollWidth),
+    tables.push({index: i, top: r.top + window.scrollY, caption: caption, headers: headers.slice(0, 8), width: Math.max(r.width, t.scrollWidth),
                  limit: wideBox ? box(wideBox) : column, wide: !!wideBox, broken: broken, sticking: sticking,
                  squeezed: squeezed});
   });
@@ -121,7 +121,7 @@ def measure_page(page: str | Path, width: int = READER_WIDTH, chromium: str | No
         copy = _instrumented_copy(page, Path(tmp))
         done = _chromium([f"--window-size={width},1000", "--virtual-time-budget=10000", "--dump-dom",
                           copy.as_uri()], chromium, timeout)
-    found = re.search(r'<pre id="ek-measure">(.*?)</pre>', done.stdout, re.DOTALL)
+    found = re.search(r'<pre id="ek-measure"[^>]*>(.*?)</pre>', done.stdout, re.DOTALL)
     if not found:
         raise RuntimeError(f"{page.name}: Chromium returned no measurement "
                            f"(exit {done.returncode}; {done.stderr.strip()[-300:]})")
@@ -136,9 +136,10 @@ def measure_page(page: str | Path, width: int = READER_WIDTH, chromium: str | No
 def book_pages(folder: str | Path) -> list[Path]:
     """The reader's pages of a built book (``_build/html``), indexes and search left out."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*.html")
-                  if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
-                  and p.name not in ("genindex.html", "search.html", "py-modindex.html"))
+    pages = sorted(p for p in folder.rglob("*.html")
+                   if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+                   and p.name not in ("genindex.html", "search.html", "py-modindex.html"))
+    return [p for p in pages if 'http-equiv="refresh"' not in p.read_text(errors="replace")[:2000].lower()]  # redirects
 
 
 def problems_in(name: str, measured: dict, slack: float = SLACK_PX) -> list[str]:
@@ -170,12 +171,22 @@ def table_layout_problems(folder: str | Path, width: int = READER_WIDTH, chromiu
     return problems
 
 
-def screenshot(page: str | Path, out: str | Path, width: int = READER_WIDTH, height: int = 3000,
-               chromium: str | None = None) -> Path:
-    """A PNG of ``page`` at ``width`` × ``height`` px (the top of the page), to look at."""
-    out = Path(out)
-    done = _chromium([f"--window-size={width},{height}", "--virtual-time-budget=10000",
-                      f"--screenshot={out.resolve()}", Path(page).resolve().as_uri()], chromium, 120)
+def screenshot(page: str | Path, out: str | Path, width: int = READER_WIDTH, height: int = 1200,
+               table: int | None = None, chromium: str | None = None) -> Path:
+    """A PNG of ``page`` at ``width`` × ``height`` px, to look at: the top of the page, or from
+    just above its ``table``-th table (the index :func:`measure_page` reports)."""
+    page, out = Path(page), Path(out).resolve()
+    top = 0
+    if table is not None:
+        found = [t for t in measure_page(page, width, chromium)["tables"] if t["index"] == table]
+        top = max(0, int(found[0]["top"]) - 80) if found else 0
+    done = _chromium([f"--window-size={width},{top + height}", "--virtual-time-budget=10000",
+                      f"--screenshot={out}", page.resolve().as_uri()], chromium, 120)
     if not out.is_file():
         raise RuntimeError(f"no screenshot of {page}: {done.stderr.strip()[-300:]}")
+    if top:
+        from PIL import Image
+
+        with Image.open(out) as image:
+            image.crop((0, top, width, top + height)).save(out)
     return out

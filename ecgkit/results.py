@@ -274,10 +274,10 @@ def value_decimals(value: float) -> int:
 
 
 def _mixed_magnitudes(values) -> bool:
-    """A column whose one precision would print some value with fewer than 2 significant digits
-    (0.82 mV beside 397 ms: 1 decimal reads "0.8")."""
+    """A column whose one precision would print some value with too few significant digits
+    (0.82 mV beside 397 ms: 1 decimal reads "0.8"; a rate beside a count of 500)."""
     finite = [abs(float(v)) for v in values if not _missing(v) and float(v) != 0]
-    return bool(finite) and max(finite) >= 100 and min(finite) < 1
+    return bool(finite) and max(finite) >= 10 and min(finite) < 1
 
 
 def _decimals_needed(value: float, most: int = 4) -> int | None:
@@ -299,7 +299,8 @@ def column_decimals(values, keep_exact: bool = False) -> int:
     if not finite:
         return 3
     exact = [_decimals_needed(v) for v in finite]
-    if all(d is not None for d in exact) and max(abs(v) for v in finite) >= 10:
+    nonzero = [abs(v) for v in finite if v != 0]
+    if all(d is not None for d in exact) and nonzero and min(nonzero) >= 10:
         return max(exact)      # measurements recorded at a precision (71.1 ms): keep it
     if not keep_exact:         # a computed AUROC of 5/16 is not a paper's 0.3125
         exact = [None] * len(exact)
@@ -346,10 +347,27 @@ def format_text(value, long_text: int = LONG_TEXT) -> str:
         return format_number(value)
     text = str(value)
     if len(text) <= long_text:
-        return html.escape(text)
+        return breakable(text)
     head = text[:long_text].rsplit(" ", 1)[0] if " " in text[:long_text] else text[:long_text]
-    return (f"<details><summary>{html.escape(head)} …</summary>"
+    return (f"<details><summary>{breakable(head)} …</summary>"
             f"<div class=\"ek-long\">{html.escape(text)}</div></details>")
+
+
+LONG_TOKEN = re.compile(r"\S{16,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each ``/``, ``_`` and ``.``
+    inside a long unbroken token (a file path, a snake_case name), so that a table column can be
+    narrower than the whole token without cutting it mid-word."""
+    out, last = [], 0
+    for match in LONG_TOKEN.finditer(text):
+        out.append(html.escape(text[last:match.start()]))
+        out.append(re.sub(r"([/_.])", r"\1<wbr>", html.escape(match.group(0))).replace("<wbr></", "</"))
+        last = match.end()
+    out.append(html.escape(text[last:]))
+    # an interval "[0.56, 1.00]" stays on one line (the line breaks before it, not inside it)
+    return re.sub(r"\[([^\]<>\s]{1,12}), ([^\]<>\s]{1,12})\]", r"[\1,&nbsp;\2]", "".join(out))
 
 
 INTERVAL_PAIRS = (("low", "high"), ("lo", "hi"), ("ci_low", "ci_high"), ("ci low", "ci high"))
@@ -380,6 +398,31 @@ def format_interval(low, high, decimals: int) -> tuple[str, str | None]:
         return "–", "zero width: the same value on every resample (a constant answer, or the reference itself)"
     return (f"{format_number(low, decimals)}–{format_number(high, decimals)}"
             .replace("–−", "– −"), None)
+
+
+_CH_PX = 7.6          # one character of a table cell (0.85em of the theme's 16 px body text)
+_CELL_PAD_PX = 16     # a cell's horizontal padding and border
+
+
+def _cell_chars(text: str) -> int:
+    """Characters a cell needs on one line: short text stays whole, longer text wraps to ~22."""
+    return len(text) if len(text) <= 14 else max(12, min(22, max(len(w) for w in text.split() or [text])))
+
+
+def _estimated_width_px(frame: pd.DataFrame) -> float:
+    """About how wide :class:`Table` renders ``frame``: per column the longest header word or the
+    widest cell (:func:`_cell_chars`), the index columns included."""
+    def column(header, values) -> float:
+        words = [w for x in (header if isinstance(header, tuple) else (header,))
+                 for w in re.split(r"[\s_/]+", str(x))] or [""]
+        sample = [format_text(v, 10_000) if isinstance(v, str) else
+                  (f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)) for v in values[:50]]
+        return max([len(w) for w in words] + [_cell_chars(v) for v in sample]) * _CH_PX + _CELL_PAD_PX
+
+    plain = frame.index.nlevels == 1 and frame.index.name is None and list(frame.index) == list(range(len(frame)))
+    width = 0.0 if plain else sum(column(name or "", [i[k] if isinstance(i, tuple) else i for i in frame.index])
+                                  for k, name in enumerate(frame.index.names))
+    return width + sum(column(c, frame.iloc[:, j].tolist()) for j, c in enumerate(frame.columns))
 
 
 def header_html(label) -> str:
@@ -479,6 +522,8 @@ class Table:
                                        if k == "interval")
                     if reason is None and has_interval:
                         reason = "no estimate here (undefined on these records), so no interval either"
+                    if reason is None and "paper" in label.lower():
+                        reason = "the paper reports no number here"
                     cells.append(("ek-num" if label in numeric else "ek-text", note(reason) if reason else "–"))
                 elif label in numeric:
                     whole = _whole_numbers(frame[c], c) or pd.api.types.is_integer_dtype(frame[c]) or (
@@ -496,7 +541,9 @@ class Table:
                                                           else value_decimals(value), whole)))
                 else:
                     text = format_text(value, self.long_text)
-                    cells.append(("ek-text" if len(str(value)) > 24 else "ek-text ek-short", text))
+                    size = len(str(value))
+                    cells.append(("ek-text ek-short" if size <= 14 else "ek-text ek-prose" if size > 60
+                                  else "ek-text", text))
             rows.append(cells)
         headers = []
         for kind, c, hi, d, estimate in out_cols:
@@ -507,36 +554,48 @@ class Table:
                 headers.append(("ek-num" if _label(c) in decimals else "ek-text", header_html(c)))
         return headers, rows, constants, notes
 
-    def _column_groups(self) -> list | None:
-        """A wide table whose columns are (group, statistic) pairs, e.g. (task, mean): its parts, each
-        a list of groups rendered as a table of its own beside the key columns (second level empty),
-        or None. The paper's group(s) stay beside the first of ours, so our numbers and the paper's
-        are still read side by side."""
+    def _parts(self) -> list[tuple[str, list]] | None:
+        """A table too wide for the text column whose columns are (group, statistic) pairs, e.g.
+        (task, mean): its parts, each (label, columns) rendered as a table of its own beside the key
+        columns (second level empty), or None. The paper's group(s) stay beside the first of ours;
+        where that is still too wide it is split by statistic, ours and the paper's side by side."""
         cols = self.frame.columns
-        if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2:
+        if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2 or self.wide:
+            return None
+        if _estimated_width_px(self.frame) <= CONTENT_WIDTH_PX:
             return None
         groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
         paper = [g for g in groups if "paper" in str(g).lower()]
         ours = [g for g in groups if g not in paper]
-        if len(ours) < 2:
+        if not ours or (len(ours) < 2 and not paper):
             return None
-        chars = sum(max([len(str(x)) for x in c] + [min(24, len(str(v))) for v in self.frame.iloc[:, i].tolist()])
-                    for i, c in enumerate(cols))
-        if chars * 8 + 24 * len(cols) <= CONTENT_WIDTH_PX:
-            return None
-        return [[ours[0], *paper]] + [[g] for g in ours[1:]]
+        keys = [c for c in cols if str(c[1]) == ""]
+        parts = []
+        for part in [[ours[0], *paper]] + [[g] for g in ours[1:]]:
+            chosen = [c for c in cols if c[0] in part and str(c[1]) != ""]
+            label = " / ".join(map(str, part))
+            if len(part) == 1 or _estimated_width_px(self.frame[keys + chosen]) <= CONTENT_WIDTH_PX:
+                parts.append((label, chosen))
+                continue
+            chunk = []
+            for stat in dict.fromkeys(c[1] for c in chosen):      # by statistic: ours beside the paper's
+                these = [c for c in chosen if c[1] == stat]
+                if chunk and _estimated_width_px(self.frame[keys + chunk + these]) > CONTENT_WIDTH_PX:
+                    parts.append((f"{label}: {', '.join(dict.fromkeys(str(c[1]) for c in chunk))}", chunk))
+                    chunk = []
+                chunk = chunk + these
+            parts.append((f"{label}: {', '.join(dict.fromkeys(str(c[1]) for c in chunk))}", chunk))
+        return parts if len(parts) > 1 else None
 
     def to_html(self) -> str:
-        parts = self._column_groups()
+        parts = self._parts()
         if parts:      # too wide for the column: one table per part, the key columns repeated
             keys = [c for c in self.frame.columns if str(c[1]) == ""]
             html_parts = []
-            for i, part in enumerate(parts):
-                chosen = [c for c in self.frame.columns if c[0] in part and str(c[1]) != ""]
+            for i, (label, chosen) in enumerate(parts):
                 sub = self.frame[keys + chosen]
-                if len(part) == 1:
+                if len({c[0] for c in chosen}) == 1:
                     sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
-                label = " / ".join(map(str, part))
                 caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
                 html_parts.append(Table(sub, caption, self.long_text, self.constants_to_caption,
                                         self.collapsed, self.missing, self.wide).to_html())
@@ -582,7 +641,7 @@ TABLE_CSS = (
     ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto;margin:0}"
     ".ek-table .ek-caption{text-align:left;font-size:0.8em;color:#444;padding-bottom:0.3em;"
     "position:sticky;left:0}"
-    ".ek-table th,.ek-table td{padding:0.2em 0.5em;border-bottom:1px solid #ddd;vertical-align:top}"
+    ".ek-table th,.ek-table td{padding:0.2em 0.45em;border-bottom:1px solid #ddd;vertical-align:top}"
     # headers wrap only between words (and after "_" or "/", where header_html puts <wbr>), never
     # inside one ("ran k", "scor e")
     ".ek-table th{border-bottom:2px solid #999;font-weight:600;vertical-align:bottom;text-align:left;"
@@ -593,11 +652,12 @@ TABLE_CSS = (
     "font-variant-numeric:tabular-nums}"
     ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal}"
     # a long text column keeps a readable width and wraps between words
-    ".ek-table td.ek-text{text-align:left;min-width:16ch;max-width:44ch;overflow-wrap:break-word;"
+    ".ek-table td.ek-text{text-align:left;min-width:8ch;max-width:44ch;overflow-wrap:break-word;"
     "word-break:normal}"
+    ".ek-table td.ek-prose{min-width:16ch}"
     ".ek-table td.ek-short{min-width:0;white-space:nowrap}"
     ".ek-table details summary{cursor:pointer}"
-    ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto;min-width:30ch}"
+    ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"
     ".ek-notes{font-size:0.8em;color:#555;margin-top:0.2em}"
     "</style>")
 
