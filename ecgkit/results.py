@@ -536,7 +536,10 @@ class Table:
                         d = value_decimals(value)
                     cells.append(("ek-num", format_number(value, d, whole)))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-                    whole = float(value) == round(float(value)) and abs(float(value)) > 1
+                    # a number in a column of mixed values (a key/value table): a count is an integer
+                    whole = float(value) == round(float(value)) and (
+                        isinstance(value, (int, np.integer)) or abs(float(value)) > 1
+                        or bool(INTEGER_COLUMNS.search(row_label)))
                     cells.append(("ek-num", format_number(value, row_unit if row_unit is not None
                                                           else value_decimals(value), whole)))
                 else:
@@ -722,6 +725,18 @@ def show_table(results: Results, name: str, **options) -> Table:
     return Table(results.table(name), results.captions.get(name, ""), **options)
 
 
+def recorded_at(saved: str | None) -> str | None:
+    """A results file's ISO time stamp as a reader writes it ("2026-03-01 14:05 UTC"), so that a
+    table column can wrap between date and time; an unreadable stamp as it is."""
+    if not saved:
+        return None
+    try:
+        when = datetime.fromisoformat(saved).astimezone(timezone.utc)
+    except ValueError:
+        return saved
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def results_overview(directory: str | Path | None = None):
     """One row per recorded notebook: dataset, profile, seed, when, with which ecgkit."""
     directory = Path(directory) if directory else results_dir()
@@ -730,7 +745,7 @@ def results_overview(directory: str | Path | None = None):
         info = json.loads(path.read_text())["info"]
         rows.append({"notebook": info.get("notebook", path.stem), "data": info.get("dataset"),
                      "profile": info.get("profile"), "seed": info.get("seed"),
-                     "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
+                     "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": recorded_at(info.get("saved"))})
     frame = pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
     return show_frame(frame, "The results files behind the tables", constants_to_caption=False)
 

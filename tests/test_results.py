@@ -249,3 +249,22 @@ def test_a_table_too_wide_with_the_papers_columns_splits_by_statistic_keeping_th
     assert "[0.56,&nbsp;1.00]" in html
     from ecgkit.results import CONTENT_WIDTH_PX, _estimated_width_px
     assert _estimated_width_px(frame) > CONTENT_WIDTH_PX
+
+
+def test_a_recorded_time_reads_as_a_date_and_a_time():
+    from ecgkit.results import recorded_at
+
+    assert recorded_at("2026-03-01T14:05:09+00:00") == "2026-03-01 14:05 UTC"
+    assert recorded_at("2026-03-01T15:05:09+01:00") == "2026-03-01 14:05 UTC"
+    assert recorded_at(None) is None and recorded_at("yesterday") == "yesterday"
+
+
+def test_a_key_value_table_prints_its_counts_as_integers(tmp_path):
+    from ecgkit.results import show_table
+
+    control = {"n": 20, "right_preferred": 14, "ties": 0, "unparsed": 0, "preference_rate": 0.7,
+               "p_value": 0.0577, "better_than_chance": False, "compared_on": "expected"}
+    rec = Recorder("08_x", dataset="d", profile="quick", seed=0)
+    rec.table("judge_control", pd.Series(control, name="value").to_frame())
+    html = show_table(load_results("08_x", rec.save(tmp_path).parent), "judge_control").to_html()
+    assert "0.000" not in html and html.count(">0<") == 2 and ">0.700<" in html and ">no<" in html
