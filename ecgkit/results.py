@@ -232,7 +232,7 @@ INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|
 #: a column's (or a row's) unit, from its label, and the decimals it is shown with: times in sensible
 #: units (an error in ms to 0.1 ms, seconds to 0.1 s), hours with 1–2 decimals
 UNIT_DECIMALS = ((re.compile(r"(^|[\s_(])(ms|msec|milliseconds?)($|[\s_)])", re.IGNORECASE), 1),
-                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min|bpm)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min|bpm|beats/min)($|[\s_)])", re.IGNORECASE), 1),
                  (re.compile(r"(^|[\s_(])(h|hours?)($|[\s_)])", re.IGNORECASE), None))
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
 CONTENT_WIDTH_PX = 780    # the theme's text column in a 1,400 px window
@@ -503,9 +503,9 @@ class Table:
         rows = []
         for r, (_, row) in enumerate(frame.iterrows()):
             row_label = row_labels[r] if r < len(row_labels) else ""
-            row_unit = unit_decimals(row_label, [v for v in row.tolist()
-                                                 if isinstance(v, (int, float, np.number))]) \
-                if show_index and len(numeric) <= 1 else None     # a key/value table: the row names the unit
+            named_unit = unit_decimals(row_label, [v for v in row.tolist()
+                                                   if isinstance(v, (int, float, np.number))]) if show_index else None
+            row_unit = named_unit if len(numeric) <= 1 else None     # a key/value table: the row names the unit
             cells = []
             for kind, c, hi, d, estimate in out_cols:
                 if kind == "interval":
@@ -528,12 +528,12 @@ class Table:
                 elif label in numeric:
                     whole = _whole_numbers(frame[c], c) or pd.api.types.is_integer_dtype(frame[c]) or (
                         # a count in a column of rates (500, not 500.000)
-                        "paper" not in label.lower() and row_unit is None
+                        "paper" not in label.lower() and row_unit is None and (label not in mixed or named_unit is None)
                         and float(value) == round(float(value)) and abs(float(value)) >= 2)
                     if row_unit is not None:
                         d = row_unit
-                    elif label in mixed:
-                        d = value_decimals(value)
+                    elif label in mixed:     # each row at its own unit's precision, else 3 significant digits
+                        d = named_unit if named_unit is not None else value_decimals(value)
                     cells.append(("ek-num", format_number(value, d, whole)))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
                     # a number in a column of mixed values (a key/value table): a count is an integer

@@ -268,3 +268,12 @@ def test_a_key_value_table_prints_its_counts_as_integers(tmp_path):
     rec.table("judge_control", pd.Series(control, name="value").to_frame())
     html = show_table(load_results("08_x", rec.save(tmp_path).parent), "judge_control").to_html()
     assert "0.000" not in html and html.count(">0<") == 2 and ">0.700<" in html and ">no<" in html
+
+
+def test_a_statistic_per_row_prints_each_row_at_its_units_precision():
+    frame = pd.DataFrame({"real median": [95.0, 374.00000000000006, 71.43, 0.8204],
+                          "std. difference": [0.19, -0.095, -0.133, -0.162]},
+                         index=["QRS duration (ms)", "QT interval (ms)", "heart rate (beats/min)", "aVR amplitude (mV)"])
+    html = _render(frame)
+    assert ">95.0<" in html and ">374.0<" in html and ">71.4<" in html and ">0.820<" in html
+    assert ">0.190<" in html and ">−0.095<" in html          # a ratio column keeps its own precision
