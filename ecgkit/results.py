@@ -563,9 +563,11 @@ class Table:
         columns (second level empty), or None. The paper's group(s) stay beside the first of ours;
         where that is still too wide it is split by statistic, ours and the paper's side by side."""
         cols = self.frame.columns
-        if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2 or self.wide:
+        if self.wide or _estimated_width_px(self.frame) <= CONTENT_WIDTH_PX:
             return None
-        if _estimated_width_px(self.frame) <= CONTENT_WIDTH_PX:
+        if not isinstance(cols, pd.MultiIndex):
+            return self._plain_parts()
+        if cols.nlevels != 2:
             return None
         groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
         paper = [g for g in groups if "paper" in str(g).lower()]
@@ -590,16 +592,51 @@ class Table:
             parts.append((f"{label}: {', '.join(dict.fromkeys(str(c[1]) for c in chunk))}", chunk))
         return parts if len(parts) > 1 else None
 
+    def _key_columns(self) -> list:
+        """The columns repeated in every part of a split table: (key, "") pairs, or a plain table's
+        first text column when its rows are only numbered."""
+        cols, frame = self.frame.columns, self.frame
+        if isinstance(cols, pd.MultiIndex):
+            return [c for c in cols if str(c[1]) == ""]
+        numbered = frame.index.nlevels == 1 and frame.index.name is None and list(frame.index) == list(range(len(frame)))
+        if numbered and len(cols) and not pd.api.types.is_numeric_dtype(frame[cols[0]]):
+            return [cols[0]]
+        return []
+
+    def _plain_parts(self) -> list[tuple[str, list]] | None:
+        """A plain table too wide for the text column in parts of whole columns (an estimate keeps
+        its interval), each beside the row labels."""
+        keys = self._key_columns()
+        rest = [c for c in self.frame.columns if c not in keys]
+        bounds = {_label(x) for _, lo, hi in interval_columns(rest) for x in (lo, hi)}
+        units = []
+        for c in rest:
+            if _label(c) in bounds and units:
+                units[-1].append(c)
+            else:
+                units.append([c])
+        parts, chunk = [], []
+        for unit in units:
+            if chunk and _estimated_width_px(self.frame[keys + chunk + unit]) > CONTENT_WIDTH_PX:
+                parts.append(("", chunk))
+                chunk = []
+            chunk = chunk + unit
+        parts.append(("", chunk))
+        return parts if len(parts) > 1 else None
+
     def to_html(self) -> str:
         parts = self._parts()
         if parts:      # too wide for the column: one table per part, the key columns repeated
-            keys = [c for c in self.frame.columns if str(c[1]) == ""]
+            keys = self._key_columns()
             html_parts = []
             for i, (label, chosen) in enumerate(parts):
                 sub = self.frame[keys + chosen]
-                if len({c[0] for c in chosen}) == 1:
+                if isinstance(self.frame.columns, pd.MultiIndex) and len({c[0] for c in chosen}) == 1:
                     sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
-                caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
+                if label:
+                    caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
+                else:
+                    caption = self.caption if i == 0 else "(continued)"
                 html_parts.append(Table(sub, caption, self.long_text, self.constants_to_caption,
                                         self.collapsed, self.missing, self.wide).to_html())
             return "".join(html_parts)

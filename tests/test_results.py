@@ -277,3 +277,17 @@ def test_a_statistic_per_row_prints_each_row_at_its_units_precision():
     html = _render(frame)
     assert ">95.0<" in html and ">374.0<" in html and ">71.4<" in html and ">0.820<" in html
     assert ">0.190<" in html and ">−0.095<" in html          # a ratio column keeps its own precision
+
+
+def test_a_plain_table_too_wide_splits_into_whole_columns_beside_its_row_labels():
+    columns = {"statements": ["SR", "SBRAD"], "positives": [10, 2], "undetermined": [12, 12],
+               "sens": [0.8, 0.5], "sens low": [0.6, 0.2], "sens high": [0.9, 0.8]}
+    columns.update({f"sens, neurokit2 on {k} records": [0.5, 0.25] for k in range(8)})
+    frame = pd.DataFrame(columns, index=pd.Index(["sinus rhythm", "sinus bradycardia"], name="rule"))
+    html = _render(frame, caption="Rules")
+    tables = html.split("<table>")[1:]
+    assert len(tables) >= 2 and "(continued)" in html
+    assert all(">sinus bradycardia<" in t for t in tables)            # the row labels in every part
+    part = next(t for t in tables if ">sens<" in t)
+    assert "sens interval" in part and "0.600–0.900" in part           # an estimate keeps its interval
+    assert _render(frame, wide=True).count("<table>") == 1             # unless marked wide
