@@ -295,7 +295,8 @@ def cohort_violins(long, columns: Sequence[str], cohort: str = "cohort", ncols: 
 
 
 def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", high: str = "high",
-                        ylabel: str = "", title: str = "", reference: float | None = None) -> Figure:
+                        ylabel: str = "", title: str = "", reference: float | None = None,
+                        reference_label: str = "") -> Figure:
     """Horizontal bars of ``table[estimate]`` (one per row) with their intervals as error bars;
     a row without an interval gets none (and no invented one). The value axis starts at 0 (a bar's
     length is its value) and ends at 1 for values in [0, 1] (an AUROC, a share)."""
@@ -314,7 +315,10 @@ def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", hig
         top = finite.max()
         ax.set_xlim(min(0.0, finite.min() - 0.05), 1.0 if 0 <= top <= 1 else top * 1.05)
     if reference is not None:
-        ax.axvline(reference, color="k", lw=0.6)
+        ax.axvline(reference, color="k", lw=0.6, ls="--", gid="reference")
+        if reference_label:      # named above the axes, clear of the bars
+            ax.annotate(reference_label, (reference, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8)
     ax.set_xlabel(ylabel)
     if title:
         ax.set_title(title, loc="left", fontsize=10)
@@ -323,10 +327,15 @@ def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", hig
 
 def readable_label(label) -> str:
     """A row or column label in words: a (level, level) tuple joined with ": ", underscores as
-    spaces (``("open", "open_waveform")`` → "open: open waveform")."""
+    spaces, a level's repeat of the one before dropped (``("open", "open_waveform")`` → "open: waveform")."""
     parts = label if isinstance(label, tuple) else (label,)
     words = [str(p).replace("_", " ").strip() for p in parts]
-    kept = [w for i, w in enumerate(words) if w and (i == 0 or w not in words[i - 1])] or [""]
+    kept = []
+    for w in words:
+        if kept and w.startswith(kept[-1] + " "):      # ("open", "open_waveform") → "open: waveform"
+            w = w[len(kept[-1]) + 1:]
+        if w and (not kept or w != kept[-1]):
+            kept.append(w)
     return ": ".join(kept)
 
 

@@ -237,8 +237,9 @@ def test_bars_start_at_zero_so_their_length_is_the_value():
     from ecgkit.plots import bars_with_intervals
 
     table = pd.DataFrame({"estimate": [0.71, 0.69], "low": [0.66, 0.64], "high": [0.76, 0.74]}, index=["a", "b"])
-    ax = bars_with_intervals(table, ylabel="macro AUROC").axes[0]
+    ax = bars_with_intervals(table, ylabel="macro AUROC", reference=0.5, reference_label="chance").axes[0]
     assert ax.get_xlim() == (0.0, 1.0)
+    assert [t.get_text() for t in ax.texts] == ["chance"]
     negative = pd.DataFrame({"estimate": [-0.2, 0.3], "low": [-0.3, 0.2], "high": [-0.1, 0.4]}, index=["a", "b"])
     assert bars_with_intervals(negative).axes[0].get_xlim()[0] < -0.3
 
@@ -249,8 +250,9 @@ def test_stacked_count_bars_label_rows_in_words_and_keep_the_legend_off_the_bars
 
     from ecgkit.plots import readable_label, stacked_count_bars
 
-    assert readable_label(("open", "open_waveform")) == "open: open waveform"
+    assert readable_label(("open", "open_waveform")) == "open: waveform"
     assert readable_label(("mcq", "")) == "mcq" and readable_label("train") == "train"
+    assert readable_label(("yes_no", "criteria_check")) == "yes no: criteria check"
     table = pd.DataFrame({"train": [40, 12, 30], "eval": [10, 3, 8]},
                          index=pd.MultiIndex.from_tuples([("open", "open_waveform"), ("mcq", "mcq_lead"),
                                                           ("open", "open_feature")], names=["type", "template"]))
@@ -258,7 +260,7 @@ def test_stacked_count_bars_label_rows_in_words_and_keep_the_legend_off_the_bars
     FigureCanvasAgg(fig).draw()
     ax = fig.axes[0]
     ticks = [t.get_text() for t in ax.get_yticklabels()]
-    assert ticks == ["open: open waveform", "mcq: mcq lead", "open: open feature"]
+    assert ticks == ["open: waveform", "mcq: lead", "open: feature"]
     assert not any("(" in t or "_" in t for t in ticks)
     assert ax.get_xlabel() == "items" and ax.get_xlim()[0] == 0
     totals = sorted(round(p.get_x() + p.get_width()) for p in ax.patches if p.get_x() > 0)
