@@ -291,3 +291,13 @@ def test_a_plain_table_too_wide_splits_into_whole_columns_beside_its_row_labels(
     part = next(t for t in tables if ">sens<" in t)
     assert "sens interval" in part and "0.600–0.900" in part           # an estimate keeps its interval
     assert _render(frame, wide=True).count("<table>") == 1             # unless marked wide
+
+
+def test_rates_beside_a_count_keep_three_decimals_not_their_exact_four():
+    frame = pd.DataFrame({"vs xqrs": [500.0, 0.9625, 0.25], "vs neurokit": [500.0, 0.9613, 0.2513]},
+                         index=pd.Index(["records", "beat count within ±1", "mean error"], name="quantity"))
+    html = _render(frame)
+    assert ">0.963<" in html and ">0.961<" in html and "0.9625" not in html and ">500<" in html
+    from ecgkit.results import column_decimals
+    assert column_decimals(np.array([71.1, 95.25, 120.0])) == 2         # measurements keep their precision
+    assert column_decimals(np.array([0.8296, 0.8297]), keep_exact=True) == 4   # a paper's printed digits
