@@ -59,10 +59,13 @@ function ekMeasure() {
         }
       }
     });
-    t.querySelectorAll('td').forEach(td => {
+    t.querySelectorAll('td').forEach(td => {       // a long text at a few letters a line
       const text = td.textContent.trim();
-      const em = parseFloat(getComputedStyle(td).fontSize);
-      if (text.length > 30 && box(td) < 8 * em) squeezed.push(text.slice(0, 40));
+      if (text.length <= 30) return;
+      const range = document.createRange();
+      range.selectNodeContents(td);
+      const lines = new Set([...range.getClientRects()].filter(q => q.width > 0).map(q => Math.round(q.top))).size;
+      if (lines && text.length / lines < 8) squeezed.push(text.slice(0, 40));
     });
     tables.push({index: i, top: r.top + window.scrollY, caption: caption, headers: headers.slice(0, 8), width: Math.max(r.width, t.scrollWidth),
                  limit: wideBox ? box(wideBox) : column, wide: !!wideBox, broken: broken, sticking: sticking,

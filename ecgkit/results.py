@@ -686,7 +686,7 @@ TABLE_CSS = (
     # inside one ("ran k", "scor e")
     ".ek-table th{border-bottom:2px solid #999;font-weight:600;vertical-align:bottom;text-align:left;"
     "white-space:normal;word-break:normal;overflow-wrap:normal;hyphens:manual}"
-    ".ek-table th.ek-num,.ek-table th.ek-ci{text-align:right;min-width:3.5em;max-width:9em}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{text-align:right;min-width:3.5em;max-width:12em}"
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
