@@ -232,7 +232,7 @@ INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|
 #: a column's (or a row's) unit, from its label, and the decimals it is shown with: times in sensible
 #: units (an error in ms to 0.1 ms, seconds to 0.1 s), hours with 1–2 decimals
 UNIT_DECIMALS = ((re.compile(r"(^|[\s_(])(ms|msec|milliseconds?)($|[\s_)])", re.IGNORECASE), 1),
-                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min|bpm|beats/min)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min)($|[\s_)])", re.IGNORECASE), 1),
                  (re.compile(r"(^|[\s_(])(h|hours?)($|[\s_)])", re.IGNORECASE), None))
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
 CONTENT_WIDTH_PX = 780    # the theme's text column in a 1,400 px window
@@ -253,10 +253,17 @@ def _label(column) -> str:
     return " · ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
 
 
+PER_UNIT = re.compile(r"(/|\bper)\s*(s|sec|secs|seconds?|ms|min|minutes?|h|hours?)\b", re.IGNORECASE)
+
+
 def unit_decimals(label, values=()) -> int | None:
     """Decimals for a quantity whose label names a time or rate unit ("error (ms)" → 1, "seconds" →
     1, "hours" → 2, 1 from 10 h up), None when the label names none."""
     text = _label(label)
+    if re.search(r"beats/min|\bbpm\b", text, re.IGNORECASE):     # a heart rate: to 0.1 beats/min
+        return 1
+    if PER_UNIT.search(text):      # another rate per unit of time (steps / s) is no time
+        return None
     for pattern, decimals in UNIT_DECIMALS:
         if pattern.search(text):
             if decimals is None:     # hours: 1–2 decimals
@@ -270,6 +277,8 @@ def value_decimals(value: float) -> int:
     """Decimals for one value in a column that mixes magnitudes (a median in ms beside one in mV):
     3 below 10, 2 below 100, 1 from 100."""
     size = abs(float(value))
+    if 0 < size < 0.01:       # two significant digits (a learning rate of 0.0002 is not 0.000)
+        return 1 - int(np.floor(np.log10(size)))
     return 3 if size < 10 else 2 if size < 100 else 1
 
 
@@ -540,8 +549,12 @@ class Table:
                     whole = float(value) == round(float(value)) and (
                         isinstance(value, (int, np.integer)) or abs(float(value)) > 1
                         or bool(INTEGER_COLUMNS.search(row_label)))
-                    cells.append(("ek-num", format_number(value, row_unit if row_unit is not None
-                                                          else value_decimals(value), whole)))
+                    if row_unit is None:     # at most the digits it was recorded with (4.6, not 4.600)
+                        needed = _decimals_needed(float(value))
+                        d = value_decimals(value) if needed is None else min(value_decimals(value), needed)
+                    else:
+                        d = row_unit
+                    cells.append(("ek-num", format_number(value, d, whole)))
                 else:
                     text = format_text(value, self.long_text)
                     size = len(str(value))

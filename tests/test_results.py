@@ -1,3 +1,4 @@
+import re
 import json
 
 import numpy as np
@@ -267,7 +268,7 @@ def test_a_key_value_table_prints_its_counts_as_integers(tmp_path):
     rec = Recorder("08_x", dataset="d", profile="quick", seed=0)
     rec.table("judge_control", pd.Series(control, name="value").to_frame())
     html = show_table(load_results("08_x", rec.save(tmp_path).parent), "judge_control").to_html()
-    assert "0.000" not in html and html.count(">0<") == 2 and ">0.700<" in html and ">no<" in html
+    assert "0.000" not in html and html.count(">0<") == 2 and ">0.7<" in html and ">0.058<" in html and ">no<" in html
 
 
 def test_a_statistic_per_row_prints_each_row_at_its_units_precision():
@@ -301,3 +302,11 @@ def test_rates_beside_a_count_keep_three_decimals_not_their_exact_four():
     from ecgkit.results import column_decimals
     assert column_decimals(np.array([71.1, 95.25, 120.0])) == 2         # measurements keep their precision
     assert column_decimals(np.array([0.8296, 0.8297]), keep_exact=True) == 4   # a paper's printed digits
+
+
+def test_a_key_value_table_of_mixed_settings_reads_as_recorded():
+    values = {"learning rate": 0.0002, "seconds": 90.5321, "steps / s": 0.0221, "tokens / s": 4.6,
+              "optimizer steps": 2, "device": "cpu", "4-bit (QLoRA)": False}
+    frame = pd.Series(values, name="value").to_frame()
+    cells = re.findall(r'<td class="ek-num">([^<]*)</td>', _render(frame))
+    assert cells == ["0.0002", "90.5", "0.022", "4.6", "2"]
