@@ -415,7 +415,10 @@ _CELL_PAD_PX = 16     # a cell's horizontal padding and border
 
 def _cell_chars(text: str) -> int:
     """Characters a cell needs on one line: short text stays whole, longer text wraps to ~22."""
-    return len(text) if len(text) <= 14 else max(12, min(22, max(len(w) for w in text.split() or [text])))
+    if len(text) <= 14:
+        return len(text)
+    longest = max((len(w) for w in re.split(r"[\s/_]+", text)), default=0)   # where breakable() lets it wrap
+    return max(12, min(22, longest))
 
 
 def _estimated_width_px(frame: pd.DataFrame) -> float:
@@ -424,8 +427,7 @@ def _estimated_width_px(frame: pd.DataFrame) -> float:
     def column(header, values) -> float:
         words = [w for x in (header if isinstance(header, tuple) else (header,))
                  for w in re.split(r"[\s_/]+", str(x))] or [""]
-        sample = [format_text(v, 10_000) if isinstance(v, str) else
-                  (f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)) for v in values[:50]]
+        sample = [f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:50]]
         return max([len(w) for w in words] + [_cell_chars(v) for v in sample]) * _CH_PX + _CELL_PAD_PX
 
     plain = frame.index.nlevels == 1 and frame.index.name is None and list(frame.index) == list(range(len(frame)))
