@@ -537,7 +537,9 @@ class Table:
                         reason = "the paper reports no number here"
                     cells.append(("ek-num" if label in numeric else "ek-text", note(reason) if reason else "–"))
                 elif label in numeric:
+                    counted_row = show_index and bool(INTEGER_COLUMNS.search(row_label))   # a row of counts
                     whole = _whole_numbers(frame[c], c) or pd.api.types.is_integer_dtype(frame[c]) or (
+                        counted_row and float(value) == round(float(value))) or (
                         # a count in a column of rates (500, not 500.000)
                         "paper" not in label.lower() and row_unit is None and (label not in mixed or named_unit is None)
                         and float(value) == round(float(value)) and abs(float(value)) >= 2)
@@ -553,7 +555,7 @@ class Table:
                         or bool(INTEGER_COLUMNS.search(row_label)))
                     if row_unit is None:     # at most the digits it was recorded with (4.6, not 4.600)
                         needed = _decimals_needed(float(value))
-                        d = value_decimals(value) if needed is None else min(value_decimals(value), needed)
+                        d = value_decimals(value) if needed is None else min(value_decimals(value), max(needed, 1))
                     else:
                         d = row_unit
                     cells.append(("ek-num", format_number(value, d, whole)))

@@ -269,6 +269,8 @@ def test_a_key_value_table_prints_its_counts_as_integers(tmp_path):
     rec.table("judge_control", pd.Series(control, name="value").to_frame())
     html = show_table(load_results("08_x", rec.save(tmp_path).parent), "judge_control").to_html()
     assert "0.000" not in html and html.count(">0<") == 2 and ">0.7<" in html and ">0.058<" in html and ">no<" in html
+    html = _render(pd.Series({"p_value": 1.0, "ties": 0}, name="value").to_frame())
+    assert ">1.000<" in html and ">0<" in html and "0.000" not in html
 
 
 def test_a_statistic_per_row_prints_each_row_at_its_units_precision():
