@@ -48,7 +48,7 @@ function ekMeasure() {
       const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
       let node;
       while ((node = walker.nextNode())) {
-        const re = /[^\s_\/\-]+[_\/\-]?/g;   // a word, ending where a header may wrap
+        const re = /[^\s_\/]+[_\/]?/g;   // a word (ROUGE-1 is one), ending where a header may wrap
         let m;
         while ((m = re.exec(node.textContent))) {
           const range = document.createRange();

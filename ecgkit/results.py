@@ -438,10 +438,16 @@ def _estimated_width_px(frame: pd.DataFrame) -> float:
 
 def header_html(label) -> str:
     """A column header as HTML that wraps only between words: escaped, a line-break opportunity
-    after each ``_`` and ``/`` (``std_<wbr>difference``), the levels of a (group, statistic) label
-    on lines of their own."""
+    after each ``_`` and ``/`` (``std_<wbr>difference``), a hyphenated word kept whole
+    (``ROUGE-1``), the levels of a (group, statistic) label on lines of their own."""
     parts = label if isinstance(label, tuple) else (label,)
-    return "<br>".join(html.escape(str(x)).replace("_", "_<wbr>").replace("/", "/<wbr>") for x in parts)
+
+    def level(text: str) -> str:
+        text = html.escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
+        # a hyphenated word (ROUGE-1, fine-tuned) never breaks at its hyphen
+        return re.sub(r"(?<![\w-])(\w+(?:-\w+)+)", r'<span class="ek-word">\1</span>', text)
+
+    return "<br>".join(level(str(x)) for x in parts)
 
 
 def _estimate_column(columns, low):
@@ -708,6 +714,7 @@ TABLE_CSS = (
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
     ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal}"
+    ".ek-table .ek-word{white-space:nowrap}"
     # a long text column keeps a readable width and wraps between words
     ".ek-table td.ek-text{text-align:left;min-width:8ch;max-width:44ch;overflow-wrap:break-word;"
     "word-break:normal}"

@@ -24,6 +24,8 @@ def test_the_measure_finds_each_defect(tmp_path):
     broken = ('<table><tr><th style="max-width:2em;overflow-wrap:anywhere">undetermined</th></tr>'
               "<tr><td>1</td></tr></table>")
     assert any("broken across lines: ['undetermined']" in p for p in _measure(tmp_path, broken))
+    hyphen = '<table><tr><th style="width:3em">ROUGE-1</th></tr><tr><td>1</td></tr></table>'
+    assert any("broken across lines: ['ROUGE-1']" in p for p in _measure(tmp_path, hyphen))
     squeezed = ('<table><tr><td style="width:1em;overflow-wrap:anywhere">a snippet of retrieved text, one letter a line</td>'
                 + "<td>" + "x " * 150 + "</td></tr></table>")
     assert any("squeezed" in p for p in _measure(tmp_path, squeezed))

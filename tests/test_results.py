@@ -169,8 +169,10 @@ def test_headers_wrap_only_between_words():
     from ecgkit.results import TABLE_CSS, header_html, show_frame
 
     assert header_html("std_difference") == "std_<wbr>difference"
-    assert header_html(("U-Net", "mean_error_ms")) == "U-Net<br>mean_<wbr>error_<wbr>ms"
+    assert header_html(("U-Net", "mean_error_ms")) == '<span class="ek-word">U-Net</span><br>mean_<wbr>error_<wbr>ms'
     assert header_html("<b>") == "&lt;b&gt;"
+    assert header_html("ROUGE-1 F") == '<span class="ek-word">ROUGE-1</span> F'     # no break at the hyphen
+    assert ".ek-word{white-space:nowrap}" in TABLE_CSS
     th_rule = TABLE_CSS.split(".ek-table th{", 1)[1].split("}", 1)[0]
     for rule in ("word-break:normal", "overflow-wrap:normal", "hyphens:manual"):
         assert rule in th_rule
