@@ -313,7 +313,7 @@ def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", hig
     finite = finite[np.isfinite(finite)]
     if finite.size:   # a bar's length is its value: the axis starts at 0 (below it only for a negative value)
         top = finite.max()
-        ax.set_xlim(min(0.0, finite.min() - 0.05), 1.0 if 0 <= top <= 1 else top * 1.05)
+        ax.set_xlim(0.0 if finite.min() >= 0 else finite.min() - 0.05, 1.0 if 0 <= top <= 1 else top * 1.05)
     if reference is not None:
         ax.axvline(reference, color="k", lw=0.6, ls="--", gid="reference")
         if reference_label:      # named above the axes, clear of the bars

@@ -236,7 +236,7 @@ def test_bars_start_at_zero_so_their_length_is_the_value():
 
     from ecgkit.plots import bars_with_intervals
 
-    table = pd.DataFrame({"estimate": [0.71, 0.69], "low": [0.66, 0.64], "high": [0.76, 0.74]}, index=["a", "b"])
+    table = pd.DataFrame({"estimate": [0.71, 0.19], "low": [0.66, 0.02], "high": [0.76, 0.34]}, index=["a", "b"])
     ax = bars_with_intervals(table, ylabel="macro AUROC", reference=0.5, reference_label="chance").axes[0]
     assert ax.get_xlim() == (0.0, 1.0)
     assert [t.get_text() for t in ax.texts] == ["chance"]
