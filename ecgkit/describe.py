@@ -284,9 +284,13 @@ def compare_cohorts(
     each cohort, ``difference`` (median b − median a), ``std_difference`` (the difference over
     the pooled robust SD, sqrt((IQR_a² + IQR_b²) / 2) / 1.349, falling back to the pooled SD when
     the IQRs are 0), ``effect`` (negligible < 0.2 ≤ small < 0.5 ≤ medium < 0.8 ≤ large) and
-    ``verdict``: ``"similar"`` when |std_difference| < ``threshold``, else ``"<b> higher"`` or
-    ``"<b> lower"``; ``"too few values"`` when a cohort has fewer than ``min_n`` values.
+    ``verdict``: ``"similar"`` when |std_difference| < ``threshold`` or when the two medians are
+    the same at the precision the book prints them (:func:`ecgkit.results.value_decimals`), else
+    ``"<b> higher"`` or ``"<b> lower"``; ``"too few values"`` when a cohort has fewer than ``min_n``
+    values.
     """
+    from .results import value_decimals
+
     na, nb = names
     if columns is None:
         columns = [c for c in a.columns if c in b.columns and c != "error"
@@ -314,7 +318,11 @@ def compare_cohorts(
             d = diff / scale
         else:
             d = 0.0 if diff == 0 else np.copysign(np.inf, diff)
-        verdict = "similar" if abs(d) < threshold else f"{nb} higher" if d > 0 else f"{nb} lower"
+        shown_a, shown_b = (round(float(m), value_decimals(m)) for m in (qa[1], qb[1]))
+        if abs(d) < threshold or shown_a == shown_b:     # "lower" beside two medians that read the same is wrong
+            verdict = "similar"
+        else:
+            verdict = f"{nb} higher" if d > 0 else f"{nb} lower"
         row.update({f"{na}_median": qa[1], f"{na}_iqr": iqr_a, f"{nb}_median": qb[1], f"{nb}_iqr": iqr_b,
                     "difference": diff, "std_difference": d, "effect": _effect(d), "verdict": verdict})
         rows.append(row)

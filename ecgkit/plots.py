@@ -295,9 +295,11 @@ def cohort_violins(long, columns: Sequence[str], cohort: str = "cohort", ncols: 
 
 
 def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", high: str = "high",
-                        ylabel: str = "", title: str = "", reference: float | None = None) -> Figure:
+                        ylabel: str = "", title: str = "", reference: float | None = None,
+                        reference_label: str = "") -> Figure:
     """Horizontal bars of ``table[estimate]`` (one per row) with their intervals as error bars;
-    a row without an interval gets none (and no invented one)."""
+    a row without an interval gets none (and no invented one). The value axis starts at 0 (a bar's
+    length is its value) and ends at 1 for values in [0, 1] (an AUROC, a share)."""
     labels = [str(i) for i in table.index]
     est = table[estimate].to_numpy(dtype=float)
     lo, hi = table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float)
@@ -309,15 +311,55 @@ def bars_with_intervals(table, estimate: str = "estimate", low: str = "low", hig
     ax.set_yticks(y, labels)
     finite = np.concatenate([est, lo, hi])
     finite = finite[np.isfinite(finite)]
-    if finite.size:
-        ax.set_xlim(max(0.0, finite.min() - 0.05), min(1.0, finite.max() + 0.05) if finite.max() <= 1 else None)
+    if finite.size:   # a bar's length is its value: the axis starts at 0 (below it only for a negative value)
+        top = finite.max()
+        ax.set_xlim(0.0 if finite.min() >= 0 else finite.min() - 0.05, 1.0 if 0 <= top <= 1 else top * 1.05)
     if reference is not None:
-        ax.axvline(reference, color="k", lw=0.6)
+        ax.axvline(reference, color="k", lw=0.6, ls="--", gid="reference")
+        if reference_label:      # named above the axes, clear of the bars
+            ax.annotate(reference_label, (reference, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8)
     ax.set_xlabel(ylabel)
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     return fig
 
+
+def readable_label(label) -> str:
+    """A row or column label in words: a (level, level) tuple joined with ": ", underscores as
+    spaces, a level's repeat of the one before dropped (``("open", "open_waveform")`` → "open: waveform")."""
+    parts = label if isinstance(label, tuple) else (label,)
+    words = [str(p).replace("_", " ").strip() for p in parts]
+    kept = []
+    for w in words:
+        if kept and w.startswith(kept[-1] + " "):      # ("open", "open_waveform") → "open: waveform"
+            w = w[len(kept[-1]) + 1:]
+        if w and (not kept or w != kept[-1]):
+            kept.append(w)
+    return ": ".join(kept)
+
+
+def stacked_count_bars(table, xlabel: str, ylabel: str = "", legend_title: str = "", title: str = "") -> Figure:
+    """Horizontal stacked bars of counts, one bar per row of ``table`` (a row per category, a
+    column per part, e.g. items per template and split), labels in words (:func:`readable_label`),
+    the count axis from 0, and the legend below the axes, clear of the bars."""
+    labels = [readable_label(i) for i in table.index]
+    values = table.to_numpy(dtype=float)
+    fig = Figure(figsize=(8, 0.32 * len(labels) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(labels))[::-1]
+    left = np.zeros(len(labels))
+    for j, column in enumerate(table.columns):
+        ax.barh(y, values[:, j], left=left, label=readable_label(column), gid=f"bars:{column}")
+        left += np.nan_to_num(values[:, j])
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, max(1.0, left.max() * 1.05))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    fig.legend(loc="outside lower center", ncol=min(len(table.columns), 5), title=legend_title or None,
+               frameon=False)
 
 #: Colours of the waves in delineation figures (P, QRS, T).
 WAVE_COLOURS = {1: "#4c9be8", 2: "#e8604c", 3: "#5cb85c"}

@@ -231,10 +231,16 @@ def data_source(info: dict) -> str:
 
 INTEGER_COLUMNS = re.compile(r"(^|[\s_(])(n|seed|seeds|records?|patients?|count|counts|cards|hits|positives|"
                              r"negatives|steps|chunks|queries|tokens|files|statements|beats|rank|k|failed|errors|skipped|wordings|"
-                             r"answers|n_\w+)($|[\s_)])",
+                             r"answers|unparseable|unparsed|ties|wins|losses|discordant|concordant|refusals|invalid|"
+                             r"items|questions|prompts|pairs|cases|tp|fp|tn|fn|n_\w+)($|[\s_)])",
                              re.IGNORECASE)
+#: a column's (or a row's) unit, from its label, and the decimals it is shown with: times in sensible
+#: units (an error in ms to 0.1 ms, seconds to 0.1 s), hours with 1–2 decimals
+UNIT_DECIMALS = ((re.compile(r"(^|[\s_(])(ms|msec|milliseconds?)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(s|sec|secs|seconds?|minutes?|min)($|[\s_)])", re.IGNORECASE), 1),
+                 (re.compile(r"(^|[\s_(])(h|hours?)($|[\s_)])", re.IGNORECASE), None))
 LONG_TEXT = 90            # characters: longer text goes into an expandable block
-CONTENT_WIDTH_PX = 1000   # the book's content column
+CONTENT_WIDTH_PX = 780    # the theme's text column in a 1,400 px window
 
 
 def _whole_numbers(column: pd.Series, name="") -> bool:
@@ -250,6 +256,42 @@ def _whole_numbers(column: pd.Series, name="") -> bool:
 
 def _label(column) -> str:
     return " · ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
+
+
+PER_UNIT = re.compile(r"(/|\bper)\s*(s|sec|secs|seconds?|ms|min|minutes?|h|hours?)\b", re.IGNORECASE)
+
+
+def unit_decimals(label, values=()) -> int | None:
+    """Decimals for a quantity whose label names a time or rate unit ("error (ms)" → 1, "seconds" →
+    1, "hours" → 2, 1 from 10 h up), None when the label names none."""
+    text = _label(label)
+    if re.search(r"beats/min|\bbpm\b", text, re.IGNORECASE):     # a heart rate: to 0.1 beats/min
+        return 1
+    if PER_UNIT.search(text):      # another rate per unit of time (steps / s) is no time
+        return None
+    for pattern, decimals in UNIT_DECIMALS:
+        if pattern.search(text):
+            if decimals is None:     # hours: 1–2 decimals
+                finite = [abs(float(v)) for v in values if not _missing(v)]
+                return 1 if finite and max(finite) >= 10 else 2
+            return decimals
+    return None
+
+
+def value_decimals(value: float) -> int:
+    """Decimals for one value in a column that mixes magnitudes (a median in ms beside one in mV):
+    3 below 10, 2 below 100, 1 from 100."""
+    size = abs(float(value))
+    if 0 < size < 0.01:       # two significant digits (a learning rate of 0.0002 is not 0.000)
+        return 1 - int(np.floor(np.log10(size)))
+    return 3 if size < 10 else 2 if size < 100 else 1
+
+
+def _mixed_magnitudes(values) -> bool:
+    """A column whose one precision would print some value with too few significant digits
+    (0.82 mV beside 397 ms: 1 decimal reads "0.8"; a rate beside a count of 500)."""
+    finite = [abs(float(v)) for v in values if not _missing(v) and float(v) != 0]
+    return bool(finite) and max(finite) >= 10 and min(finite) < 1
 
 
 def _decimals_needed(value: float, most: int = 4) -> int | None:
@@ -271,7 +313,8 @@ def column_decimals(values, keep_exact: bool = False) -> int:
     if not finite:
         return 3
     exact = [_decimals_needed(v) for v in finite]
-    if all(d is not None for d in exact) and max(abs(v) for v in finite) >= 10:
+    nonzero = [abs(v) for v in finite if v != 0]
+    if all(d is not None for d in exact) and nonzero and min(nonzero) >= 10:
         return max(exact)      # measurements recorded at a precision (71.1 ms): keep it
     if not keep_exact:         # a computed AUROC of 5/16 is not a paper's 0.3125
         exact = [None] * len(exact)
@@ -318,10 +361,27 @@ def format_text(value, long_text: int = LONG_TEXT) -> str:
         return format_number(value)
     text = str(value)
     if len(text) <= long_text:
-        return html.escape(text)
+        return breakable(text)
     head = text[:long_text].rsplit(" ", 1)[0] if " " in text[:long_text] else text[:long_text]
-    return (f"<details><summary>{html.escape(head)} …</summary>"
+    return (f"<details><summary>{breakable(head)} …</summary>"
             f"<div class=\"ek-long\">{html.escape(text)}</div></details>")
+
+
+LONG_TOKEN = re.compile(r"\S{16,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each ``/``, ``_`` and ``.``
+    inside a long unbroken token (a file path, a snake_case name), so that a table column can be
+    narrower than the whole token without cutting it mid-word."""
+    out, last = [], 0
+    for match in LONG_TOKEN.finditer(text):
+        out.append(html.escape(text[last:match.start()]))
+        out.append(re.sub(r"([/_.])", r"\1<wbr>", html.escape(match.group(0))).replace("<wbr></", "</"))
+        last = match.end()
+    out.append(html.escape(text[last:]))
+    # an interval "[0.56, 1.00]" stays on one line (the line breaks before it, not inside it)
+    return re.sub(r"\[([^\]<>\s]{1,12}), ([^\]<>\s]{1,12})\]", r"[\1,&nbsp;\2]", "".join(out))
 
 
 INTERVAL_PAIRS = (("low", "high"), ("lo", "hi"), ("ci_low", "ci_high"), ("ci low", "ci high"))
@@ -354,18 +414,72 @@ def format_interval(low, high, decimals: int) -> tuple[str, str | None]:
             .replace("–−", "– −"), None)
 
 
+_CH_PX = 7.6          # one character of a table cell (0.85em of the theme's 16 px body text)
+_CELL_PAD_PX = 16     # a cell's horizontal padding and border
+
+
+def _cell_chars(text: str) -> int:
+    """Characters a cell needs on one line: short text stays whole, longer text wraps to ~22."""
+    if len(text) <= 14:
+        return len(text)
+    longest = max((len(w) for w in re.split(r"[\s/_]+", text)), default=0)   # where breakable() lets it wrap
+    return max(12, min(22, longest))
+
+
+def _estimated_width_px(frame: pd.DataFrame) -> float:
+    """About how wide :class:`Table` renders ``frame``: per column the longest header word or the
+    widest cell (:func:`_cell_chars`), the index columns included."""
+    def column(header, values) -> float:
+        words = [w for x in (header if isinstance(header, tuple) else (header,))
+                 for w in re.split(r"[\s_/]+", str(x))] or [""]
+        sample = [f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:50]]
+        return max([len(w) for w in words] + [_cell_chars(v) for v in sample]) * _CH_PX + _CELL_PAD_PX
+
+    plain = frame.index.nlevels == 1 and frame.index.name is None and list(frame.index) == list(range(len(frame)))
+    width = 0.0 if plain else sum(column(name or "", [i[k] if isinstance(i, tuple) else i for i in frame.index])
+                                  for k, name in enumerate(frame.index.names))
+    return width + sum(column(c, frame.iloc[:, j].tolist()) for j, c in enumerate(frame.columns))
+
+
+def header_html(label) -> str:
+    """A column header as HTML that wraps only between words: escaped, a line-break opportunity
+    after each ``_`` and ``/`` (``std_<wbr>difference``), a hyphenated word kept whole
+    (``ROUGE-1``), the levels of a (group, statistic) label on lines of their own."""
+    parts = label if isinstance(label, tuple) else (label,)
+
+    def level(text: str) -> str:
+        text = html.escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
+        # a hyphenated word (ROUGE-1, fine-tuned) never breaks at its hyphen
+        return re.sub(r"(?<![\w-])(\w+(?:-\w+)+)", r'<span class="ek-word">\1</span>', text)
+
+    return "<br>".join(level(str(x)) for x in parts)
+
+
+def _estimate_column(columns, low):
+    """The column just before an interval's low bound (its estimate), or None."""
+    i = list(columns).index(low)
+    return columns[i - 1] if i > 0 else None
+
+
 class Table:
-    """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book)."""
+    """A table rendered in the book's one style (``_repr_html_`` for notebooks and the book).
+
+    ``missing`` maps a column or row label to the reason its empty cells are empty; each such
+    ``–`` gets a numbered note with it. ``wide`` marks a table that may use the theme's full width
+    (the column and the right margin) instead of fitting the text column."""
 
     def __init__(self, frame: pd.DataFrame, caption: str = "", long_text: int = LONG_TEXT,
-                 constants_to_caption: bool = True, collapsed: bool = False):
+                 constants_to_caption: bool = True, collapsed: bool = False, missing: dict | None = None,
+                 wide: bool = False):
         self.frame, self.caption, self.long_text = frame, caption or "", long_text
         self.constants_to_caption, self.collapsed = constants_to_caption, collapsed
+        self.missing, self.wide = dict(missing or {}), wide
 
     def _cells(self):
         frame = self.frame
         plain = frame.index.name is None and frame.index.nlevels == 1 and list(frame.index) == list(range(len(frame)))
         show_index = not plain          # 0, 1, 2 … says nothing to a reader
+        row_labels = [_label(i) for i in frame.index]
         if show_index:
             frame = frame.copy()
             frame.index = frame.index.set_names([" " * (i + 1) if n is None else n   # no "index" header
@@ -373,6 +487,11 @@ class Table:
             frame = frame.reset_index()
         columns = list(frame.columns)
         notes, constants = {}, []
+
+        def note(reason: str) -> str:
+            notes.setdefault(reason, len(notes) + 1)
+            return f"– <sup>{notes[reason]}</sup>"
+
         if self.constants_to_caption and len(frame) >= 3:
             for c in columns:
                 col = frame[c]
@@ -384,90 +503,170 @@ class Table:
                    and not pd.api.types.is_bool_dtype(frame[c])}
         intervals = interval_columns(columns, numeric)
         in_interval = {key: i for i, (_, lo, hi) in enumerate(intervals) for key in (_label(lo), _label(hi))}
-        decimals = {}
+        decimals, mixed = {}, set()
         for c in columns:
-            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-                decimals[_label(c)] = column_decimals(frame[c].to_numpy(dtype=float),
-                                                      keep_exact="paper" in _label(c).lower())
+            label = _label(c)
+            if label in numeric:
+                values = frame[c].to_numpy(dtype=float)
+                paper = "paper" in label.lower()
+                unit = None if paper else unit_decimals(c, values)
+                decimals[label] = unit if unit is not None else column_decimals(values, keep_exact=paper)
+                if unit is None and not paper and _mixed_magnitudes(values):
+                    mixed.add(label)
         out_cols = []
         for c in columns:
             label = _label(c)
             if label in in_interval:
                 stem, lo, hi = intervals[in_interval[label]]
                 if label == _label(lo):
-                    out_cols.append(("interval", lo, hi, decimals.get(label, 3), stem))
+                    out_cols.append(("interval", lo, hi, decimals.get(label, 3), _estimate_column(columns, lo)))
                 continue
             out_cols.append(("value", c, None, decimals.get(label, 3), None))
         rows = []
-        for _, row in frame.iterrows():
+        for r, (_, row) in enumerate(frame.iterrows()):
+            row_label = row_labels[r] if r < len(row_labels) else ""
+            named_unit = unit_decimals(row_label, [v for v in row.tolist()
+                                                   if isinstance(v, (int, float, np.number))]) if show_index else None
+            row_unit = named_unit if len(numeric) <= 1 else None     # a key/value table: the row names the unit
             cells = []
-            for kind, c, hi, d, _ in out_cols:
+            for kind, c, hi, d, estimate in out_cols:
                 if kind == "interval":
+                    if estimate is not None and _missing(row[estimate]):   # an interval is never shown alone
+                        cells.append(("ek-ci", "–"))
+                        continue
                     text, reason = format_interval(row[c], row[hi], d)
-                    if reason:
-                        notes.setdefault(reason, len(notes) + 1)
-                        text = f"– <sup>{notes[reason]}</sup>"
-                    cells.append(("ek-ci", text))
+                    cells.append(("ek-ci", note(reason) if reason else text))
                     continue
-                value = row[c]
-                numeric = pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-                if numeric:
-                    whole = _whole_numbers(frame[c], c) or (   # a count in a column of rates (500, not 500.000)
-                        "paper" not in _label(c).lower() and not _missing(value)
+                value, label = row[c], _label(c)
+                reason = self.missing.get(label) or self.missing.get(row_label)
+                if _missing(value):
+                    has_interval = any(e is not None and _label(e) == label for k, _, _, _, e in out_cols
+                                       if k == "interval")
+                    if reason is None and has_interval:
+                        reason = "no estimate here (undefined on these records), so no interval either"
+                    if reason is None and "paper" in label.lower():
+                        reason = "the paper reports no number here"
+                    cells.append(("ek-num" if label in numeric else "ek-text", note(reason) if reason else "–"))
+                elif label in numeric:
+                    counted_row = show_index and bool(INTEGER_COLUMNS.search(row_label))   # a row of counts
+                    whole = _whole_numbers(frame[c], c) or pd.api.types.is_integer_dtype(frame[c]) or (
+                        counted_row and float(value) == round(float(value))) or (
+                        # a count in a column of rates (500, not 500.000)
+                        "paper" not in label.lower() and row_unit is None and (label not in mixed or named_unit is None)
                         and float(value) == round(float(value)) and abs(float(value)) >= 2)
+                    if row_unit is not None:
+                        d = row_unit
+                    elif label in mixed:     # each row at its own unit's precision, else 3 significant digits
+                        d = named_unit if named_unit is not None else value_decimals(value)
                     cells.append(("ek-num", format_number(value, d, whole)))
-                elif _missing(value):
-                    cells.append(("ek-num", "–"))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-                    whole = float(value) == round(float(value)) and abs(float(value)) > 1
-                    cells.append(("ek-num", format_number(value, 3, whole)))
+                    # a number in a column of mixed values (a key/value table): a count is an integer
+                    whole = float(value) == round(float(value)) and (
+                        isinstance(value, (int, np.integer)) or abs(float(value)) > 1
+                        or bool(INTEGER_COLUMNS.search(row_label)))
+                    if row_unit is None:     # at most the digits it was recorded with (4.6, not 4.600)
+                        needed = _decimals_needed(float(value))
+                        d = value_decimals(value) if needed is None else min(value_decimals(value), max(needed, 1))
+                    else:
+                        d = row_unit
+                    cells.append(("ek-num", format_number(value, d, whole)))
                 else:
                     text = format_text(value, self.long_text)
-                    cells.append(("ek-text" if len(str(value)) > 24 else "ek-text ek-short", text))
+                    size = len(str(value))
+                    cells.append(("ek-text ek-short" if size <= 14 else "ek-text ek-prose" if size > 60
+                                  else "ek-text", text))
             rows.append(cells)
         headers = []
-        for kind, c, hi, d, stem in out_cols:
+        for kind, c, hi, d, estimate in out_cols:
             if kind == "interval":
-                headers.append(("ek-ci", html.escape(f"{stem} interval".strip())))
+                stem = intervals[in_interval[_label(c)]][0]
+                headers.append(("ek-ci", header_html(f"{stem} interval".strip())))
             else:
-                headers.append(("ek-num" if c in decimals or _label(c) in decimals else "ek-text",
-                                "<br>".join(html.escape(str(x)) for x in c) if isinstance(c, tuple)
-                                else html.escape(str(c))))
+                headers.append(("ek-num" if _label(c) in decimals else "ek-text", header_html(c)))
         return headers, rows, constants, notes
 
-    def _column_groups(self) -> list | None:
-        """A wide table whose columns are (group, statistic) pairs, e.g. (task, mean): its parts, each
-        a list of groups rendered as a table of its own beside the key columns (second level empty),
-        or None. The paper's group(s) stay beside the first of ours, so our numbers and the paper's
-        are still read side by side."""
+    def _parts(self) -> list[tuple[str, list]] | None:
+        """A table too wide for the text column whose columns are (group, statistic) pairs, e.g.
+        (task, mean): its parts, each (label, columns) rendered as a table of its own beside the key
+        columns (second level empty), or None. The paper's group(s) stay beside the first of ours;
+        where that is still too wide it is split by statistic, ours and the paper's side by side."""
         cols = self.frame.columns
-        if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 2:
+        if self.wide or _estimated_width_px(self.frame) <= CONTENT_WIDTH_PX:
+            return None
+        if not isinstance(cols, pd.MultiIndex):
+            return self._plain_parts()
+        if cols.nlevels != 2:
             return None
         groups = list(dict.fromkeys(g for g, stat in cols if str(stat) != ""))
         paper = [g for g in groups if "paper" in str(g).lower()]
         ours = [g for g in groups if g not in paper]
-        if len(ours) < 2:
+        if not ours or (len(ours) < 2 and not paper):
             return None
-        chars = sum(max([len(str(x)) for x in c] + [min(24, len(str(v))) for v in self.frame.iloc[:, i].tolist()])
-                    for i, c in enumerate(cols))
-        if chars * 8 + 24 * len(cols) <= CONTENT_WIDTH_PX:
-            return None
-        return [[ours[0], *paper]] + [[g] for g in ours[1:]]
+        keys = [c for c in cols if str(c[1]) == ""]
+        parts = []
+        for part in [[ours[0], *paper]] + [[g] for g in ours[1:]]:
+            chosen = [c for c in cols if c[0] in part and str(c[1]) != ""]
+            label = " / ".join(map(str, part))
+            if len(part) == 1 or _estimated_width_px(self.frame[keys + chosen]) <= CONTENT_WIDTH_PX:
+                parts.append((label, chosen))
+                continue
+            chunk = []
+            for stat in dict.fromkeys(c[1] for c in chosen):      # by statistic: ours beside the paper's
+                these = [c for c in chosen if c[1] == stat]
+                if chunk and _estimated_width_px(self.frame[keys + chunk + these]) > CONTENT_WIDTH_PX:
+                    parts.append((f"{label}: {', '.join(dict.fromkeys(str(c[1]) for c in chunk))}", chunk))
+                    chunk = []
+                chunk = chunk + these
+            parts.append((f"{label}: {', '.join(dict.fromkeys(str(c[1]) for c in chunk))}", chunk))
+        return parts if len(parts) > 1 else None
+
+    def _key_columns(self) -> list:
+        """The columns repeated in every part of a split table: (key, "") pairs, or a plain table's
+        first text column when its rows are only numbered."""
+        cols, frame = self.frame.columns, self.frame
+        if isinstance(cols, pd.MultiIndex):
+            return [c for c in cols if str(c[1]) == ""]
+        numbered = frame.index.nlevels == 1 and frame.index.name is None and list(frame.index) == list(range(len(frame)))
+        if numbered and len(cols) and not pd.api.types.is_numeric_dtype(frame[cols[0]]):
+            return [cols[0]]
+        return []
+
+    def _plain_parts(self) -> list[tuple[str, list]] | None:
+        """A plain table too wide for the text column in parts of whole columns (an estimate keeps
+        its interval), each beside the row labels."""
+        keys = self._key_columns()
+        rest = [c for c in self.frame.columns if c not in keys]
+        bounds = {_label(x) for _, lo, hi in interval_columns(rest) for x in (lo, hi)}
+        units = []
+        for c in rest:
+            if _label(c) in bounds and units:
+                units[-1].append(c)
+            else:
+                units.append([c])
+        parts, chunk = [], []
+        for unit in units:
+            if chunk and _estimated_width_px(self.frame[keys + chunk + unit]) > CONTENT_WIDTH_PX:
+                parts.append(("", chunk))
+                chunk = []
+            chunk = chunk + unit
+        parts.append(("", chunk))
+        return parts if len(parts) > 1 else None
 
     def to_html(self) -> str:
-        parts = self._column_groups()
+        parts = self._parts()
         if parts:      # too wide for the column: one table per part, the key columns repeated
-            keys = [c for c in self.frame.columns if str(c[1]) == ""]
+            keys = self._key_columns()
             html_parts = []
-            for i, part in enumerate(parts):
-                chosen = [c for c in self.frame.columns if c[0] in part and str(c[1]) != ""]
+            for i, (label, chosen) in enumerate(parts):
                 sub = self.frame[keys + chosen]
-                if len(part) == 1:
+                if isinstance(self.frame.columns, pd.MultiIndex) and len({c[0] for c in chosen}) == 1:
                     sub.columns = [c[0] if str(c[1]) == "" else c[1] for c in sub.columns]
-                label = " / ".join(map(str, part))
-                caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
+                if label:
+                    caption = (f"{self.caption} — {label}" if self.caption else label) if i == 0 else f"(continued) {label}"
+                else:
+                    caption = self.caption if i == 0 else "(continued)"
                 html_parts.append(Table(sub, caption, self.long_text, self.constants_to_caption,
-                                        self.collapsed).to_html())
+                                        self.collapsed, self.missing, self.wide).to_html())
             return "".join(html_parts)
         headers, rows, constants, notes = self._cells()
         caption = html.escape(self.caption)
@@ -476,7 +675,7 @@ class Table:
             caption += ((" " if caption.endswith((".", ":", ";")) else ". ") if caption else "") + "; ".join(
                 f"{html.escape(_label(k))}: {format_text(v, 200) if str(v).strip() else 'none'}"
                 for k, v in constants) + "."
-        parts = ['<div class="ek-table">']
+        parts = ['<div class="ek-table ek-wide full-width">' if self.wide else '<div class="ek-table">']
         if caption:     # outside the table: it wraps in the column while a wide table scrolls
             parts.append(f'<div class="ek-caption">{caption}</div>')
         parts.append("<table>")
@@ -504,18 +703,28 @@ class Table:
 
 TABLE_CSS = (
     "<style>"
-    f".ek-table{{max-width:{CONTENT_WIDTH_PX}px;overflow-x:auto;margin:0.5em 0 1em 0}}"
-    ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto}"
+    # the table's box never passes the text column (a table wider than it scrolls inside it); a
+    # table marked wide uses the theme's full width (column + margin, the theme's .full-width)
+    ".ek-table{max-width:100%;overflow-x:auto;margin:0.5em 0 1em 0}"
+    ".ek-table table{border-collapse:collapse;font-size:0.85em;width:auto;margin:0}"
     ".ek-table .ek-caption{text-align:left;font-size:0.8em;color:#444;padding-bottom:0.3em;"
     "position:sticky;left:0}"
-    ".ek-table th,.ek-table td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;vertical-align:top}"
-    ".ek-table th{border-bottom:2px solid #999;font-weight:600}"
-    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal;overflow-wrap:anywhere;min-width:3.5em;max-width:9em}"
+    ".ek-table th,.ek-table td{padding:0.2em 0.45em;border-bottom:1px solid #ddd;vertical-align:top}"
+    # headers wrap only between words (and after "_" or "/", where header_html puts <wbr>), never
+    # inside one ("ran k", "scor e")
+    ".ek-table th{border-bottom:2px solid #999;font-weight:600;vertical-align:bottom;text-align:left;"
+    "white-space:normal;word-break:normal;overflow-wrap:normal;hyphens:manual}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{text-align:right;min-width:3.5em;max-width:12em}"
     ".ek-table .ek-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
     ".ek-table .ek-ci{text-align:right;white-space:nowrap;font-size:0.85em;color:#555;"
     "font-variant-numeric:tabular-nums}"
-    ".ek-table .ek-text{text-align:left;min-width:9em;max-width:28em;overflow-wrap:break-word}"
-    ".ek-table .ek-short{white-space:nowrap}"
+    ".ek-table th.ek-num,.ek-table th.ek-ci{white-space:normal}"
+    ".ek-table .ek-word{white-space:nowrap}"
+    # a long text column keeps a readable width and wraps between words
+    ".ek-table td.ek-text{text-align:left;min-width:8ch;max-width:44ch;overflow-wrap:break-word;"
+    "word-break:normal}"
+    ".ek-table td.ek-prose{min-width:16ch}"
+    ".ek-table td.ek-short{min-width:0;white-space:nowrap}"
     ".ek-table details summary{cursor:pointer}"
     ".ek-table .ek-long{white-space:pre-wrap;max-height:20em;overflow-y:auto}"
     ".ek-notes{font-size:0.8em;color:#555;margin-top:0.2em}"
@@ -582,6 +791,18 @@ def show_table(results: Results, name: str, **options) -> Table:
     return Table(results.table(name), results.captions.get(name, ""), **options)
 
 
+def recorded_at(saved: str | None) -> str | None:
+    """A results file's ISO time stamp as a reader writes it ("2026-03-01 14:05 UTC"), so that a
+    table column can wrap between date and time; an unreadable stamp as it is."""
+    if not saved:
+        return None
+    try:
+        when = datetime.fromisoformat(saved).astimezone(timezone.utc)
+    except ValueError:
+        return saved
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def results_overview(directory: str | Path | None = None):
     """One row per recorded notebook: dataset, profile, seed, when, with which ecgkit."""
     directory = Path(directory) if directory else results_dir()
@@ -590,7 +811,7 @@ def results_overview(directory: str | Path | None = None):
         info = json.loads(path.read_text())["info"]
         rows.append({"notebook": info.get("notebook", path.stem), "data": info.get("dataset"),
                      "profile": info.get("profile"), "seed": info.get("seed"),
-                     "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": info.get("saved")})
+                     "ecgkit": info.get("versions", {}).get("ecgkit"), "recorded": recorded_at(info.get("saved"))})
     frame = pd.DataFrame(rows, columns=["notebook", "data", "profile", "seed", "ecgkit", "recorded"])
     return show_frame(frame, "The results files behind the tables", constants_to_caption=False)
 

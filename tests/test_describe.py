@@ -190,3 +190,21 @@ def test_compare_handles_missing_values_and_constant_columns():
     assert table.loc["c", "verdict"] == "similar" and table.loc["c", "std_difference"] == 0
     b2 = b.assign(c=6.0)
     assert compare_cohorts(a, b2).loc["c", "verdict"] == "synthetic higher"
+
+
+def test_a_verdict_of_lower_needs_medians_that_differ_as_printed():
+    # tight cohorts (tiny IQRs): a 0.0004 mV median difference is many robust SDs, but both medians
+    # print as 0.800, so the verdict may not say "lower"
+    rng = np.random.default_rng(0)
+    real = pd.DataFrame({"amp_aVR": 0.8002 + rng.normal(0, 1e-5, 30)})
+    synthetic = pd.DataFrame({"amp_aVR": 0.7998 + rng.normal(0, 1e-5, 30)})
+    table = compare_cohorts(real, synthetic)
+    assert abs(table.loc["amp_aVR", "std_difference"]) > 1
+    assert table.loc["amp_aVR", "verdict"] == "similar"
+    from ecgkit.results import format_number, value_decimals
+    m = table.loc["amp_aVR"]
+    assert format_number(m.real_median, value_decimals(m.real_median)) == format_number(
+        m.synthetic_median, value_decimals(m.synthetic_median))
+    # a difference that shows at the printed precision keeps its direction
+    lower = compare_cohorts(real, synthetic - 0.05)
+    assert lower.loc["amp_aVR", "verdict"] == "synthetic lower"

@@ -229,3 +229,43 @@ def test_cohort_violins_label_axes_with_units_and_bars_carry_intervals():
     ax = fig.axes[0]
     assert ax.get_xlabel() == "macro AUROC" and len(ax.patches) == 2
     assert any(len(c.get_segments()) == 2 for c in ax.collections)      # one error bar per bar
+
+
+def test_bars_start_at_zero_so_their_length_is_the_value():
+    import pandas as pd
+
+    from ecgkit.plots import bars_with_intervals
+
+    table = pd.DataFrame({"estimate": [0.71, 0.19], "low": [0.66, 0.02], "high": [0.76, 0.34]}, index=["a", "b"])
+    ax = bars_with_intervals(table, ylabel="macro AUROC", reference=0.5, reference_label="chance").axes[0]
+    assert ax.get_xlim() == (0.0, 1.0)
+    assert [t.get_text() for t in ax.texts] == ["chance"]
+    negative = pd.DataFrame({"estimate": [-0.2, 0.3], "low": [-0.3, 0.2], "high": [-0.1, 0.4]}, index=["a", "b"])
+    assert bars_with_intervals(negative).axes[0].get_xlim()[0] < -0.3
+
+
+def test_stacked_count_bars_label_rows_in_words_and_keep_the_legend_off_the_bars():
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ecgkit.plots import readable_label, stacked_count_bars
+
+    assert readable_label(("open", "open_waveform")) == "open: waveform"
+    assert readable_label(("mcq", "")) == "mcq" and readable_label("train") == "train"
+    assert readable_label(("yes_no", "criteria_check")) == "yes no: criteria check"
+    table = pd.DataFrame({"train": [40, 12, 30], "eval": [10, 3, 8]},
+                         index=pd.MultiIndex.from_tuples([("open", "open_waveform"), ("mcq", "mcq_lead"),
+                                                          ("open", "open_feature")], names=["type", "template"]))
+    fig = stacked_count_bars(table, xlabel="items", legend_title="split")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == ["open: waveform", "mcq: lead", "open: feature"]
+    assert not any("(" in t or "_" in t for t in ticks)
+    assert ax.get_xlabel() == "items" and ax.get_xlim()[0] == 0
+    totals = sorted(round(p.get_x() + p.get_width()) for p in ax.patches if p.get_x() > 0)
+    assert totals == [15, 38, 50]                                      # stacked: eval starts where train ends
+    legend = fig.legends[0].get_window_extent()
+    axes_box = ax.get_window_extent()
+    assert legend.y1 <= axes_box.y0 + 1                                # below the axes, on no bar
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train", "eval"]

@@ -70,7 +70,7 @@ def test_constant_columns_move_to_the_caption():
 def test_tables_scroll_within_the_content_column():
     wide = pd.DataFrame(np.random.default_rng(0).random((2, 30)), columns=[f"column {i}" for i in range(30)])
     html = render(wide, "A caption that wraps")
-    assert "max-width:1000px" in html and "overflow-x:auto" in html
+    assert "max-width:100%" in html and "overflow-x:auto" in html
     # the caption sits above the table, not in it (a scrolled table would cut it)
     assert html.index('<div class="ek-caption">A caption that wraps</div>') < html.index("<table>")
 
