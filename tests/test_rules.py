@@ -77,18 +77,25 @@ CASES: dict[str, dict] = {
         also_pos=[{"heart_rate": 100}, {"heart_rate": 60}, {"p_axis": 75}, {"p_axis": 0}],
         drop=["heart_rate"]),
     "sinus_bradycardia": dict(
-        pos={"heart_rate": 59}, neg=[{"heart_rate": 60}, {"p_wave_ratio": 0.5}, {"p_axis": 100}],
-        drop=["p_axis"]),
+        pos={"heart_rate": 59}, neg=[{"heart_rate": 60}, {"p_wave_ratio": 0.79}, {"p_axis": 91},
+                                     {"p_axis": -16}],
+        also_pos=[{"p_wave_ratio": 0.8}, {"p_axis": 90}, {"p_axis": -15}], drop=["p_axis"]),
     "sinus_tachycardia": dict(
-        pos={"heart_rate": 101}, neg=[{"heart_rate": 100}, {"p_axis": 120}], drop=["heart_rate"]),
+        pos={"heart_rate": 101}, neg=[{"heart_rate": 100}, {"p_axis": 120}, {"p_wave_ratio": 0.79}],
+        also_pos=[{"p_wave_ratio": 0.85, "heart_rate": 130}], drop=["heart_rate"]),
     "sinus_arrhythmia": dict(
         pos={"rr_sd": 60, "rr_irregularity": 0.05},
         neg=[{"rr_sd": 52.9}, {"rr_irregularity": 0.12}, {"p_wave_ratio": 0.8}],
         also_pos=[{"rr_sd": 53}], drop=["rr_sd"]),
     "atrial_fibrillation": dict(
-        pos={"p_wave_ratio": 0.1, "rr_irregularity": 0.2},
-        neg=[{"p_wave_ratio": 0.8}, {"rr_irregularity": 0.099}, {"p_wave_ratio": 1.0}],
-        also_pos=[{"rr_irregularity": 0.10}, {"p_wave_ratio": 0.79}, {"p_wave_ratio": 0.0}],
+        # RMSSD/SDNN = 0.2 · 833 / 150 = 1.1: irregularly irregular
+        pos={"p_wave_ratio": 0.1, "rr_irregularity": 0.2, "rr_sd": 150},
+        # P waves before most beats with abrupt short-long cycles (0.2 · 833 / 80 = 2.1): premature
+        # complexes, not AF; with few P waves it stays AF
+        neg=[{"p_wave_ratio": 0.8}, {"rr_irregularity": 0.099}, {"p_wave_ratio": 1.0},
+             {"p_wave_ratio": 0.7, "rr_sd": 80}],
+        also_pos=[{"rr_irregularity": 0.10}, {"p_wave_ratio": 0.79}, {"p_wave_ratio": 0.0},
+                  {"p_wave_ratio": 0.4, "rr_sd": 80}],
         drop=["p_wave_ratio", "rr_irregularity"]),
     "atrial_flutter": dict(
         pos={"heart_rate": 150, "p_wave_ratio": 0.2, "rr_irregularity": 0.02},
@@ -101,8 +108,9 @@ CASES: dict[str, dict] = {
         neg=[{"rr_irregularity": 0.079}, {"p_wave_ratio": 0.49}, {"qrs_duration": 120},
              # gradual change (RMSSD/SDNN 0.08 · 833 / 80 = 0.83): sinus arrhythmia, not this
              {"rr_irregularity": 0.08, "rr_sd": 80},
-             # P waves in only 60 % of beats and nRMSSD ≥ 0.10: atrial fibrillation, not this
-             {"p_wave_ratio": 0.6}],
+             # P waves in only 60 % of beats, nRMSSD ≥ 0.10, no abrupt cycles (0.12 · 833 / 90 =
+             # 1.1): atrial fibrillation, not this
+             {"p_wave_ratio": 0.6, "rr_sd": 90}],
         also_pos=[{"rr_irregularity": 0.08, "rr_sd": 33}],
         drop=["rr_irregularity"]),
     "supraventricular_tachycardia": dict(

@@ -59,6 +59,8 @@ CONTIGUOUS_PAIRS = (("II", "III"), ("II", "aVF"), ("III", "aVF"), ("I", "aVL"),
 SINUS_P_RATIO = 0.9          # beats with a P wave (sinus cards)
 SINUS_P_AXIS = (0.0, 75.0)   # degrees (sinus cards)
 AF_P_RATIO = 0.8             # beats with a P wave at a constant PR (fitted on PTB-XL folds 1-9)
+AF_ABRUPT = 1.6              # RMSSD / SDNN below this: no short-long ectopic pattern (fitted on folds 1-9)
+SINUS_RATE_P_AXIS = (-15.0, 90.0)   # degrees: sinus origin for the rate rules (fitted on folds 1-9)
 IRREGULAR_RR = 0.08          # RMSSD / mean RR above the sinus range (heuristic)
 AF_RR = 0.10                 # normalised RMSSD (RMSSD / mean RR) > 0.1: Dash et al. 2009
 REGULAR_RR = 0.05            # RMSSD / mean RR for "very low" irregularity (heuristic)
@@ -393,12 +395,19 @@ def _r_sinus_rhythm(f):
     return _all([_sinus_p(f), _between(f("heart_rate"), 60.0, 100.0)])
 
 
+def _sinus_origin(f) -> Tri:
+    """A sinus rhythm for the rate rules: P waves before most beats (as many as AF's cut-off
+    denies AF) with a P axis of sinus origin (:data:`SINUS_RATE_P_AXIS`)."""
+    return _all([_ge(f("p_wave_ratio"), AF_P_RATIO),
+                 _between(_axis(f("p_axis")), *SINUS_RATE_P_AXIS)])
+
+
 def _r_sinus_brady(f):
-    return _all([_sinus_p(f), _lt(f("heart_rate"), 60.0)])
+    return _all([_sinus_origin(f), _lt(f("heart_rate"), 60.0)])
 
 
 def _r_sinus_tachy(f):
-    return _all([_sinus_p(f), _gt(f("heart_rate"), 100.0)])
+    return _all([_sinus_origin(f), _gt(f("heart_rate"), 100.0)])
 
 
 def _r_sinus_arrhythmia(f):
@@ -407,7 +416,10 @@ def _r_sinus_arrhythmia(f):
 
 
 def _r_af(f):
-    return _all([_lt(f("p_wave_ratio"), AF_P_RATIO), _ge(f("rr_irregularity"), AF_RR)])
+    # few P waves: AF; P waves before half the beats or more: only without the abrupt
+    # short-long cycles of premature beats (those are premature complexes, not AF)
+    return _all([_lt(f("p_wave_ratio"), AF_P_RATIO), _ge(f("rr_irregularity"), AF_RR),
+                 _any([_lt(f("p_wave_ratio"), 0.5), _lt(_abruptness(f), AF_ABRUPT)])])
 
 
 def _r_flutter(f):
@@ -640,11 +652,13 @@ RULES: tuple[Rule, ...] = (
          "Sinus rhythm: beats with a P wave ≥ 0.9, P axis 0° to +75° and heart rate 60–100 bpm.",
          _u(_SINUS_P_NEEDS, "heart_rate"), _r_sinus_rhythm),
     Rule("sinus_bradycardia",
-         "Sinus bradycardia: heart rate < 60 bpm with sinus P waves (beats with a P wave ≥ 0.9, "
-         "P axis 0° to +75°).", _u(_SINUS_P_NEEDS, "heart_rate"), _r_sinus_brady),
+         "Sinus bradycardia: heart rate < 60 bpm in a sinus rhythm (beats with a P wave ≥ 0.8, "
+         "P axis −15° to +90°; both fitted on PTB-XL folds 1–9 so that the rule fires whenever "
+         "the rate qualifies and the rhythm is sinus).", _u(_SINUS_P_NEEDS, "heart_rate"), _r_sinus_brady),
     Rule("sinus_tachycardia",
-         "Sinus tachycardia: heart rate > 100 bpm with sinus P waves (beats with a P wave ≥ 0.9, "
-         "P axis 0° to +75°).", _u(_SINUS_P_NEEDS, "heart_rate"), _r_sinus_tachy),
+         "Sinus tachycardia: heart rate > 100 bpm in a sinus rhythm (beats with a P wave ≥ 0.8, "
+         "P axis −15° to +90°; both fitted on PTB-XL folds 1–9 so that the rule fires whenever "
+         "the rate qualifies and the rhythm is sinus).", _u(_SINUS_P_NEEDS, "heart_rate"), _r_sinus_tachy),
     Rule("sinus_arrhythmia",
          "Sinus arrhythmia (heuristic): sinus P waves (beats with a P wave ≥ 0.9, P axis 0° to "
          "+75°), RR SDNN ≥ 53 ms (a cyclic variation whose longest-shortest RR difference is about "
@@ -656,8 +670,10 @@ RULES: tuple[Rule, ...] = (
          "Atrial fibrillation (heuristic): RR irregularity (RMSSD/mean RR) ≥ 0.10 (normalised "
          "RMSSD above 0.1, Dash et al. 2009) and no P waves: beats with a P wave at a constant PR "
          "< 0.8 (fibrillatory waves taken for P waves line up with a QRS in some beats by chance; "
-         "the 0.8 cut-off was chosen on PTB-XL folds 1–9).",
-         ("p_wave_ratio", "rr_irregularity"), _r_af, True),
+         "the 0.8 cut-off was chosen on PTB-XL folds 1–9); where P waves precede half the beats or "
+         "more, only without the abrupt short-long cycles of premature beats (RMSSD/SDNN < 1.6, "
+         "chosen on folds 1–9: sinus rhythm with frequent premature complexes is not AF).",
+         ("p_wave_ratio", "rr_irregularity", "rr_sd", "heart_rate"), _r_af, True),
     Rule("atrial_flutter",
          "Atrial flutter with 2:1 conduction (heuristic; F waves are not measured): heart rate "
          "135–165 bpm, beats with a P wave < 0.5, RR irregularity < 0.10, QRS duration < 120 ms. "
