@@ -90,7 +90,7 @@ CASES: dict[str, dict] = {
     "atrial_fibrillation": dict(
         # RMSSD/SDNN = 0.2 · 833 / 150 = 1.1: irregularly irregular
         pos={"p_wave_ratio": 0.1, "rr_irregularity": 0.2, "rr_sd": 150},
-        # P waves before most beats with abrupt short-long cycles (0.2 · 833 / 80 = 2.1): premature
+        # P waves before most beats with abrupt short-long cycles (0.2 · 833 / 80 = 2.1 ≥ 1.75): premature
         # complexes, not AF; with few P waves it stays AF
         neg=[{"p_wave_ratio": 0.8}, {"rr_irregularity": 0.099}, {"p_wave_ratio": 1.0},
              {"p_wave_ratio": 0.7, "rr_sd": 80}],
