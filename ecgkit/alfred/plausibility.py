@@ -16,7 +16,7 @@ halved rate     QRS duration and heart rate together         not both      sampl
                                                              < 45 bpm
 amplitude       peak-to-peak amplitude of the median lead    0.05–20 mV    above: values in µV;
                                                                            below: values in V
-rate factor     heart rate, QRS, QT and PR together          most in their twice or half the
+rate factor     heart rate, QRS, QTc and PR together         most in their twice or half the
                 (:data:`TIMING_RANGES`) read at this rate,   ranges at     stated rate fits
                 at twice and at half of it                   this rate     clearly better
 ==============  ===========================================  ============  ==========================
@@ -24,10 +24,11 @@ rate factor     heart rate, QRS, QT and PR together          most in their twice
 **Rate factor.** A record whose header states half (or twice) its real rate stretches (or
 squeezes) every duration by the same factor: a 500 Hz ECG read as 250 Hz has twice the QRS, QT and
 PR and half the heart rate, and each can still look like disease (a QRS of 180 ms, a long QT, a
-slow rate). :func:`rate_factor` counts how many of the four fall in a wide human range
+slow rate). :func:`rate_factor` counts how many of the four (QT as QTc) fall in their normal range
 (:data:`TIMING_RANGES`) as read, and as they would be at twice and at half the rate; when another
-factor fits at least :data:`FACTOR_MARGIN` more of them (and at least three), the rate is
-suspected, with the same warning as the single checks.
+factor makes at least :data:`FACTOR_MARGIN` more of them normal (and at least three), the rate is
+suspected, with the same warning as the single checks. A record with several real abnormalities
+can still look normal at the wrong rate: it is a warning, never a refusal.
 
 :func:`answer_flags` flags an answer that contradicts itself (NORM with another superclass, all
 five "yes") or whose explanation is empty or a template placeholder (``<your reasoning>``).
@@ -69,9 +70,13 @@ CHECKS = (
 )
 #: a QRS at least this wide with a rate below this: the sampling rate is probably half the real one
 HALVED_RATE = {"qrs_duration": 160.0, "heart_rate": 45.0}
-#: wide human ranges of the timings that all scale with the sampling rate (disease included)
-TIMING_RANGES = {"heart_rate": (35.0, 160.0), "qrs_duration": (60.0, 170.0),
-                 "qt_interval": (260.0, 560.0), "pr_interval": (100.0, 300.0)}
+#: normal ranges of the timings that all scale with the sampling rate (QTc by Bazett: the QT
+#: read at another rate is corrected with that rate's RR)
+TIMING_RANGES = {"heart_rate": (50.0, 110.0), "qrs_duration": (60.0, 120.0),
+                 "qtc": (350.0, 470.0), "pr_interval": (110.0, 210.0)}
+#: wide human ranges (disease included) of the same timings, QT uncorrected: a second test
+WIDE_RANGES = {"heart_rate": (35.0, 160.0), "qrs_duration": (60.0, 170.0),
+               "qt": (260.0, 560.0), "pr_interval": (100.0, 300.0)}
 #: another rate factor must put this many more timings in range to be suspected
 FACTOR_MARGIN = 2
 
@@ -93,22 +98,28 @@ def measure(signal: np.ndarray, features) -> dict:
 
 def rate_factor(values: dict) -> tuple[float, dict]:
     """The factor (0.5, 1 or 2) by which the real sampling rate most plausibly differs from the
-    stated one, and how many :data:`TIMING_RANGES` timings fit at each factor. 1 unless another
+    stated one, and how many timings fit at each factor: first their normal ranges
+    (:data:`TIMING_RANGES`), then the wide human ones (:data:`WIDE_RANGES`). 1 unless another
     factor fits at least :data:`FACTOR_MARGIN` more timings and three or more."""
-    fits = {}
-    for k in (0.5, 1.0, 2.0):
-        n = 0
-        for key, (lo, hi) in TIMING_RANGES.items():
-            v = values.get(key, math.nan)
-            if v is None or math.isnan(v):
-                continue
-            v = v * k if key == "heart_rate" else v / k   # read at fs, really k·fs
-            n += lo <= v <= hi
-        fits[k] = n
-    best = max((0.5, 2.0), key=lambda k: fits[k])
-    if fits[best] >= 3 and fits[best] >= fits[1.0] + FACTOR_MARGIN:
-        return best, fits
-    return 1.0, fits
+    def number(key):
+        v = values.get(key, math.nan)
+        return math.nan if v is None else float(v)
+
+    hr, qt = number("heart_rate"), number("qt_interval")
+    found, first = 1.0, None
+    for ranges in (TIMING_RANGES, WIDE_RANGES):
+        fits = {}
+        for k in (0.5, 1.0, 2.0):      # read at fs, really k·fs: durations / k, rate · k
+            timings = {"heart_rate": hr * k, "qrs_duration": number("qrs_duration") / k,
+                       "qtc": (qt / k) / math.sqrt(60.0 / (hr * k)) if hr > 0 else math.nan,
+                       "qt": qt / k, "pr_interval": number("pr_interval") / k}
+            fits[k] = sum(lo <= timings[key] <= hi for key, (lo, hi) in ranges.items()
+                          if not math.isnan(timings[key]))
+        first = first or fits
+        best = max((0.5, 2.0), key=lambda k: fits[k])
+        if fits[best] >= 3 and fits[best] >= fits[1.0] + FACTOR_MARGIN:
+            return best, fits
+    return found, first
 
 
 def _value(v: float, unit: str) -> str:
@@ -136,8 +147,8 @@ def check_record(values: dict, fs: float, fix_rate: str = "pass --fs {fs:g}") ->
     factor, fits = rate_factor(values)
     if factor != 1.0:
         suspects.setdefault("rate too low" if factor > 1 else "rate too high", []).append(
-            f"{fits[factor]} of the heart rate, QRS, QT and PR fit a human ECG at {fs * factor:g} Hz, "
-            f"{fits[1.0]} at {fs:g} Hz")
+            f"the heart rate, QRS, QT and PR fit a human ECG better at {fs * factor:g} Hz "
+            f"({fits[factor]} of 4 in range) than at {fs:g} Hz ({fits[1.0]})")
     warnings = []
     measured = f"the QRS measures {_value(qrs, 'ms')} and the rate {_value(hr, 'bpm')}"
     low, high = suspects.get("rate too low"), suspects.get("rate too high")
