@@ -107,15 +107,23 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
 
 
 def record_time(notebook: str, seconds: float, profile: str) -> None:
-    """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map)."""
+    """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map and
+    the performance page), keeping the notebook's four runs before it (``history``): a rerun on
+    the same cache is then shown beside the run that filled it."""
     import json
 
     from .config import results_dir
 
+    import time
+
     path = results_dir() / "reproduce_times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
+    before = times.get(notebook)
+    history = (before.get("history", []) + [{k: before[k] for k in ("seconds", "at") if k in before}]
+               if before else [])[-4:]
     times[notebook] = {"seconds": round(float(seconds), 1), "profile": profile,
-                       "cpus": os.cpu_count()}
+                       "cpus": os.cpu_count(), "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "history": history}
     path.write_text(json.dumps(times, indent=1))
 
 

@@ -876,6 +876,35 @@ def quick_cost(directory: str | Path | None = None, root: str | Path | None = No
     return text + " Setting up, the tests and the book build come on top."
 
 
+#: what a rerun on a warm cache should cost (issue 23): each notebook, and all of them
+WARM_NOTEBOOK_S, WARM_TOTAL_S = 30.0, 180.0
+
+
+def rerun_table(directory: str | Path | None = None) -> pd.DataFrame:
+    """Each notebook's wall time in its last run and in the run before (``reproduce_times.json``):
+    a rerun on the same cache beside the run that filled it, with a total row. Empty before two
+    runs were recorded."""
+    directory = Path(directory) if directory else results_dir()
+    path = directory / "reproduce_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    rows = []
+    for name, t in sorted(times.items()):
+        history = t.get("history") or []
+        if not history:
+            continue
+        prev = history[-1]
+        rows.append({"notebook": name, "run before (s)": prev.get("seconds"), "at": prev.get("at", "–"),
+                     "last run (s)": t["seconds"], "last at": t.get("at", "–"),
+                     "last within 30 s": "yes" if t["seconds"] <= WARM_NOTEBOOK_S else "no"})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows).set_index("notebook")
+    total = {"run before (s)": out["run before (s)"].sum(), "at": "", "last run (s)": out["last run (s)"].sum(),
+             "last at": "", "last within 30 s": "yes" if out["last run (s)"].sum() <= WARM_TOTAL_S else "no"}
+    out.loc["all (target: 180 s warm)"] = total
+    return out
+
+
 def total_minutes(directory: str | Path | None = None) -> float | None:
     """Minutes the last ``make reproduce`` spent in the notebooks (None before it ran)."""
     directory = Path(directory) if directory else results_dir()

@@ -112,3 +112,22 @@ def test_executed_copies_are_scrubbed_for_publishing(tmp_path, monkeypatch):
     streams = [(o.get("name"), o.get("text")) for c in nb.cells for o in c.get("outputs", [])]
     assert streams == [("stdout", "ok\n"), ("stderr", "step 2/3\n"), ("stdout", "reading <cpsc>\n")]
     assert str(data) not in out[0].read_text()
+
+
+def test_record_time_keeps_the_run_before_and_the_rerun_table(tmp_path, monkeypatch):
+    from ecgkit.reproduce import record_time
+    from ecgkit.results import rerun_table
+
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path))
+    record_time("02_x", 300.0, "quick")
+    assert rerun_table(tmp_path).empty                       # one run: nothing to compare
+    record_time("02_x", 12.5, "quick")
+    record_time("03_y", 40.0, "quick")
+    table = rerun_table(tmp_path)
+    assert list(table.index) == ["02_x", "all (target: 180 s warm)"]
+    assert table.loc["02_x", "run before (s)"] == 300.0 and table.loc["02_x", "last run (s)"] == 12.5
+    assert table.loc["02_x", "last within 30 s"] == "yes"
+    for _ in range(6):
+        record_time("02_x", 10.0, "quick")
+    import json
+    assert len(json.loads((tmp_path / "reproduce_times.json").read_text())["02_x"]["history"]) == 4
