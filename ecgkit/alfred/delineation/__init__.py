@@ -1,37 +1,42 @@
 """ALFRED step 1: a 1-D U-Net that labels every sample of every lead as P, QRS, T or none.
 
-Classes (:data:`CLASSES`): 0 none, 1 P wave, 2 QRS complex, 3 T wave.
+Classes (:data:`CLASSES`): 0 none, 1 P wave, 2 QRS complex, 3 T wave; a wave occupies
+``[onset, offset)`` (an offset is the first sample after the wave, as in the cardiologists'
+annotations).
 
 Leads are processed independently, as a batch of single-channel signals, so any lead set and any
 number of leads works (one included; all-NaN columns are missing leads and are skipped). The
-network sees 500 Hz input (:data:`FS`); other rates are resampled with
-:func:`ecgkit.data.preprocess.ecg_resample` and the fiducials are mapped back to the input rate.
-Each lead is standardised (mean removed, divided by its standard deviation, floored at 0.01 mV).
+network sees its own rate (``model.fs``: 250 Hz for the delineator learnt from cardiologists, 500 Hz
+for weights that do not say); other rates are resampled with
+:func:`ecgkit.data.preprocess.ecg_resample` and the fiducials mapped back to the input rate.
+Each lead is standardised (mean removed, divided by its standard deviation, floored at 0.01 mV),
+and the logits are corrected for the class weights of training (:func:`.inference.logit_adjustment`).
 
 **Beats.** Which QRS complexes are beats is not left to a vote over the leads' U-Net labels (a
 few noisy leads outvote nothing on real ECGs and add beats): :func:`delineate` anchors the beats
 on a QRS detector run on one multi-lead QRS-energy signal (:mod:`ecgkit.alfred.beats`) and keeps
 the U-Net for the wave boundaries (:func:`align_beats`).
 
-Ground truth comes from the synthetic cohort's per-lead fiducials (:func:`fiducials_to_mask`).
-**T onset:** the generator writes no ``t_on``, so the T label starts at
-``t_peak − (t_off − t_peak)`` (the T wave mirrored about its peak), but never before ``qrs_off``
-(the ST segment is labelled T only when the T wave is that wide). Predicted T onsets are therefore
-reported (``t_on``) but not scored.
+**Training data.** The wave boundaries cardiologists marked lead by lead on real ECGs
+(:mod:`ecgkit.data.delineation`: LUDB, the QT Database; ``$ECGKIT_DELINEATION``), optionally with
+synthetic records (``synthetic_records``; their generator's fiducials, :func:`fiducials_to_mask`).
+:func:`cross_validate` scores a configuration by record-wise folds (:mod:`.crossval`); the train
+command records those held-out scores, the folds and the fold models beside the weights.
 
 The quick-profile weights ship with the package (``ecgkit/resources/delineator-quick``,
-safetensors, about 0.3 MB) so that nothing trains on first use; ``python -m ecgkit.alfred.delineation
-train --profile quick --out ecgkit/resources/delineator-quick`` retrains them from scratch and
-records their scores on held-out synthetic records (:func:`held_out_scores`). Other weights are
-cached as safetensors under ``cache_dir("models", "delineator-<key>")``, keyed by the training
-configuration, :data:`ecgkit.versions.VERSIONS` (generator and delineator) and the seed
-(:func:`load_delineator`); a profile with neither shipped nor cached weights is trained once, with
-a message saying so.
+safetensors, with the five fold models) so that nothing trains on first use; ``python -m
+ecgkit.alfred.delineation train --profile quick --data DIR --out ecgkit/resources/delineator-quick``
+retrains them from scratch. The previous version's weights, learnt from the synthetic cohort
+only, ship as ``delineator-synthetic`` for comparison. Other weights are cached as safetensors
+under ``cache_dir("models", "delineator-<key>")``, keyed by the training configuration, the data's
+fingerprint, :data:`ecgkit.versions.VERSIONS` and the seed (:func:`load_delineator`); a profile
+with neither shipped nor cached weights is trained once, with a message saying so.
 
 One module per job: :mod:`.labels` (ground truth ↔ per-sample labels), :mod:`.training`,
 :mod:`.inference` (:func:`standardise`, :func:`delineate`, :func:`align_beats`), :mod:`.scoring`
-(:func:`score_delineation`, NeuroKit2 for comparison); this module holds the settings, the cache,
-loading and the command line, and re-exports the rest. The network is :class:`ecgkit.nn.UNet1D`.
+(:func:`score_delineation`, NeuroKit2 for comparison), :mod:`.crossval` (folds, scoring against
+cardiologists, the published rows); this module holds the settings, the cache, loading and the
+command line, and re-exports the rest. The network is :class:`ecgkit.nn.UNet1D`.
 """
 from __future__ import annotations
 
