@@ -120,7 +120,7 @@ def unmark_t_onsets(labels: np.ndarray) -> np.ndarray:
     labels = np.array(labels, dtype=np.int8, copy=True)
     for j in range(labels.shape[1]):
         col = labels[:, j]
-        values, starts, stops = _runs(col)
+        values, starts, stops = label_runs(col)
         for k, (v, a, b) in enumerate(zip(values, starts, stops)):
             if v != 3:
                 continue
@@ -231,7 +231,7 @@ def read_qtdb(folder: str | os.PathLike, records=None, annotator: str = "q1c") -
     for name in names:
         whole = _read_wfdb_annotated(folder, name, {None: annotator}, "qtdb")
         marked = (whole.labels[:, 0] != UNMARKED).astype(np.int8)
-        values, starts, stops = _runs(marked)
+        values, starts, stops = label_runs(marked)
         spans = [(a, b) for v, a, b in zip(values, starts, stops) if v == 1]
         for k, (a, b) in enumerate(spans):
             rec = name if len(spans) == 1 else f"{name}#{k}"
@@ -292,8 +292,8 @@ def describe_annotated(ecgs: list[AnnotatedECG]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("database") if rows else pd.DataFrame()
 
 
-def _runs(labels: np.ndarray):
-    """(value, start, stop) of constant runs of a 1-D array (stop exclusive)."""
+def label_runs(labels: np.ndarray):
+    """(value, start, stop) of the constant runs of a 1-D array (stop exclusive)."""
     labels = np.asarray(labels)
     if labels.size == 0:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
@@ -316,7 +316,7 @@ def wave_boundaries(labels: np.ndarray, leads=None) -> pd.DataFrame:
     n = labels.shape[0]
     for j, lead in enumerate(leads):
         col = labels[:, j]
-        values, starts, stops = _runs(col)
+        values, starts, stops = label_runs(col)
         for v, a, b in zip(values, starts, stops):
             if v not in names:
                 continue

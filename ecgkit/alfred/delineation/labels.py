@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...data.delineation import label_runs as _runs
 from ...vocabulary import LEADS
 
 
@@ -71,16 +72,6 @@ def fiducials_to_mask(fiducials: pd.DataFrame, n_samples: int, leads=LEADS) -> n
         _fill(m, int(row.p_on), int(row.p_off), 1)
         _fill(m, int(row.qrs_on), int(row.qrs_off), 2)
     return mask
-
-
-def _runs(labels: np.ndarray):
-    """(value, start, stop) of constant runs (stop exclusive)."""
-    if labels.size == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
-    change = np.flatnonzero(np.diff(labels)) + 1
-    starts = np.concatenate([[0], change])
-    stops = np.concatenate([change, [labels.size]])
-    return labels[starts], starts, stops
 
 
 def _clean(labels: np.ndarray, fs: float) -> np.ndarray:
