@@ -8,7 +8,8 @@ module imports nothing, so that a key can be computed without loading the code t
 VERSIONS = {
     "synthetic": "1",      # ecgkit.data.synthetic: what the generator writes
     "delineator": "2",     # ecgkit.alfred.delineation: U-Net, labels ([onset, offset)), training on annotated ECGs
-    "neurokit_delineation": 1,  # ecgkit.alfred.delineation.crossval: neurokit2 on annotated ECGs
+    "neurokit_delineation": 1,
+    "delineator_predictions": 1,  # ecgkit.alfred.delineation.crossval: out-of-fold delineations  # ecgkit.alfred.delineation.crossval: neurokit2 on annotated ECGs
     "signal_cache": 1,     # ecgkit.data.cache: memmap layout
     "knowledge_index": 1,  # ecgkit.knowledge.index: chunking and persisted layout
     "cqa": 3,              # ecgkit.esi.cqa: prompt assembly, answer cleaning, repetition control

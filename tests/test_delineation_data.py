@@ -153,3 +153,25 @@ def test_record_folds_keep_a_record_together_and_mix_databases():
     for fold in range(1, 6):
         members = [g for g, f in folds.items() if f == fold]
         assert any(g.startswith("ludb/") for g in members) and any(g.startswith("qtdb/") for g in members)
+
+
+def test_out_of_fold_and_neurokit_are_cached(tmp_cache, capsys):
+    import torch
+
+    from ecgkit.nn import UNet1D
+
+    torch.manual_seed(0)
+    model = UNet1D(base=4, depth=2).eval()
+    model.fs = 250.0
+    rng = np.random.default_rng(0)
+    ecgs = [DD.AnnotatedECG("ludb", str(i), rng.normal(0, 0.1, (1500, 2)).astype(np.float32),
+                            np.zeros((1500, 2), np.int8), 250, ("I", "II")) for i in range(2)]
+    first = CV.out_of_fold(ecgs, {}, {}, final=model)
+    again = CV.out_of_fold(ecgs, {}, {}, final=model)
+    out = capsys.readouterr().out
+    assert "computed and cached" in out and "from cache" in out
+    assert len(first) == len(again) == 2
+    for a, b in zip(first, again):
+        assert len(a) == len(b) and (len(a) == 0 or (a[list(b.columns)].astype(str).values == b.astype(str).values).all())
+    nk = CV.neurokit_cached(ecgs)
+    assert isinstance(nk, list) and len(nk) == 2

@@ -78,20 +78,50 @@ def score_against_cardiologists(ecgs: list[AnnotatedECG], predictions: list[pd.D
 
 
 def out_of_fold(ecgs: list[AnnotatedECG], folds: dict[str, int], models: dict[int, object],
-                final=None) -> list[pd.DataFrame]:
+                final=None, cache: bool = True) -> list[pd.DataFrame]:
     """Each ECG delineated by the model of its record's fold (trained without it); an ECG whose
-    record is in no fold by ``final`` (a model that never saw it)."""
+    record is in no fold by ``final`` (a model that never saw it). Cached (``cache``) by the
+    ECGs' fingerprint, the folds and the models' weights, so a rerun reads it."""
+    from ...cache import build_or_load
+    from ...data.delineation import fingerprint
+    from ...hashing import content_sha256
     from .inference import delineate
 
-    out = []
-    for e in ecgs:
+    def model_for(e):
         fold = folds.get(e.group)
         model = models[fold] if fold is not None else final
         if model is None:
             raise ValueError(f"{e.name}: its record is in no fold and no final model was given")
-        leads = [str(x) for x in e.leads]
-        with np.errstate(all="ignore"):
-            out.append(delineate(e.signal, e.fs, model=model, leads=leads))
+        return model
+
+    def compute():
+        out = []
+        for e in ecgs:
+            with np.errstate(all="ignore"):
+                out.append(delineate(e.signal, e.fs, model=model_for(e), leads=[str(x) for x in e.leads]))
+        return out
+
+    if not cache:
+        return compute()
+    used = {id(model_for(e)): model_for(e) for e in ecgs}
+    spec = {"data": fingerprint(ecgs), "folds": {g: f for g, f in sorted(folds.items())},
+            "models": sorted(content_sha256(*m.state_dict().values()) + f"|{getattr(m, 'fs', '')}"
+                             f"|{getattr(m, 'class_weights', None)}" for m in used.values())}
+
+    def build(folder):
+        frames = [f.assign(ecg=i) for i, f in enumerate(compute()) if len(f)]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["ecg"])
+        table.to_csv(folder / "fiducials.csv.gz", index=False)
+
+    def load(folder):
+        table = pd.read_csv(folder / "fiducials.csv.gz", dtype={"lead": str})
+        groups = {int(k): g.drop(columns="ecg").reset_index(drop=True) for k, g in table.groupby("ecg")}
+        return [groups.get(i, pd.DataFrame(columns=[c for c in table.columns if c != "ecg"]))
+                for i in range(len(ecgs))]
+
+    out, k, built = build_or_load("delineator_predictions", spec, build, load)
+    print(f"delineations of {len(ecgs)} annotated ECGs by {len(used)} model(s): "
+          f"{'computed and cached' if built else 'from cache'} (key {k})", flush=True)
     return out
 
 
@@ -166,12 +196,15 @@ def neurokit_cached(ecgs: list[AnnotatedECG], method: str = "dwt", n_jobs: int =
         table.to_csv(folder / "fiducials.csv.gz", index=False)
 
     def load(folder):
-        table = pd.read_csv(folder / "fiducials.csv.gz")
+        table = pd.read_csv(folder / "fiducials.csv.gz", dtype={"lead": str})
         groups = {int(k): g.drop(columns="ecg").reset_index(drop=True) for k, g in table.groupby("ecg")}
         return [groups.get(i) for i in range(len(ecgs))]
 
-    return build_or_load("neurokit_delineation", {"data": fingerprint(ecgs), "method": method},
-                         build, load)
+    out, k, built = build_or_load("neurokit_delineation", {"data": fingerprint(ecgs), "method": method},
+                                  build, load)
+    print(f"neurokit2 {method} on {len(ecgs)} annotated ECGs: {'computed and cached' if built else 'from cache'} "
+          f"(key {k})", flush=True)
+    return out
 
 
 def published_scores() -> pd.DataFrame:
