@@ -264,7 +264,7 @@ def _data_record(ecgs, data: str) -> dict:
 
     table = describe_annotated(ecgs)
     return {"fingerprint": data,
-            "databases": {db: {k: (round(float(v), 2) if isinstance(v, float) else int(v))
+            "databases": {db: {k: (int(v) if k in ("records", "stretches", "leads") else round(float(v), 2))
                                for k, v in row.items()} for db, row in table.iterrows()}}
 
 
