@@ -432,6 +432,8 @@ def delineation_strips(examples, fs: float, seconds: float = 4.0) -> Figure:
             ax.text(-0.01, y0 + 0.08 * span, name, ha="right", va="center", fontsize=8,
                     transform=ax.get_yaxis_transform())
         ax.set_ylim(lo - (len(rows) + 0.3) * 0.22 * span, hi + 0.1 * span)
+        ticks = [t for t in ax.get_yticks() if lo - 0.05 * span <= t <= hi + 0.05 * span]
+        ax.set_yticks(ticks)                      # no mV ticks beside the annotators' rows
         ax.set_xlim(0, x.size / fs)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("mV")

@@ -291,7 +291,14 @@ def strip_example(ecg: AnnotatedECG, lead: str, predictions: dict, title: str = 
     j = [str(x) for x in ecg.leads].index(str(lead))
     bands = {"cardiologist": ecg.labels[:, j]}
     for name, frame in predictions.items():
-        rows = frame[frame["lead"].astype(str) == str(lead)] if frame is not None else None
+        rows = frame[frame["lead"].astype(str) == str(lead)].copy() if frame is not None else None
+        if rows is not None:         # a wave missing a bound is not drawn (it would fill to the edge)
+            for w in ("p", "qrs", "t"):
+                if f"{w}_on" in rows and f"{w}_off" in rows:
+                    bad = (rows[f"{w}_on"] < 0) | (rows[f"{w}_off"] < 0)
+                    rows.loc[bad, [f"{w}_on", f"{w}_off"]] = -1
+            if "t_peak" in rows:
+                rows["t_peak"] = np.where(rows["t_on"] < 0, -1, rows["t_peak"])
         bands[name] = (fiducials_to_mask(rows, ecg.signal.shape[0], leads=[str(lead)])[0]
                        if rows is not None and len(rows) else np.zeros(ecg.signal.shape[0], np.int8))
     return {"signal": ecg.signal[:, j], "bands": bands,
