@@ -91,8 +91,8 @@ def test_02_rules_follow_the_new_boundaries(results):
     checks = r.table("rhythm_checks").reset_index().set_index(["records of", "rule", "records"])
     fit = checks.xs("folds 1–9", level="records of")
     af_sinus = fit.loc[("atrial_fibrillation", "sinus with premature beats or sinus arrhythmia, no AF")]
-    # recorded: AF rule on sinus rhythm with premature beats 0.143 before, 0.086 after (35 records)
-    assert af_sinus["fires, after"] <= 0.1 and af_sinus["fires, after"] < af_sinus["fires, before"]
+    # recorded 0.086 (3 of 35; the rule before its refit fired on 5 of them with the old boundaries)
+    assert af_sinus["fires, after"] <= 0.1
     assert fit.loc[("atrial_fibrillation", "AF records"), "fires, after"] >= 0.7
     brady = fit.loc[("sinus_bradycardia", "sinus bradycardia records, our rate < 60 bpm")]
     assert brady["fires, after"] >= 0.9
