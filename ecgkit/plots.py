@@ -360,6 +360,8 @@ def stacked_count_bars(table, xlabel: str, ylabel: str = "", legend_title: str =
         ax.set_title(title, loc="left", fontsize=10)
     fig.legend(loc="outside lower center", ncol=min(len(table.columns), 5), title=legend_title or None,
                frameon=False)
+    return fig
+
 
 #: Colours of the waves in delineation figures (P, QRS, T).
 WAVE_COLOURS = {1: "#4c9be8", 2: "#e8604c", 3: "#5cb85c"}

@@ -84,7 +84,7 @@ def test_the_expert_collection_claim_follows_what_was_retrieved():
 def test_measured_sentence_and_data_kind():
     text = measured_sentence({"records_measured": {"value": 200, "of": 500, "failed": 0}}, 20)
     assert "200 of the 500 real records" in text and "20 held-out synthetic records" in text
-    assert "cardiologists" not in text
+    assert "annotated ECGs**" not in text and "no ECGs with cardiologists' boundaries" in text
     both = measured_sentence({"records_measured": {"value": 200, "of": 500},
                               "annotated_ecgs": {"value": 261, "databases": "ludb, qtdb"}}, 20)
     assert "261 annotated ECGs** (ludb, qtdb" in both and "20 held-out synthetic records" in both

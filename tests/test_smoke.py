@@ -76,7 +76,8 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     from ecgkit.data import sources
 
     monkeypatch.delenv(smoke.ENV, raising=False)
-    assert delineator_config("full")["n_records"] == PROFILES["full"]["n_records"]
+    assert delineator_config("full")["max_records"] == PROFILES["full"]["max_records"] == 0   # all
+    assert delineator_config("full")["epochs"] == PROFILES["full"]["epochs"]
     assert sources.CohortSettings.for_profile("full").n_records == sources.SYNTHETIC_RECORDS["full"]
     monkeypatch.setenv(smoke.ENV, "0")
     assert not smoke.active()
@@ -84,8 +85,8 @@ def test_smoke_sizes_apply_only_when_smoke_is_on(monkeypatch):
     config = delineator_config("full")
     from ecgkit.alfred.delineation import DelineatorSettings
 
-    assert config["n_records"] == DelineatorSettings.SMOKE["n_records"] < PROFILES["full"]["n_records"]
-    assert config["epochs"] == 1
+    assert config["max_records"] == DelineatorSettings.SMOKE["max_records"] > 0       # a few, not all
+    assert config["epochs"] == 1 and config["folds"] == 2
     assert delineator_config("full", epochs=3)["epochs"] == 3          # explicit overrides still win
     from ecgkit.ecgllm.finetune import LoraSettings
 
@@ -174,7 +175,10 @@ def test_every_smoke_size_is_a_field_of_its_class_and_shrinks_the_full_profile(m
         assert set(cls.SMOKE) <= fields, f"{name}.SMOKE names no field {set(cls.SMOKE) - fields}"
         full = cls.for_profile("full")
         for key, toy in cls.SMOKE.items():
-            assert toy <= getattr(full, key), f"{name}.SMOKE[{key!r}] = {toy} is above the full profile's"
+            limit = getattr(full, key)
+            if key.startswith("max_") and limit == 0:     # 0: no limit (every record)
+                continue
+            assert toy <= limit, f"{name}.SMOKE[{key!r}] = {toy} is above the full profile's"
     tree = ast.parse(Path(ecgkit.config.__file__).read_text())
     upward = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
               and (node.level > 0 or (node.module or "").split(".")[0] == "ecgkit")]
