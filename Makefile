@@ -1,5 +1,5 @@
-# ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path), `make check`,
-# `make smoke`, `make book`, `make bench` (`make bench-ci`: CI's short mode), `make test-all`, `make lock`.
+# ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path, DELINEATION=path), `make check`,
+# `make smoke`, `make book`, `make bench`, `make bench-ci`, `make lab`, `make test-all`, `make lock`.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3

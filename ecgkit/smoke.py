@@ -40,7 +40,7 @@ ENV = "ECGKIT_SMOKE"
 NOTEBOOKS = {
     "00": dict(n_synthetic=160, n_summary=20),
     "01": dict(n_random=2000, max_new_tokens=12),
-    "02": dict(n_scored=3, n_real=12, n_baseline=6),
+    "02": dict(n_scored=3, n_real=12, n_baseline=6, n_annotated=6),
     "03": dict(n_llm=4, n_val=8, n_boot=50, n_synthetic_test=6),
     "04": dict(n_synthetic=40, n_statements=3, n_ablation=1, top_ks=[1, 3], max_new_tokens=16),
     # 100 Hz: ConvNeXt1D tiny at 500 Hz costs 13 GFLOP a record (02/03 read 500 Hz)

@@ -244,10 +244,12 @@ def read_qtdb(folder: str | os.PathLike, records=None, annotator: str = "q1c") -
 # Any folder, and what the data is
 # --------------------------------------------------------------------------------------------
 
-def load_annotated(folder: str | os.PathLike | None = None, databases=("ludb", "qtdb")) -> list[AnnotatedECG]:
+def load_annotated(folder: str | os.PathLike | None = None, databases=("ludb", "qtdb"),
+                   per_database: int | None = None) -> list[AnnotatedECG]:
     """Every annotated ECG in ``folder`` (default ``$ECGKIT_DELINEATION``): prepared ``.npz``
     files named after their database, and PhysioNet-layout folders (LUDB: ``*.i`` annotation
-    files; QTDB: ``*.q1c``) in it or one level below. Empty when no folder is set."""
+    files; QTDB: ``*.q1c``) in it or one level below. Empty when no folder is set.
+    ``per_database``: only the first that many stretches of each database (toy runs)."""
     from ..config import settings
 
     folder = folder or settings().delineation
@@ -266,6 +268,9 @@ def load_annotated(folder: str | os.PathLike | None = None, databases=("ludb", "
             out += read_ludb(sub)
         if "qtdb" in databases and any(sub.glob("*.q1c")):
             out += read_qtdb(sub)
+    if per_database:
+        out = [e for db in dict.fromkeys(x.database for x in out)
+               for e in [x for x in out if x.database == db][:per_database]]
     return out
 
 
