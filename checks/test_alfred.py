@@ -7,7 +7,7 @@ from conftest import on_real_ptbxl
 
 #: Rules only, macro over the five superclasses, on the shared subset's fold 10 (66 records), as
 #: recorded by the seeded quick run; a change to delineation, features or rules moves these.
-RULES_ONLY_REAL = {"PPV": 0.496, "NPV": 0.901, "Sens": 0.774, "Spec": 0.786}
+RULES_ONLY_REAL = {"PPV": 0.496, "NPV": 0.883, "Sens": 0.750, "Spec": 0.806}   # cardiologist-trained delineator
 #: SmolLM2-135M's label probabilities, macro AUROC on the same 66 records (greedy, seeded):
 #: near chance without rules, below chance with them (the model leans the wrong way)
 AUROC_REAL = {"Base": 0.558, "Ablation 1": 0.361, "Ablation 2": 0.373, "Ablation 3": 0.417,
@@ -32,7 +32,7 @@ def test_03_rules_only_on_fold_10(results):
     verdict = r.metrics["rules_vs_paper"]
     assert verdict["against"] == "Proposed" and set(verdict["rates"]) == {"PPV", "NPV", "Sens", "Spec"}
     if on_real_ptbxl(r) and r.metric("fold10_records") == 66:
-        assert {"NPV", "Sens"} <= set(verdict["above"])                  # 0.901 vs 0.834, 0.774 vs 0.477
+        assert {"NPV", "Sens"} <= set(verdict["above"])                  # 0.883 vs 0.834, 0.750 vs 0.477
 
 
 def test_03_llm_configurations_are_recorded(results):
