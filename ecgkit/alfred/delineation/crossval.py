@@ -232,12 +232,12 @@ def cardiologist_table(scores: dict[str, pd.DataFrame], database: str) -> pd.Dat
     """Methods (rows) by fiducial (columns) for one database, as the field reports them: a
     ``Se / PPV`` row and a ``mean ± SD (ms)`` row per method; ours and neurokit2 from ``scores``
     (:func:`score_against_cardiologists` frames by method name), on LUDB the published rows and the
-    CSE tolerance for the SD beside them. Cells are text; "–" where a method reports nothing."""
+    CSE tolerance for the SD beside them. Cells are text; NaN where a method reports nothing."""
     def cell_rates(se, ppv):
-        return "–" if pd.isna(se) else f"{se:.3f} / {ppv:.3f}"
+        return np.nan if pd.isna(se) else f"{se:.3f} / {ppv:.3f}"
 
     def cell_error(mean, sd):
-        return "–" if pd.isna(mean) else f"{mean:+.1f} ± {sd:.1f}"
+        return np.nan if pd.isna(mean) else f"{mean:+.1f} ± {sd:.1f}"
 
     fids = [f for f in FIDUCIALS if f not in NOT_MARKED.get(database, ())]
     rows = {}
@@ -246,9 +246,9 @@ def cardiologist_table(scores: dict[str, pd.DataFrame], database: str) -> pd.Dat
         if part is None:
             continue
         rows[(name, "Se / PPV")] = [cell_rates(part.loc[f, "sensitivity"], part.loc[f, "ppv"])
-                                    if f in part.index else "–" for f in fids]
+                                    if f in part.index else np.nan for f in fids]
         rows[(name, "mean ± SD (ms)")] = [cell_error(part.loc[f, "mean_error_ms"], part.loc[f, "sd_error_ms"])
-                                          if f in part.index else "–" for f in fids]
+                                          if f in part.index else np.nan for f in fids]
     if database == "ludb":
         pub = published_scores()
         for name in pub.index:
@@ -257,7 +257,7 @@ def cardiologist_table(scores: dict[str, pd.DataFrame], database: str) -> pd.Dat
                 rows[(name, "Se / PPV")] = [cell_rates(get(f, "Se"), get(f, "PPV")) for f in fids]
             rows[(name, "mean ± SD (ms)")] = [cell_error(get(f, "mean"), get(f, "sd")) for f in fids]
         cse = cse_tolerances()
-        rows[("CSE tolerance", "SD (ms)")] = [f"{cse[f]:.1f}" if f in cse.index else "–" for f in fids]
+        rows[("CSE tolerance", "SD (ms)")] = [f"{cse[f]:.1f}" if f in cse.index else np.nan for f in fids]
     out = pd.DataFrame.from_dict(rows, orient="index", columns=fids)
     out.index = pd.MultiIndex.from_tuples(out.index, names=["method", "statistic"])
     return out
