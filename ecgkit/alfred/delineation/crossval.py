@@ -116,8 +116,10 @@ def out_of_fold(ecgs: list[AnnotatedECG], folds: dict[str, int], models: dict[in
     def load(folder):
         table = pd.read_csv(folder / "fiducials.csv.gz", dtype={"lead": str})
         groups = {int(k): g.drop(columns="ecg").reset_index(drop=True) for k, g in table.groupby("ecg")}
-        return [groups.get(i, pd.DataFrame(columns=[c for c in table.columns if c != "ecg"]))
-                for i in range(len(ecgs))]
+        from .labels import OUTPUT_COLUMNS
+
+        empty = pd.DataFrame(columns=["lead", "beat", *OUTPUT_COLUMNS])
+        return [groups.get(i, empty.copy()) for i in range(len(ecgs))]
 
     out, k, built = build_or_load("delineator_predictions", spec, build, load)
     print(f"delineations of {len(ecgs)} annotated ECGs by {len(used)} model(s): "
@@ -291,7 +293,8 @@ def strip_example(ecg: AnnotatedECG, lead: str, predictions: dict, title: str = 
     j = [str(x) for x in ecg.leads].index(str(lead))
     bands = {"cardiologist": ecg.labels[:, j]}
     for name, frame in predictions.items():
-        rows = frame[frame["lead"].astype(str) == str(lead)].copy() if frame is not None else None
+        rows = (frame[frame["lead"].astype(str) == str(lead)].copy()
+                if frame is not None and "lead" in frame and len(frame) else None)
         if rows is not None:         # a wave missing a bound is not drawn (it would fill to the edge)
             for w in ("p", "qrs", "t"):
                 if f"{w}_on" in rows and f"{w}_off" in rows:
