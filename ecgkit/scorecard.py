@@ -608,41 +608,40 @@ VERDICT_COLOURS = {REPRODUCED: "#1a7f37", NOT_REPRODUCED: "#9a6700", OPPOSITE: "
 
 
 def scorecard_html(card: pd.DataFrame, caption: str = "", show_paper: bool = True) -> str:
-    """The scorecard as an HTML table in the book's style, the evidence as a link."""
+    """The scorecard as an HTML table in the book's style, in three columns that fit the text
+    column: the claim (with its paper and the evidence as a link), the paper's number beside
+    ours (with what was measured, the data, the items and the model), and the verdict with its
+    reason."""
     from .results import TABLE_CSS
 
-    columns = (["paper"] if show_paper else []) + ["claim", "paper's number", "ours", "data and model",
-                                                   "verdict", "evidence"]
-    head = "".join(f'<th class="ek-text">{html.escape(c)}</th>' for c in columns)
+    def small(text: str) -> str:
+        return f'<br><span style="color:#555;font-size:0.85em">{text}</span>' if text else ""
+
+    head = "".join(f'<th class="ek-text">{c}</th>' for c in ("claim", "paper · ours", "verdict"))
     body = []
     for _, row in card.iterrows():
-        cells = []
-        for c in columns:
-            if c == "paper's number":
-                text = html.escape(row[c] or "–") + (f'<br><span style="color:#555;font-size:0.85em">'
-                                                    f'{html.escape(row["source"])}</span>' if row["source"] else "")
-            elif c == "ours":
-                text = (html.escape(row["ours"]) + f'<br><span style="color:#555;font-size:0.85em">'
-                        f'{html.escape(row["measured"])}</span>')
-            elif c == "data and model":
-                n = f"{int(row['n'])} {row['n of']}" if _finite(row["n"]) else ""
-                text = (html.escape(str(row["data"]))
-                        + (f"<br><strong>{html.escape(n)}</strong>" if n else "")
-                        + (f'<br><span style="color:#555;font-size:0.85em">model: {html.escape(str(row["model"]))}'
-                           f"</span>" if row["model"] not in ("", "–") else ""))
-            elif c == "verdict":
-                colour = VERDICT_COLOURS.get(row["verdict"], "#000")
-                text = (f'<strong style="color:{colour}">{html.escape(row["verdict"])}</strong>'
-                        + (f'<br><span style="font-size:0.85em">{html.escape(row["why"])}</span>' if row["why"] else ""))
-            elif c == "evidence":
-                text = (f'<a href="{html.escape(row[c])}">{html.escape(row[c].split("#")[0].removesuffix(".html"))}</a>'
-                        if row[c] else "–")
-            else:
-                text = html.escape(str(row[c]))
-            cells.append(f'<td class="ek-text">{text}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        claim = (f'<strong>{html.escape(str(row["paper"]))}</strong><br>' if show_paper else "") + html.escape(str(row["claim"]))
+        if row["evidence"]:
+            target = row["evidence"].split("#")[0].removesuffix(".html")
+            claim += small(f'evidence: <a href="{html.escape(row["evidence"])}">{html.escape(target)}</a>')
+        n = f"{int(row['n'])} {row['n of']}" if _finite(row["n"]) else ""
+        paper_number = html.escape(row["paper's number"] or "–")
+        numbers = (f"paper: {paper_number}"
+                   + small(html.escape(row["source"] or ""))
+                   + f'<br>ours: {html.escape(str(row["ours"]))}'
+                   + small(html.escape(str(row["measured"])))
+                   + small(html.escape(", ".join(x for x in (str(row["data"]), n,
+                                                             f"model: {row['model']}" if row["model"] not in ("", "–") else "")
+                                                 if x))))
+        colour = VERDICT_COLOURS.get(row["verdict"], "#000")
+        verdict = (f'<strong style="color:{colour}">{html.escape(row["verdict"])}</strong>'
+                   + (f'<br><span style="font-size:0.85em">{html.escape(row["why"])}</span>' if row["why"] else ""))
+        body.append("<tr>" + "".join(f'<td class="ek-text">{c}</td>' for c in (claim, numbers, verdict)) + "</tr>")
     cap = f'<div class="ek-caption">{html.escape(caption)}</div>' if caption else ""
-    return (TABLE_CSS + '<div class="ek-table ek-scorecard">' + cap + f"<table><thead><tr>{head}</tr></thead><tbody>"
+    # a fixed layout over the text column's width: long claims and reasons wrap in their cell
+    fit = ('<style>.ek-scorecard table{table-layout:fixed;width:100%}'
+           '.ek-scorecard td,.ek-scorecard th{overflow-wrap:break-word;word-break:normal;min-width:0}</style>')
+    return (TABLE_CSS + fit + '<div class="ek-table ek-scorecard">' + cap + f"<table><thead><tr>{head}</tr></thead><tbody>"
             + "".join(body) + "</tbody></table></div>")
 
 
