@@ -66,29 +66,30 @@ def test_warnings_are_removed_from_stderr_with_their_source_line():
                                        "x.py:1: FutureWarning: printed, not warned\n"]   # stdout kept
 
 
-def test_machine_paths_become_placeholders():
-    names = {"/home/ann/proj": "<project>", "/home/ann/proj/.venv": "<venv>", "/home/ann/.cache/ecgkit": "<cache>",
-             "/data/ptbxl": "<ptbxl>", "/home/ann": "<home>"}
-    params = new_code_cell('profile = "quick"\ncpsc_dir = "/data/ptbxl"', metadata={"tags": ["injected-parameters"]})
+def test_machine_paths_become_placeholders(tmp_path):
+    home, data = tmp_path / "home" / "ann", tmp_path / "data" / "ptbxl"   # folders of a made-up machine
+    H, P, D = str(home), str(home / "proj"), str(data)
+    names = {P: "<project>", f"{P}/.venv": "<venv>", f"{H}/.cache/ecgkit": "<cache>", D: "<ptbxl>", H: "<home>"}
+    params = new_code_cell(f'profile = "quick"\ncpsc_dir = "{D}"', metadata={"tags": ["injected-parameters"]})
     cell = new_code_cell("run()", outputs=[
-        _stream("/home/ann/proj/.venv/lib/python3.11/site-packages/x.py:3: note\n"
-                "cached in /home/ann/.cache/ecgkit/signals/abc.npy, records in /data/ptbxl/records100\n"
-                "notes in /home/ann/notes.txt; /home/ann/project2 and /data/ptbxl-big are other folders\n"),
-        new_output("error", ename="OSError", evalue="no /home/ann/proj/x", traceback=["File /home/ann/proj/a.py"]),
-        new_output("display_data", data={"text/html": "<p>/data/ptbxl</p>", "image/png": PNG + "/home/ann/x"})])
-    nb = _notebook(params, cell, papermill={"output_path": "/home/ann/proj/book/executed/00.ipynb"})
+        _stream(f"{P}/.venv/lib/python3.11/site-packages/x.py:3: note\n"
+                f"cached in {H}/.cache/ecgkit/signals/abc.npy, records in {D}/records100\n"
+                f"notes in {H}/notes.txt; {H}/project2 and {D}-big are other folders\n"),
+        new_output("error", ename="OSError", evalue=f"no {P}/x", traceback=[f"File {P}/a.py"]),
+        new_output("display_data", data={"text/html": f"<p>{D}</p>", "image/png": PNG + f"{H}/x"})])
+    nb = _notebook(params, cell, papermill={"output_path": f"{P}/book/executed/00.ipynb"})
     out = scrub(nb, names)
     assert out["cells"][0]["source"] == 'profile = "quick"\ncpsc_dir = "<ptbxl>"'
     outputs = out["cells"][1]["outputs"]
     assert outputs[0]["text"] == ("<venv>/lib/python3.11/site-packages/x.py:3: note\n"
                                   "cached in <cache>/signals/abc.npy, records in <ptbxl>/records100\n"
-                                  "notes in <home>/notes.txt; <home>/project2 and /data/ptbxl-big are other folders\n")
+                                  f"notes in <home>/notes.txt; <home>/project2 and {D}-big are other folders\n")
     assert outputs[1]["evalue"] == "no <project>/x" and outputs[1]["traceback"] == ["File <project>/a.py"]
     assert outputs[2]["data"]["text/html"] == "<p><ptbxl></p>"
-    assert outputs[2]["data"]["image/png"] == PNG + "/home/ann/x"     # image data is never rewritten
+    assert outputs[2]["data"]["image/png"] == PNG + f"{H}/x"     # image data is never rewritten
     assert out["metadata"]["papermill"]["output_path"] == "<project>/book/executed/00.ipynb"
-    assert machine_paths_in(out, machine_paths("/home/ann/proj")) == []
-    assert machine_paths_in(nb, machine_paths("/home/ann/proj")) != []
+    assert machine_paths_in(out, machine_paths(P)) == []
+    assert machine_paths_in(nb, machine_paths(P)) != []
 
 
 def test_placeholders_of_this_run(tmp_path, monkeypatch):
@@ -131,7 +132,7 @@ def test_nothing_else_changes(tmp_path):
     nb = _notebook(new_markdown_cell("# Results\nAUC is recorded below."), _figure_and_table(),
                    papermill={"parameters": {"profile": "quick"}}, kernelspec={"name": "python3"})
     before = copy.deepcopy(nb)
-    assert scrub(nb, {"/home/ann/proj": "<project>"}) == before
+    assert scrub(nb, {str(tmp_path / "proj"): "<project>"}) == before
     assert nb == before                     # the input is not modified in place
     path = tmp_path / "00_x.ipynb"
     nbformat.write(nb, path)
