@@ -286,3 +286,22 @@ def test_align_beats_numbers_beats_across_leads_and_drops_lone_detections():
     assert list(glob["qrs_off"]) == [145, 645, 1145]   # second-latest offset: one late lead is ignored
     assert not ((out["lead"] == "III") & (out["qrs_on"] == 350)).any()
     assert (out[out["lead"] != "all"].groupby("beat").size() == 4).all()
+
+
+def test_train_command_reads_settings_as_json(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(ecgs, config, progress=True, exclude=()):
+        seen.update(config)
+        m = D.UNet1D(base=2, depth=1, kernel=3).eval()
+        m.history, m.fs = [{"epoch": 1, "loss": 1.0, "seconds": 0.0}], config["fs"]
+        return m
+
+    monkeypatch.delenv("ECGKIT_DELINEATION", raising=False)
+    monkeypatch.setattr(D, "train_on", fake_train)
+    monkeypatch.setattr(D, "held_out_scores", lambda model: pd.DataFrame({"sensitivity": [1.0]}, index=["qrs_on"]))
+    assert D.main(["train", "--set", "augment=false", "--set", "epochs=3", "--set", "lr=0.001",
+                   "--out", str(tmp_path / "m")]) == 0
+    assert seen["augment"] is False and seen["epochs"] == 3 and seen["lr"] == 0.001
+    with pytest.raises(TypeError, match="unknown setting"):
+        D.main(["train", "--set", "epochz=3", "--out", str(tmp_path / "n")])

@@ -215,3 +215,45 @@ def test_median_consensus_and_several_baselines():
     assert list(dict.fromkeys(t.columns.get_level_values(0))) == [
         "rule", "ours_all", "ours_same", "nk", "nk_median"]
     assert t.loc["sinus_rhythm", ("nk", "sens")] == 0 and t.loc["sinus_rhythm", ("nk_median", "sens")] == 1
+
+
+def _with_features(measured, **columns):
+    measured.features = pd.DataFrame(columns, index=measured.ids)
+    return measured
+
+
+def test_rhythm_checks_count_where_the_rules_fire():
+    # r0 AF, r1 AF, r2 sinus with PACs, r3 sinus tachycardia at 110 bpm, r4 sinus tachycardia at 95 bpm
+    statements = pd.DataFrame({"AFIB": [1, 1, 0, 0, 0], "PAC": [0, 0, 1, 0, 0], "STACH": [0, 0, 0, 1, 1]},
+                              index=[f"r{i}" for i in range(5)], dtype=float)
+    before = _with_features(_measured({"atrial_fibrillation": [True, True, True, False, False],
+                                       "sinus_tachycardia": [False, False, False, False, False]}),
+                            heart_rate=[90, 80, 70, 110, 95])
+    after = _with_features(_measured({"atrial_fibrillation": [True, False, False, False, False],
+                                      "sinus_tachycardia": [False, False, False, True, False]}),
+                           heart_rate=[90, 80, 70, 110, 95])
+    table = V.rhythm_checks({"before": before, "after": after}, statements)
+    af = table.loc[("atrial_fibrillation", "AF records")]
+    assert (af["n, before"], af["fires, before"], af["fires, after"]) == (2, 1.0, 0.5)
+    ect = table.loc[("atrial_fibrillation", "sinus with premature beats or sinus arrhythmia, no AF")]
+    assert (ect["n, after"], ect["fires, before"], ect["fires, after"]) == (1, 1.0, 0.0)
+    st = table.loc[("sinus_tachycardia", "sinus tachycardia records, our rate > 100 bpm")]
+    assert (st["n, after"], st["fires, after"]) == (1, 1.0)
+    assert table.loc[("sinus_tachycardia", "sinus tachycardia records"), "fires, after"] == 0.5
+    only = V.rhythm_checks({"after": after}, statements, ids=["r0", "r2"])
+    assert only.loc[("atrial_fibrillation", "AF records"), "n, after"] == 1
+
+
+def test_rules_moved_names_the_rules_and_their_measurements():
+    statements = pd.DataFrame({"AFIB": [1, 1, 0, 0]}, index=[f"r{i}" for i in range(4)], dtype=float)
+    before = _with_features(_measured({"atrial_fibrillation": [True, True, True, True]}),
+                            p_wave_ratio=[0.2, 0.3, 0.6, 0.7], rr_irregularity=[0.2] * 4)
+    after = _with_features(_measured({"atrial_fibrillation": [True, True, False, False]}),
+                           p_wave_ratio=[0.2, 0.3, 0.9, 1.0], rr_irregularity=[0.2] * 4)
+    moved = V.rules_moved(before, after, statements)
+    af = moved.loc["atrial fibrillation"]
+    assert af["moved"] == "moved" and af["spec before"] == 0 and af["spec after"] == 1
+    assert (af["fires before"], af["fires after"]) == (4, 2)
+    assert "p_wave_ratio 0.45 → 0.6" in af["medians before → after"]
+    same = V.rules_moved(before, before, statements)
+    assert (same["moved"] == "").all()

@@ -387,10 +387,12 @@ def _train_command(argv=None) -> int:
                         help="override a setting of DelineatorSettings (e.g. synthetic_records=300)")
     args = parser.parse_args(argv)
     overrides = {}
-    for item in args.set:
+    for item in args.set:            # values as JSON (300, 0.001, false), else text
         name, _, value = item.partition("=")
-        overrides[name] = type(getattr(DelineatorSettings(), name, ""))(value) if name in \
-            DelineatorSettings.__dataclass_fields__ else value
+        try:
+            overrides[name] = json.loads(value)
+        except ValueError:
+            overrides[name] = value
     config = delineator_config(args.profile, args.seed, **overrides)
     ecgs, data = training_data(config, args.data)
     key = delineator_key(config, data)
