@@ -53,12 +53,9 @@ def _keep_marked(pred: pd.DataFrame, labels: np.ndarray, leads) -> pd.DataFrame:
     return pred
 
 
-def score_against_cardiologists(ecgs: list[AnnotatedECG], predictions: list[pd.DataFrame],
-                                tolerance_ms: float = 150.0) -> pd.DataFrame:
-    """Se, PPV and error (ms) per database and fiducial of ``predictions`` (one fiducials frame
-    per ECG, samples at the ECG's rate, leads named as in the ECG) against the cardiologists'
-    boundaries. Index (database, fiducial)."""
-    out = []
+def _by_database(ecgs: list[AnnotatedECG], predictions: list[pd.DataFrame]):
+    """Per database: the cardiologists' boundaries and ours as two frames (``ecg_id``, ``lead``),
+    our boundaries that nobody could have marked left out, the rate and the scored fiducials."""
     for db in dict.fromkeys(e.database for e in ecgs):
         truths, preds, fs = [], [], None
         for i, (e, p) in enumerate(zip(ecgs, predictions)):
@@ -71,9 +68,16 @@ def score_against_cardiologists(ecgs: list[AnnotatedECG], predictions: list[pd.D
                 preds.append(_keep_marked(p.assign(lead=p["lead"].astype(str)), e.labels, leads).assign(ecg_id=i))
         truth = pd.concat(truths, ignore_index=True)
         pred = pd.concat(preds, ignore_index=True) if preds else truth.iloc[:0]
-        fids = [f for f in FIDUCIALS if f not in NOT_MARKED.get(db, ())]
-        scores = score_delineation(pred, truth, fs, tolerance_ms, fiducials=fids)
-        out.append(scores.assign(database=db).reset_index())
+        yield db, truth, pred, fs, [f for f in FIDUCIALS if f not in NOT_MARKED.get(db, ())]
+
+
+def score_against_cardiologists(ecgs: list[AnnotatedECG], predictions: list[pd.DataFrame],
+                                tolerance_ms: float = 150.0) -> pd.DataFrame:
+    """Se, PPV and error (ms) per database and fiducial of ``predictions`` (one fiducials frame
+    per ECG, samples at the ECG's rate, leads named as in the ECG) against the cardiologists'
+    boundaries. Index (database, fiducial)."""
+    out = [score_delineation(pred, truth, fs, tolerance_ms, fiducials=fids).assign(database=db).reset_index()
+           for db, truth, pred, fs, fids in _by_database(ecgs, predictions)]
     return pd.concat(out, ignore_index=True).set_index(["database", "fiducial"])
 
 
@@ -142,29 +146,14 @@ def neurokit_on(ecgs: list[AnnotatedECG], method: str = "dwt", progress: bool = 
 
 def error_table(ecgs: list[AnnotatedECG], predictions: list[pd.DataFrame],
                 tolerance_ms: float = 150.0) -> pd.DataFrame:
-    """Every matched boundary's signed error (ms) with its database and fiducial: for plotting
-    the error distributions."""
-    from .scoring import _match
-
-    rows = []
-    for e, p in zip(ecgs, predictions):
-        if p is None or not len(p):
-            continue
-        leads = [str(x) for x in e.leads]
-        truth = wave_boundaries(e.labels, leads)
-        pred = _keep_marked(p.assign(lead=p["lead"].astype(str)), e.labels, leads)
-        tol = tolerance_ms * e.fs / 1000.0
-        for lead in leads:
-            t_lead, p_lead = truth[truth["lead"] == lead], pred[pred["lead"] == lead]
-            for fid in FIDUCIALS:
-                if fid in NOT_MARKED.get(e.database, ()):
-                    continue
-                t = t_lead[fid].to_numpy(float)
-                q = p_lead[fid].to_numpy(float)
-                t, q = t[t >= 0], q[q >= 0]
-                for a, b in _match(t, q, tol):
-                    rows.append((e.database, fid, (q[b] - t[a]) * 1000.0 / e.fs))
-    return pd.DataFrame(rows, columns=["database", "fiducial", "error_ms"])
+    """Every matched boundary's signed error (ms) with its database and fiducial, matched as
+    :func:`score_against_cardiologists` matches: for plotting the error distributions."""
+    frames = []
+    for db, truth, pred, fs, fids in _by_database(ecgs, predictions):
+        errors: dict = {}
+        score_delineation(pred, truth, fs, tolerance_ms, fiducials=fids, errors=errors)
+        frames += [pd.DataFrame({"database": db, "fiducial": fid, "error_ms": e}) for fid, e in errors.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["database", "fiducial", "error_ms"])
 
 
 # --------------------------------------------------------------------------------------------

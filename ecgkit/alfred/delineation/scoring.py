@@ -42,12 +42,13 @@ def _groups(df: pd.DataFrame, keys: list[str]) -> dict:
 
 
 def score_delineation(pred: pd.DataFrame | list, truth: pd.DataFrame | list, fs: float = FS,
-                      tolerance_ms: float = 150.0, fiducials=SCORED) -> pd.DataFrame:
+                      tolerance_ms: float = 150.0, fiducials=SCORED, errors: dict | None = None) -> pd.DataFrame:
     """Sensitivity, PPV and the error (ms, predicted − true; mean and sd over matches) for each
     fiducial. Points are matched one to one within ``tolerance_ms`` (closest pairs first),
     separately in each (``ecg_id``, ``lead``) group — the keys both frames have. Leads present in
     only one frame (the generator's ``"all"`` rows) are left out. Lists of frames (one per
-    record, as :func:`delineate` returns) are numbered as records 0, 1, …
+    record, as :func:`delineate` returns) are numbered as records 0, 1, … ``errors``: a dict that
+    receives every matched error (ms) by fiducial.
     """
     def frame(x):
         if isinstance(x, (list, tuple)):
@@ -64,7 +65,7 @@ def score_delineation(pred: pd.DataFrame | list, truth: pd.DataFrame | list, fs:
     rows = []
     for fid in fiducials:
         tp = n_true = n_pred = 0
-        errors = []
+        found = []
         for key in set(gp) | set(gt):
             t = gt[key][fid].to_numpy() if key in gt and fid in gt[key] else np.zeros(0)
             p = gp[key][fid].to_numpy() if key in gp and fid in gp[key] else np.zeros(0)
@@ -74,8 +75,10 @@ def score_delineation(pred: pd.DataFrame | list, truth: pd.DataFrame | list, fs:
             tp += len(pairs)
             n_true += t.size
             n_pred += p.size
-            errors += [(p[b] - t[a]) * 1000.0 / fs for a, b in pairs]
-        err = np.asarray(errors)
+            found += [(p[b] - t[a]) * 1000.0 / fs for a, b in pairs]
+        err = np.asarray(found)
+        if errors is not None:
+            errors[fid] = err
         rows.append({"fiducial": fid, "n_true": n_true, "n_pred": n_pred, "matched": tp,
                      "sensitivity": tp / n_true if n_true else np.nan,
                      "ppv": tp / n_pred if n_pred else np.nan,
