@@ -259,3 +259,33 @@ def shuffled_zero_shot_sentence(misalignment: pd.DataFrame, test_records: int | 
                 "is more than chance variation on these records cannot be told here.")
     return (head + ": above chance, so something other than the pairing (the prompts' words lying near "
             "frequent findings, or a single run's noise) separates the classes.")
+
+
+def delineation_finding(tables: dict, metrics: dict) -> str:
+    """Chapter 02's finding in two sentences, from its recorded cardiologist scores: how far our
+    P and T offsets fall from the cardiologists' on LUDB (cross-validated) beside the previous
+    delineator's, and how many fiducials reach the best published U-Net. Empty before it ran."""
+    scores = tables.get("cardiologist_scores")
+    if scores is None or not len(scores):
+        return ""
+    t = scores.reset_index().set_index(["method", "database", "fiducial"])
+
+    def err(method, fid):
+        key = (method, "ludb", fid)
+        if key not in t.index:
+            return None
+        return f"{t.loc[key, 'mean_error_ms']:+.1f} ± {t.loc[key, 'sd_error_ms']:.1f} ms"
+
+    ours = {f: err("ours (cross-validated)", f) for f in ("p_off", "t_off")}
+    before = {f: err("ours before (synthetic only)", f) for f in ("p_off", "t_off")}
+    if not all(ours.values()):
+        return ""
+    text = ("**Against cardiologists** (LUDB, each record delineated by a model that never saw it): "
+            f"our P waves end {ours['p_off']} and our T waves {ours['t_off']} from the cardiologists' marks")
+    if all(before.values()):
+        text += f" (the previous delineator, trained on synthetic records: {before['p_off']} and {before['t_off']})"
+    goal = metrics.get("fiducials_meeting_goal", {})
+    if goal.get("value") is not None:
+        text += (f"; {goal['value']} of {goal.get('of')} fiducials reach the best published U-Net's "
+                 "sensitivity, PPV and spread (table below)")
+    return text + "."

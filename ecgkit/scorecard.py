@@ -654,18 +654,27 @@ def show_scorecard(papers=None, directory: str | Path | None = None, caption: st
                 + scorecard_html(card, caption, show_paper=not papers or len(papers) > 1))
 
 
-def paper_opening(paper: str, directory: str | Path | None = None):
-    """The opening of a chapter: the paper's full reference, then its claims and our verdicts."""
+def paper_opening(paper: str, directory: str | Path | None = None, evidence_in: str | None = None):
+    """The opening of a chapter: the paper's full reference, then its claims and our verdicts
+    (``evidence_in``: only the claims whose evidence is that notebook's; with none, a line saying
+    where they are)."""
     from IPython.display import HTML
 
     from .results import results_dir
 
-    card = scorecard(directory or results_dir(), papers=[paper])
+    claims = [c for c in CLAIMS if evidence_in is None or c.notebook == evidence_in]
+    card = scorecard(directory or results_dir(), papers=[paper], claims=claims)
     reference = PAPERS[paper]
     import re
 
     ref_html = html.escape(reference)
     ref_html = re.sub(r"\*(.+?)\*", r"<em>\1</em>", ref_html)
+    if not len(card):
+        where = sorted({c.notebook for c in CLAIMS if c.paper == paper})
+        return HTML(f"<p><strong>Paper.</strong> {ref_html}</p>"
+                    f"<p>Its claims rest on {', '.join(html.escape(w) for w in where)}, where their verdicts open "
+                    f'the chapter (all papers: <a href="scorecard.html">the scorecard</a>); this chapter builds '
+                    "the measurements they stand on.</p>")
     return HTML(f"<p><strong>Paper.</strong> {ref_html}</p>"
                 f"<p><strong>Its claims and our verdicts</strong> ({html.escape(summary_sentence(card))} "
                 f'All papers: <a href="scorecard.html">the scorecard</a>.)</p>'

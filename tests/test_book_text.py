@@ -94,3 +94,17 @@ def test_measured_sentence_and_data_kind():
 def test_measured_sentence_takes_the_total_from_the_dataset_line():
     text = measured_sentence({"records_measured": {"value": 200}}, None, "PTB-XL (real) ptbxl: 500 records, 466 patients")
     assert "200 of the 500 real records" in text and "synthetic" not in text
+
+
+def test_delineation_finding_reads_the_recorded_scores():
+    from ecgkit.book_text import delineation_finding
+
+    rows = [("ours (cross-validated)", "ludb", "p_off", 1.8, 13.6), ("ours (cross-validated)", "ludb", "t_off", 1.5, 23.3),
+            ("ours before (synthetic only)", "ludb", "p_off", 13.8, 17.3),
+            ("ours before (synthetic only)", "ludb", "t_off", 15.4, 26.0)]
+    scores = pd.DataFrame(rows, columns=["method", "database", "fiducial", "mean_error_ms", "sd_error_ms"]
+                          ).set_index(["method", "database", "fiducial"])
+    text = delineation_finding({"cardiologist_scores": scores}, {"fiducials_meeting_goal": {"value": 2, "of": 6}})
+    assert "+1.8 ± 13.6 ms" in text and "+23.3" not in text and "+15.4 ± 26.0 ms" in text
+    assert "2 of 6 fiducials" in text
+    assert delineation_finding({}, {}) == ""

@@ -251,3 +251,9 @@ def test_alfred_llm_claims_are_untestable_when_the_instrument_fails_its_control(
     ok = SimpleNamespace(metrics={"label_probability_instrument_passed": {"value": True}})
     assert verdict(1, read(ok)).label == REPRODUCED
     assert verdict(1, read(SimpleNamespace(metrics={}))).label == REPRODUCED
+
+
+def test_paper_opening_for_a_chapter_without_claims_says_where_they_are(tmp_path):
+    html = S.paper_opening("ALFRED", tmp_path, evidence_in="02_delineation_features_rules").data
+    assert "arXiv:2505.03781" in html and "03_alfred_evaluation" in html and "<table" not in html
+    assert "<table" in S.paper_opening("ALFRED", tmp_path).data
