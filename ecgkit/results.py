@@ -431,7 +431,7 @@ def _estimated_width_px(frame: pd.DataFrame) -> float:
     widest cell (:func:`_cell_chars`), the index columns included."""
     def column(header, values) -> float:
         words = [w for x in (header if isinstance(header, tuple) else (header,))
-                 for w in re.split(r"[\s_/]+", str(x))] or [""]
+                 for w in _header_words(str(x))] or [""]
         sample = [f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:50]]
         return max([len(w) for w in words] + [_cell_chars(v) for v in sample]) * _CH_PX + _CELL_PAD_PX
 
@@ -439,6 +439,17 @@ def _estimated_width_px(frame: pd.DataFrame) -> float:
     width = 0.0 if plain else sum(column(name or "", [i[k] if isinstance(i, tuple) else i for i in frame.index])
                                   for k, name in enumerate(frame.index.names))
     return width + sum(column(c, frame.iloc[:, j].tolist()) for j, c in enumerate(frame.columns))
+
+
+LONG_HYPHENATED = 14   # a hyphenated header word longer than this may wrap at its hyphens
+
+
+def _header_words(text: str) -> list[str]:
+    """The pieces of a header that :func:`header_html` keeps on one line."""
+    words = []
+    for w in re.split(r"[\s_/]+", text):
+        words.extend(w.split("-") if len(w) > LONG_HYPHENATED and "-" in w else [w])
+    return words
 
 
 def header_html(label) -> str:
@@ -449,8 +460,14 @@ def header_html(label) -> str:
 
     def level(text: str) -> str:
         text = html.escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
-        # a hyphenated word (ROUGE-1, fine-tuned) never breaks at its hyphen
-        return re.sub(r"(?<![\w-])(\w+(?:-\w+)+)", r'<span class="ek-word">\1</span>', text)
+        # a short hyphenated word (ROUGE-1, fine-tuned) never breaks at its hyphen; a long one
+        # (a dataset name such as synthetic-5000-seed0) may, after each hyphen
+        def word(m):
+            w = m.group(1)
+            if len(w) > LONG_HYPHENATED:
+                return w.replace("-", "-<wbr>")
+            return f'<span class="ek-word">{w}</span>'
+        return re.sub(r"(?<![\w-])(\w+(?:-\w+)+)", word, text)
 
     return "<br>".join(level(str(x)) for x in parts)
 

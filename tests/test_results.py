@@ -172,6 +172,8 @@ def test_headers_wrap_only_between_words():
     assert header_html(("U-Net", "mean_error_ms")) == '<span class="ek-word">U-Net</span><br>mean_<wbr>error_<wbr>ms'
     assert header_html("<b>") == "&lt;b&gt;"
     assert header_html("ROUGE-1 F") == '<span class="ek-word">ROUGE-1</span> F'     # no break at the hyphen
+    # a long hyphenated name (a dataset as a column group) may wrap at its hyphens, never inside a piece
+    assert header_html("synthetic-5000-seed0 superdiagnostic") == "synthetic-<wbr>5000-<wbr>seed0 superdiagnostic"
     assert ".ek-word{white-space:nowrap}" in TABLE_CSS
     th_rule = TABLE_CSS.split(".ek-table th{", 1)[1].split("}", 1)[0]
     for rule in ("word-break:normal", "overflow-wrap:normal", "hyphens:manual"):
