@@ -108,3 +108,22 @@ def test_delineation_finding_reads_the_recorded_scores():
     assert "+1.8 ± 13.6 ms" in text and "+23.3" not in text and "+15.4 ± 26.0 ms" in text
     assert "2 of 6 fiducials" in text
     assert delineation_finding({}, {}) == ""
+
+
+def test_text_source_sentence_judges_the_spread_against_the_seeds():
+    from ecgkit.book_text import text_source_sentence
+    from ecgkit.esi.experiments import CARD_TEXTS
+
+    task = "ptbxl superdiagnostic"
+    abl = pd.DataFrame({f"{task}: linear probe AUC": [0.76, 0.78, 0.77, 0.70]},
+                       index=["ESI (full)", CARD_TEXTS, "w/o CQA", "w/o L_cap"])
+    cls = pd.DataFrame({(task, "mean"): [0.77], (task, "sd"): [0.015]},
+                       index=pd.MultiIndex.from_tuples([("ESI", "linear probe")]))
+    text = text_source_sentence(abl, cls)
+    assert "CQA 0.760, expert cards 0.780, statement names 0.770; spread 0.020, within twice" in text
+    assert "does not measurably matter" in text
+    cls[(task, "sd")] = 0.005
+    text = text_source_sentence(abl, cls)
+    assert "more than twice" in text and "expert cards highest" in text and "moves the encoder" in text
+    assert text_source_sentence(abl.drop(CARD_TEXTS), cls) == ""          # a run without the third source
+    assert "cannot be judged" in text_source_sentence(abl, cls.drop(columns=[(task, "sd")]))

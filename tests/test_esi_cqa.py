@@ -379,3 +379,18 @@ def test_no_statements_give_an_empty_table(tiny_index, tmp_cache):
     out = cqa.describe_statements([], llm=llm, index=tiny_index, max_new_tokens=8)
     assert len(out) == 0 and out.attrs["failed"] == 0 and "description" in out.columns
     assert llm.calls == 0
+
+
+def test_card_texts_take_the_waveform_from_the_expert_card(tiny_ptbxl):
+    from ecgkit.data import load_ptbxl
+
+    data = load_ptbxl(tiny_ptbxl, 100, cache=False)
+    cards = cqa.expert_cards()
+    texts = cqa.card_texts(data, cards)
+    assert list(texts.index) == list(data.meta.index) and texts.attrs["described"] >= 1
+    clbbb = cards.loc[cqa.statement_cards(pd.Index(["CLBBB"]), cards)["CLBBB"][0], "waveform"]
+    assert texts.loc[3].startswith("This patient is a 53-year-old female. ECG findings: "
+                                   "complete left bundle branch block; atrial fibrillation. Potential ECG waveforms: ")
+    assert clbbb in texts.loc[3]                                   # the card's hand-written words, no LLM
+    plain = cqa.record_text(data.meta.loc[3], {"CLBBB": "x"}, {})
+    assert "Potential ECG waveforms" not in plain                  # a statement without a card adds no waveform

@@ -143,3 +143,27 @@ def test_small_seeded_method_comparison(tmp_cache):
     table = X.paired_comparisons({0: run}, tasks, n_boot=200)
     assert list(table.index.get_level_values("baseline")) == list(X.BASELINES)
     assert table["verdict"].isin(["better", "worse", "no detectable difference"]).all()
+
+
+def test_expert_card_texts_are_a_third_ablation_source(monkeypatch):
+    from ecgkit.data import load_synthetic
+    from ecgkit.esi import experiments as X
+    from ecgkit.esi.downstream import label_texts
+    from ecgkit.esi.train import ESIConfig
+
+    ds = load_synthetic(60, rate=100)
+    plain = {ds.name: label_texts(ds)}
+    cqa_like = {ds.name: "CQA " + plain[ds.name]}
+    cards = {ds.name: "CARD " + plain[ds.name]}
+    corpus = X.pretraining_corpus([ds], cqa_like, plain, cards=cards)
+    assert len(corpus.cards) == len(corpus) and corpus.cards[0].startswith("CARD ")
+    assert corpus.subset([1, 0]).cards == [corpus.cards[1], corpus.cards[0]]
+    seen = {}
+    monkeypatch.setattr(X, "_esi_variant_rows",
+                        lambda name, corpus, texts, *a, **k: seen.setdefault(name, texts[0].split()[0]) and [])
+    X.ablations(corpus, [], [], ESIConfig(), X.settings("quick", seeds=1), [0], progress=False)
+    assert seen == {"ESI (full)": "CQA", X.CARD_TEXTS: "CARD", "w/o CQA": "ECG", "w/o L_cap": "CQA", "w/o L_con": "CQA"}
+    seen.clear()
+    X.ablations(X.pretraining_corpus([ds], cqa_like, plain), [], [], ESIConfig(), X.settings("quick", seeds=1), [0],
+                progress=False)
+    assert X.CARD_TEXTS not in seen                     # no card texts given: the paper's four rows

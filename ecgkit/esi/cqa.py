@@ -39,7 +39,7 @@ __all__ = [
     "MAX_NEW_TOKENS", "CqaSettings", "ptbxl_statements", "report_statements", "dataset_statements",
     "record_statements", "expert_cards", "statement_cards", "retrieve_excluding",
     "cqa_prompt", "describe_statements", "statement_names", "grade_descriptions", "text_quality",
-    "record_text", "cqa_texts", "evaluation_items", "bertscore",
+    "record_text", "cqa_texts", "card_texts", "evaluation_items", "bertscore",
     "cqa_ablation", "with_paper",
 ]
 
@@ -618,6 +618,27 @@ def cqa_texts(dataset, llm=None, index=None, top_k: int = 2, collections=DEFAULT
     out.attrs.update(statements=len(statements), failed=descriptions.attrs["failed"],
                      cached=descriptions.attrs["cached"], llm=descriptions.attrs["llm"],
                      quality=text_quality(per_record, descriptions))
+    return out
+
+
+def card_texts(dataset, cards: pd.DataFrame | None = None) -> pd.Series:
+    """Record id -> the paper's text with each statement's waveform part taken from the knowledge
+    base's hand-written expert card (its Waveform section) instead of an LLM: the third text source
+    of chapter 05's ablation, beside CQA and the plain statement names.
+
+    A statement mapped to several cards takes the first; one without a card keeps its finding and
+    adds no waveform sentence. ``attrs``: ``statements``, ``described`` (statements with a card).
+    """
+    cards = expert_cards() if cards is None else cards
+    statements = dataset_statements(dataset)
+    mapped = statement_cards(statements, cards)
+    waveform = {s: cards.loc[keys[0], "waveform"] for s, keys in mapped.items()}
+    names = statements["condition"].to_dict()
+    meta = dataset.meta
+    texts = [record_text(row, {s: names.get(s, s) for s in codes}, waveform)
+             for row, codes in zip(meta.to_dict("records"), record_statements(dataset))]
+    out = pd.Series(texts, index=meta.index, name="text")
+    out.attrs.update(statements=len(statements), described=len(waveform))
     return out
 
 

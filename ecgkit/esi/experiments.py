@@ -96,7 +96,8 @@ def settings(profile: str | None = None, epochs: int | None = None, finetune_epo
 
 @dataclass
 class Corpus:
-    """The ECG-text pairs ESI pretrains on, with plain-label texts for the "w/o CQA" ablation."""
+    """The ECG-text pairs ESI pretrains on, with plain-label texts for the "w/o CQA" ablation and,
+    where given, expert-card texts (the third text source of the ablation)."""
 
     signals: np.ndarray
     texts: list
@@ -104,6 +105,7 @@ class Corpus:
     ids: list          # "dataset:ecg_id"
     sources: dict      # dataset name -> records taken
     labels: pd.DataFrame | None = None   # superclass multi-hot per record (the supervised baseline)
+    cards: list | None = None            # the texts with the expert cards' waveform sections
 
     @property
     def data_id(self) -> str:
@@ -116,17 +118,18 @@ class Corpus:
         rows = np.asarray(rows)
         return Corpus(self.signals[rows], [self.texts[i] for i in rows], [self.plain[i] for i in rows],
                       [self.ids[i] for i in rows], dict(self.sources),
-                      None if self.labels is None else self.labels.iloc[rows])
+                      None if self.labels is None else self.labels.iloc[rows],
+                      None if self.cards is None else [self.cards[i] for i in rows])
 
 
 def pretraining_corpus(datasets: Sequence, texts: dict, plain: dict, limit: int | None = None,
-                       seed: int = 0) -> Corpus:
+                       seed: int = 0, cards: dict | None = None) -> Corpus:
     """The training folds (1–8) of each dataset, in the order given, with their texts.
 
-    ``texts`` / ``plain``: dataset name -> Series (record id -> text). With ``limit``, datasets
-    are taken in order until the limit; the last one is subsampled (seeded).
+    ``texts`` / ``plain`` / ``cards`` (optional): dataset name -> Series (record id -> text). With
+    ``limit``, datasets are taken in order until the limit; the last one is subsampled (seeded).
     """
-    signals, all_texts, all_plain, ids, sources, labels = [], [], [], [], {}, []
+    signals, all_texts, all_plain, all_cards, ids, sources, labels = [], [], [], [], [], {}, []
     room = limit if limit is not None else float("inf")
     for ds in datasets:
         rows = ds.part("train")
@@ -141,13 +144,16 @@ def pretraining_corpus(datasets: Sequence, texts: dict, plain: dict, limit: int 
         signals.append(np.asarray(ds.signals[rows], dtype=np.float32))
         all_texts += texts[ds.name].loc[records].tolist()
         all_plain += plain[ds.name].loc[records].tolist()
+        if cards is not None:
+            all_cards += cards[ds.name].loc[records].tolist()
         ids += [f"{ds.name}:{r}" for r in records]
         y = ds.label_view("superdiagnostic").y.iloc[rows]
         labels.append(y.set_axis([f"{ds.name}:{r}" for r in records]))
         sources[ds.name] = len(rows)
         room -= len(rows)
     y = pd.concat(labels).fillna(0).astype(np.float32)
-    return Corpus(np.concatenate(signals), all_texts, all_plain, ids, sources, y)
+    return Corpus(np.concatenate(signals), all_texts, all_plain, ids, sources, y,
+                  all_cards if cards is not None else None)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -340,14 +346,20 @@ def _esi_variant_rows(name: str, corpus: Corpus, texts, esi_config: ESIConfig, p
     return rows
 
 
+#: the ablation row pretrained on the expert cards' hand-written waveform texts
+CARD_TEXTS = "expert-card texts"
+
+
 def ablations(corpus: Corpus, tasks, id_sets, esi_config: ESIConfig, cfg: dict, seeds: Sequence[int],
               progress: bool = True) -> list[dict]:
-    """The paper's Table 5: full ESI, without CQA (plain labels), without L_cap, without L_con."""
+    """The paper's Table 5: full ESI, without CQA (plain labels), without L_cap, without L_con;
+    where the corpus has them, the expert cards' texts as a third text source (CARD_TEXTS)."""
     rows = []
     for seed in seeds:
         pre = replace(cfg["pretrain"], seed=seed)
         for name, texts, conf in (
             ("ESI (full)", corpus.texts, esi_config),
+            *([(CARD_TEXTS, corpus.cards, esi_config)] if corpus.cards is not None else []),
             ("w/o CQA", corpus.plain, esi_config),
             ("w/o L_cap", corpus.texts, replace(esi_config, caption_weight=0.0)),
             ("w/o L_con", corpus.texts, replace(esi_config, contrastive_weight=0.0)),
