@@ -74,27 +74,30 @@ def test_05_pretraining(results):
     assert (zero_shot["AUC mean"] > 0.55).all()                  # text alignment beats chance
     assert zero_shot["paper AUC"].iloc[0] == pytest.approx(0.812)
     ablation = r.table("ablation")
-    assert list(ablation.index) == ["ESI (full)", "w/o CQA", "w/o L_cap", "w/o L_con"]
-    assert ablation["paper arrhythmia"].tolist() == [0.928, 0.901, 0.913, 0.850]
+    from ecgkit.esi.experiments import CARD_TEXTS
+
+    assert list(ablation.index) == ["ESI (full)", CARD_TEXTS, "w/o CQA", "w/o L_cap", "w/o L_con"]
+    paper = ablation["paper arrhythmia"]
+    assert paper.drop(CARD_TEXTS).tolist() == [0.928, 0.901, 0.913, 0.850] and paper.isna()[CARD_TEXTS]
     size = r.table("size_curve")
     assert size["records"].is_monotonic_increasing and size["records"].iloc[-1] == r.metric("pretraining_records")
     ident = r.table("identification")
     assert ident["nn_accuracy"].between(0, 1).all() and (ident["patients"] >= 2).all()
     # golden values of the seeded quick run on the shared subset (3 seeds, 160 steps of 32, 4,351
-    # pretraining pairs: 5,000-record synthetic cohort folds 1-8 + real folds 1-8), CI run of
-    # 2026-12-05; an ESI that learns nothing from its texts fails the synthetic verdicts and bounds
+    # pretraining pairs: 5,000-record synthetic cohort folds 1-8 + real folds 1-8), local quick run of
+    # 2026-12-07 (96-token CQA texts); an ESI that learns nothing from its texts fails the synthetic verdicts and bounds
     from ecgkit.esi.cqa import CqaSettings
 
-    if r.metric("pretraining_records") == 4351 and CqaSettings.for_profile("quick").max_new_tokens != 80:
-        # the goldens below were recorded with the 80-token CQA descriptions; the texts ESI
-        # pretrains on changed with the length budget (chapter 04): record them again
-        pytest.skip("ESI goldens were recorded with 80-token CQA descriptions: record them again")
+    if r.metric("pretraining_records") == 4351 and CqaSettings.for_profile("quick").max_new_tokens != 96:
+        # the goldens below were recorded with the 96-token CQA descriptions; the texts ESI
+        # pretrains on change with the length budget (chapter 04): record them again
+        pytest.skip("ESI goldens were recorded with 96-token CQA descriptions: record them again")
     if r.metric("pretraining_records") == 4351:
         lp = {m: r.metric(f"{m}_linear_probe_auc_real") for m in ("esi", "simclr", "random", "supervised")}
-        assert lp == pytest.approx({"esi": 0.755, "simclr": 0.711, "random": 0.733, "supervised": 0.800}, abs=0.03)
+        assert lp == pytest.approx({"esi": 0.752, "simclr": 0.711, "random": 0.733, "supervised": 0.800}, abs=0.03)
         syn = {m: r.metric(f"{m}_linear_probe_auc_synthetic") for m in ("esi", "simclr", "random", "supervised")}
-        assert syn == pytest.approx({"esi": 0.895, "simclr": 0.834, "random": 0.828, "supervised": 0.912}, abs=0.02)
+        assert syn == pytest.approx({"esi": 0.904, "simclr": 0.834, "random": 0.828, "supervised": 0.912}, abs=0.02)
         assert r.metric("esi_vs_random_synthetic") == "better" and r.metric("esi_vs_simclr_synthetic") == "better"
-        assert r.metric("esi_zero_shot_auc") == pytest.approx(0.585, abs=0.03)
+        assert r.metric("esi_zero_shot_auc") == pytest.approx(0.603, abs=0.03)
         # the captioning-only ablation (no contrastive loss) is clearly the weakest, as in the paper
         assert ablation["ptbxl superdiagnostic: linear probe AUC"].idxmin() == "w/o L_con"
