@@ -24,4 +24,5 @@ VERSIONS = {
     # the features or the rules change what they return (new weights change the key by themselves)
     "alfred_measured": 2,
     "esi_embeddings": 1,   # ecgkit.esi.downstream: cached encoder outputs (bump when embed changes)
+    "esi_frozen_eval": 1,  # ecgkit.esi.experiments: linear-probe and identification results of a frozen encoder
 }

@@ -42,7 +42,7 @@ def signals(tmp_path):
 
 
 def lines(capsys):
-    return [l for l in capsys.readouterr().out.splitlines() if l.startswith("embeddings")]
+    return [l for l in capsys.readouterr().out.splitlines() if l.startswith(("embeddings", "probes"))]
 
 
 def test_round_trip_and_log(tmp_cache, capsys, signals):
@@ -86,13 +86,21 @@ def test_evaluate_frozen_and_zero_shot_cached(tmp_cache, capsys, signals):
     enc = Pooled()
     plain = X.evaluate_frozen(enc, [task], [ids], {"seed": 0, "method": "ESI"})
     assert lines(capsys) == []
-    cold = X.evaluate_frozen(enc, [task], [ids], {"seed": 0, "method": "ESI"}, run="esi-abc")
-    warm = X.evaluate_frozen(enc, [task], [ids], {"seed": 0, "method": "ESI"}, run="esi-abc")
+    kept_cold, kept_warm = {}, {}
+    cold = X.evaluate_frozen(enc, [task], [ids], {"seed": 0, "method": "ESI"}, kept_cold, run="esi-abc")
+    warm = X.evaluate_frozen(enc, [task], [ids], {"seed": 0, "method": "ESI"}, kept_warm, run="esi-abc")
     out = lines(capsys)
-    assert len(out) == 2
+    assert len(out) == 3
     assert out[0].startswith("embeddings (ESI, 0, esi-abc): 60 records in 2 sets computed and cached (keys ")
-    assert out[1].startswith("embeddings (ESI, 0, esi-abc): 60 records in 2 sets from cache (keys ")
+    assert out[1].startswith("probes (ESI, 0, esi-abc): computed and cached (key ")
+    assert out[2].startswith("probes (ESI, 0, esi-abc): from cache (key ")          # a rerun embeds and fits nothing
     assert plain == cold == warm
+    np.testing.assert_array_equal(kept_cold["toy"], kept_warm["toy"])
+    other = D.Task("toy", signals, y, np.arange(8, 32), np.arange(0, 8), np.arange(32, 40))   # another split
+    X.evaluate_frozen(enc, [other], [ids], {"seed": 0, "method": "ESI"}, run="esi-abc")
+    out = lines(capsys)
+    assert any(l.startswith("probes (ESI, 0, esi-abc): computed and cached") for l in out)
+    assert any("embeddings (ESI, 0, esi-abc): 60 records in 2 sets from cache" in l for l in out)
     prompts = D.class_prompts(["A", "B"])
     zs = [D.zero_shot_task(enc, task, prompts, run=run) for run in (None, "esi-abc", "esi-abc")]
     out = lines(capsys)

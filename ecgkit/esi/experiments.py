@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ProfileSettings
-from .downstream import (Task, cached_embed, class_prompts, embed, identification, log_embeddings, macro_auc,
+from .downstream import (Task, cached_embed, class_prompts, data_key, embed, identification, log_embeddings, macro_auc,
                          misaligned, probe_task, subsample, supervised_task, weights_key, zero_shot_task)
 from ..nn import ecg_encoder
 from .train import ESIConfig, QUICK_PRETRAIN, TrainConfig, fingerprint, pretrain_esi, pretrain_simclr
@@ -196,9 +196,21 @@ def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[Identifica
 
     Each distinct signal array is embedded once (a dataset serves its task and its set).
     ``scores`` receives the probe's test scores per task name (for paired tests). ``run``: the
-    encoder's training run key: its embeddings are cached (:func:`~.downstream.cached_embed`,
-    one line says whether they came from the cache)."""
-    features, log = {}, []
+    encoder's training run key: its embeddings are cached (:func:`~.downstream.cached_embed`)
+    and so are the probes' results (``esi_frozen_eval``, keyed by the run and the tasks' and sets'
+    data, labels and splits); one line says what came from the cache."""
+    label = ", ".join(str(base[k]) for k in ("method", "setting", "seed") if k in base)
+    if run is None:
+        rows, kept = _evaluate_frozen(encoder, tasks, id_sets, None)
+    else:
+        rows, kept = _cached_evaluation(encoder, tasks, id_sets, run, label)
+    if scores is not None:
+        scores.update(kept)
+    return [{**base, **r} for r in rows]
+
+
+def _evaluate_frozen(encoder, tasks, id_sets, run, log: list | None = None) -> tuple[list[dict], dict]:
+    features = {}
 
     def of(signals):
         if id(signals) not in features:
@@ -206,19 +218,47 @@ def evaluate_frozen(encoder, tasks: Sequence[Task], id_sets: Sequence[Identifica
                                      else cached_embed(encoder, signals, run, log=log))
         return features[id(signals)]
 
-    rows = []
+    rows, scores = [], {}
     for task in tasks:
         keep = {}
-        rows += _rows({**base, "protocol": "linear probe", "task": task.name},
-                      probe_task(encoder, task, of(task.signals), keep))
-        if scores is not None:
-            scores[task.name] = keep["scores"]
+        rows += _rows({"protocol": "linear probe", "task": task.name}, probe_task(encoder, task, of(task.signals), keep))
+        scores[task.name] = keep["scores"]
     for ids in id_sets:
-        rows += _rows({**base, "protocol": "identification", "task": ids.name},
+        rows += _rows({"protocol": "identification", "task": ids.name},
                       identification(of(ids.signals), ids.patient_ids))
-    label = ", ".join(str(base[k]) for k in ("method", "setting", "seed") if k in base)
-    log_embeddings(f"{label}, {run}" if label else str(run), log)
-    return rows
+    return rows, scores
+
+
+def _cached_evaluation(encoder, tasks, id_sets, run: str, label: str) -> tuple[list[dict], dict]:
+    """:func:`_evaluate_frozen` through the cache (``esi_frozen_eval``)."""
+    import json
+
+    from ..cache import build_or_load
+
+    spec = {"run": run,
+            "tasks": [{"name": t.name, "data": data_key(t.signals), "labels": fingerprint(t.y.to_numpy(dtype=float), [str(c) for c in t.y.columns]),
+                       "split": fingerprint([np.asarray(t.train).tolist(), np.asarray(t.val).tolist(),
+                                             np.asarray(t.test).tolist()])} for t in tasks],
+            "id_sets": [{"name": s.name, "data": data_key(s.signals),
+                         "patients": fingerprint(np.asarray(s.patient_ids).tolist())} for s in id_sets]}
+    log: list = []
+
+    def build(folder):
+        rows, scores = _evaluate_frozen(encoder, tasks, id_sets, run, log)
+        (folder / "rows.json").write_text(json.dumps(rows))
+        np.savez(folder / "scores.npz", **{f"task{i}": scores[t.name] for i, t in enumerate(tasks)})
+
+    def load(folder):
+        with np.load(folder / "scores.npz") as held:
+            scores = {t.name: held[f"task{i}"] for i, t in enumerate(tasks)}
+        return json.loads((folder / "rows.json").read_text()), scores
+
+    (rows, scores), k, built = build_or_load("esi_frozen_eval", spec, build, load)
+    if built:
+        log_embeddings(f"{label}, {run}" if label else run, log)
+    print(f"probes ({label + ', ' if label else ''}{run}): "
+          + ("computed and cached" if built else "from cache") + f" (key {k})", flush=True)
+    return rows, scores
 
 
 def run_key(fit) -> str:
