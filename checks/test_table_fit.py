@@ -18,3 +18,16 @@ HTML = Path(os.environ.get("ECGKIT_BOOK_HTML") or Path(__file__).resolve().paren
 def test_every_table_fits_its_column_with_headers_unbroken():
     problems = table_layout_problems(HTML, READER_WIDTH)
     assert not problems, (f"{len(problems)} table layout defects at {READER_WIDTH} px:\n" + "\n".join(problems[:60]))
+
+
+#: chapter 04 shows a handful of graded descriptions and folds the rest (issue 25): its page stays short
+MAX_04_HEIGHT_PX = 6000
+
+
+@pytest.mark.skipif(not (HTML / "book" / "04_esi_descriptions.html").is_file(), reason="the book is not built")
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium to lay the page out")
+def test_04_reads_at_a_glance():
+    from ecgkit.layout import measure_page
+
+    height = measure_page(HTML / "book" / "04_esi_descriptions.html", READER_WIDTH)["height"]
+    assert height < MAX_04_HEIGHT_PX, f"chapter 04 is {height} px long at {READER_WIDTH} px"

@@ -71,7 +71,7 @@ function ekMeasure() {
                  limit: wideBox ? box(wideBox) : column, wide: !!wideBox, broken: broken, sticking: sticking,
                  squeezed: squeezed});
   });
-  return {column: column, width: window.innerWidth, tables: tables};
+  return {column: column, width: window.innerWidth, height: document.documentElement.scrollHeight, tables: tables};
 }
 window.addEventListener('load', () => setTimeout(() => {
   const out = document.createElement('pre');

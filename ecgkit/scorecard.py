@@ -654,6 +654,10 @@ def show_scorecard(papers=None, directory: str | Path | None = None, caption: st
                 + scorecard_html(card, caption, show_paper=not papers or len(papers) > 1))
 
 
+#: a chapter's opening shows at most this many claims unfolded; more are folded under one line
+OPENING_ROWS = 4
+
+
 def paper_opening(paper: str, directory: str | Path | None = None, evidence_in: str | None = None):
     """The opening of a chapter: the paper's full reference, then its claims and our verdicts
     (``evidence_in``: only the claims whose evidence is that notebook's; with none, a line saying
@@ -675,10 +679,13 @@ def paper_opening(paper: str, directory: str | Path | None = None, evidence_in: 
                     f"<p>Its claims rest on {', '.join(html.escape(w) for w in where)}, where their verdicts open "
                     f'the chapter (all papers: <a href="scorecard.html">the scorecard</a>); this chapter builds '
                     "the measurements they stand on.</p>")
+    table = scorecard_html(card, show_paper=False)
+    if len(card) > OPENING_ROWS:     # a long list stays one line until the reader opens it
+        table = (f'<details class="ek-collapsed"><summary>The {len(card)} claims, each with the paper\'s number '
+                 f"beside ours and the verdict's reason (click to show)</summary>{table}</details>")
     return HTML(f"<p><strong>Paper.</strong> {ref_html}</p>"
                 f"<p><strong>Its claims and our verdicts</strong> ({html.escape(summary_sentence(card))} "
-                f'All papers: <a href="scorecard.html">the scorecard</a>.)</p>'
-                + scorecard_html(card, show_paper=False))
+                f'All papers: <a href="scorecard.html">the scorecard</a>.)</p>' + table)
 
 
 def sentence_for(claim: str, directory: str | Path | None = None) -> Verdict:

@@ -161,6 +161,10 @@ def test_rendered_scorecard_links_the_evidence_and_escapes_text(tmp_path):
     assert "1 opposite" in S.summary_sentence(card)
     opening = S.paper_opening("ALFRED", tmp_path).data
     assert "arXiv:2505.03781" in opening and "<em>ALFRED: Ask a Large-language model" in opening
+    rows = len(card)
+    folded = '<details class="ek-collapsed"><summary>The ' in opening
+    assert folded == (rows > S.OPENING_ROWS)          # a long list of claims folds under one line
+    assert "Its claims and our verdicts" in opening and "<table" in opening
 
 
 def test_mcnemar_reader_turns_discordant_counts_into_a_paired_difference(tmp_path):
