@@ -1,6 +1,6 @@
 """Classification metrics used across the book: PPV, NPV, sensitivity, specificity.
 
-* :func:`binary_metrics`: one binary task, from :func:`sklearn.metrics.confusion_matrix`.
+* :func:`binary_metrics`: one binary task, from its confusion counts.
   A metric whose denominator is zero (e.g. sensitivity of a class without positives) is NaN,
   never an error.
 * :func:`multilabel_report`: one row per class plus a ``macro`` row (unweighted mean over the
@@ -30,7 +30,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import confusion_matrix
 
 __all__ = ["RATES", "binary_metrics", "multilabel_report", "bootstrap_ci", "auroc", "auroc_ci",
            "paired_auroc_difference", "auroc_ranks", "macro_auroc_bootstrap", "percentile_interval"]
@@ -85,10 +84,9 @@ def _clean(y_true, y_pred, missing: str):
 def binary_metrics(y_true, y_pred, missing: str = "error") -> dict:
     """PPV, NPV, Sens, Spec (NaN where the denominator is 0), n, tp, fp, tn, fn."""
     t, p = _clean(y_true, y_pred, missing)
-    if t.size:
-        tn, fp, fn, tp = (int(v) for v in confusion_matrix(t, p, labels=[False, True]).ravel())
-    else:
-        tn = fp = fn = tp = 0
+    # counted directly: the bootstrap calls this thousands of times (sklearn's checks cost ~1 ms a call)
+    tp, fp = int(np.count_nonzero(t & p)), int(np.count_nonzero(~t & p))
+    fn, tn = int(np.count_nonzero(t & ~p)), int(np.count_nonzero(~t & ~p))
     return {"PPV": _ratio(tp, tp + fp), "NPV": _ratio(tn, tn + fn), "Sens": _ratio(tp, tp + fn),
             "Spec": _ratio(tn, tn + fp), "n": int(t.size), "tp": tp, "fp": fp, "tn": tn,
             "fn": fn}
@@ -119,18 +117,17 @@ def multilabel_report(y_true, y_pred, classes: Optional[Sequence[str]] = None,
     if len(yt) != len(yp):
         raise ValueError(f"y_true has {len(yt)} rows but y_pred {len(yp)}")
     rows = {c: binary_metrics(yt[c].to_numpy(), yp[c].to_numpy(), missing) for c in classes}
-    df = pd.DataFrame.from_dict(rows, orient="index")
     macro = {}
-    for k in df.columns:
-        col = df[k].astype(float)
+    for k in ("PPV", "NPV", "Sens", "Spec", "n", "tp", "fp", "tn", "fn"):
+        values = np.array([r[k] for r in rows.values()], dtype=float)
         if k in RATES:
-            macro[k] = float(np.nanmean(col)) if col.notna().any() else math.nan
+            macro[k] = float(np.nanmean(values)) if (~np.isnan(values)).any() else math.nan
         else:
-            macro[k] = int(col.sum())
+            macro[k] = int(values.sum())
     macro["n"] = len(yt)
-    df.loc["macro"] = pd.Series(macro)
-    for k in ("n", "tp", "fp", "tn", "fn"):
-        df[k] = df[k].astype(int)
+    rows["macro"] = macro
+    # one frame built once (the bootstrap calls this for every replicate)
+    df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "class"
     return df
 
@@ -235,13 +232,11 @@ def _score_frame(y, classes) -> pd.DataFrame:
 
 
 def _auroc_one(t: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
     keep = ~(np.isnan(t) | np.isnan(s))
     t, s = t[keep], s[keep]
     if t.size == 0 or t.min() == t.max():
         return math.nan
-    return float(roc_auc_score(t.astype(bool), s))
+    return float(auroc_ranks(t[:, None], s[:, None])[0])
 
 
 def auroc(y_true, scores, classes: Optional[Sequence[str]] = None) -> pd.Series:

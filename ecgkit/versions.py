@@ -9,7 +9,9 @@ VERSIONS = {
     "synthetic": "1",      # ecgkit.data.synthetic: what the generator writes
     "delineator": "2",     # ecgkit.alfred.delineation: U-Net, labels ([onset, offset)), training on annotated ECGs
     "neurokit_delineation": 1,
-    "delineator_predictions": 1,  # ecgkit.alfred.delineation.crossval: out-of-fold delineations  # ecgkit.alfred.delineation.crossval: neurokit2 on annotated ECGs
+    "delineator_predictions": 1,  # ecgkit.alfred.delineation.crossval: out-of-fold delineations
+    "delineator_comparison": 1,   # ecgkit.alfred.delineation.compare_with_neurokit: scores and seconds
+    "reference_peaks": 1,  # ecgkit.alfred.beats.reference_peaks_many: R peaks of a reference detector
     "signal_cache": 1,     # ecgkit.data.cache: memmap layout
     "knowledge_index": 1,  # ecgkit.knowledge.index: chunking and persisted layout
     "cqa": 3,              # ecgkit.esi.cqa: prompt assembly, answer cleaning, repetition control

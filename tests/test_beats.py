@@ -230,3 +230,15 @@ def test_real_ptbxl_beats_agree_with_xqrs(shared_ptbxl, model):
     fids = D.delineate(sig, FS, model=model)
     table, summary = B.beat_agreement(sig, FS, fids, reference="xqrs", ids=ids)
     assert summary["count_within"] >= 0.9 and summary["hr_within"] >= 0.8
+
+
+def test_reference_peaks_many_cached(tmp_cache, capsys):
+    """Reference R peaks of many leads: computed once, then read back equal (empty leads kept)."""
+    sig, _ = simulate_ecg("NORM", seed=4)
+    leads = [sig[:, 1], np.zeros(100), sig[:, 0]]
+    first = B.reference_peaks_many(leads, FS, "xqrs")
+    again = B.reference_peaks_many(leads, FS, "xqrs")
+    out = capsys.readouterr().out
+    assert "computed and cached" in out and "from cache" in out
+    assert [list(p) for p in again] == [list(p) for p in first] == [list(B.reference_peaks(x, FS)) for x in leads]
+    assert len(first[1]) == 0 and len(first[0]) > 5

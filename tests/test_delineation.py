@@ -305,3 +305,15 @@ def test_train_command_reads_settings_as_json(monkeypatch, tmp_path):
     assert seen["augment"] is False and seen["epochs"] == 3 and seen["lr"] == 0.001
     with pytest.raises(TypeError, match="unknown setting"):
         D.main(["train", "--set", "epochz=3", "--out", str(tmp_path / "n")])
+
+
+def test_neurokit_comparison_cached(tmp_cache, capsys):
+    """compare_with_neurokit(cache=True): the scores and seconds measured once are read back."""
+    model = D.load_delineator("quick", progress=False)
+    first = D.compare_with_neurokit(2, 1000, model, cache=True)
+    again = D.compare_with_neurokit(2, 1000, model, cache=True)
+    assert "computed and cached" in capsys.readouterr().out
+    assert again["unet_seconds"] == first["unet_seconds"] and again["measured_at"] == first["measured_at"]
+    for name in ("unet", "neurokit"):
+        pd.testing.assert_frame_equal(again["scores"][name], first["scores"][name], check_dtype=False,
+                                      check_names=False)

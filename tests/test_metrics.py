@@ -153,3 +153,20 @@ def test_paired_auroc_difference():
     assert (grouped["n_valid"] == 100).all()
     with pytest.raises(ValueError):
         paired_auroc_difference(y, good, noise.iloc[:50])
+
+
+def test_fast_metrics_equal_sklearn_with_ties():
+    """The bootstrap's counting and rank AUROC give sklearn's values, ties included."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+
+    from ecgkit.metrics import auroc
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        t = rng.integers(0, 2, 40).astype(bool)
+        s = rng.integers(0, 6, 40) / 5.0          # coarse scores: many ties
+        p = s > 0.5
+        tn, fp, fn, tp = confusion_matrix(t, p, labels=[False, True]).ravel()
+        m = binary_metrics(t, p)
+        assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (tp, fp, tn, fn)
+        if 0 < t.sum() < t.size:
+            assert auroc(t[:, None].astype(float), s[:, None]).iloc[0] == pytest.approx(roc_auc_score(t, s), abs=1e-12)

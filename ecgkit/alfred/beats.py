@@ -25,6 +25,7 @@ its fiducials).
 :func:`beat_agreement` measures the beats against an independent reference detector (wfdb's
 ``xqrs_detect`` or NeuroKit2's ``ecg_clean`` + ``ecg_peaks`` on one lead, lead II by default), and
 :func:`worst_records` picks the records that disagree most (for a plot).
+:func:`reference_peaks_many` runs a reference detector over many leads, cached by their content.
 """
 from __future__ import annotations
 
@@ -146,6 +147,42 @@ def reference_peaks(signal_lead, fs: float, method: str = "xqrs") -> np.ndarray:
     except Exception:
         return np.zeros(0, dtype=np.int64)
     return np.unique(np.asarray(r, dtype=np.int64))
+
+
+def reference_peaks_many(leads, fs: float, method: str = "xqrs", cache: bool = True) -> list[np.ndarray]:
+    """:func:`reference_peaks` of each lead in ``leads`` (1-D signals); with ``cache`` the peaks are
+    kept under the key of the signals, the rate, the method and the detectors' versions
+    (``reference_peaks``), and one line says whether they were computed or read."""
+    leads = [np.asarray(x, dtype=float) for x in leads]
+
+    def compute():
+        return [reference_peaks(x, fs, method) for x in leads]
+
+    if not cache:
+        return compute()
+    import neurokit2
+    import wfdb
+
+    from ..cache import build_or_load
+    from ..hashing import content_sha256
+
+    spec = {"signals": content_sha256(*leads), "fs": float(fs), "method": method,
+            "versions": [wfdb.__version__, neurokit2.__version__]}
+
+    def build(folder):
+        peaks = compute()
+        np.savez(folder / "peaks.npz", peaks=np.concatenate(peaks) if peaks else np.zeros(0, np.int64),
+                 counts=np.array([len(p) for p in peaks], dtype=np.int64))
+
+    def load(folder):
+        with np.load(folder / "peaks.npz") as z:
+            return [p.astype(np.int64) for p in np.split(z["peaks"], np.cumsum(z["counts"])[:-1])] \
+                if len(z["counts"]) else []
+
+    peaks, k, built = build_or_load("reference_peaks", spec, build, load)
+    print(f"{method} R peaks of {len(leads)} leads: {'computed and cached' if built else 'from cache'} (key {k})",
+          flush=True)
+    return peaks
 
 
 def _our_peaks(fid: pd.DataFrame) -> np.ndarray:

@@ -22,18 +22,21 @@ def _summary(score: pd.DataFrame, prefix: str) -> dict:
     return out
 
 
-def run(n_records: int = 20, seed: int = 1000, model=None, return_scores: bool = False) -> dict:
+def run(n_records: int = 20, seed: int = 1000, model=None, return_scores: bool = False,
+        cache: bool = False) -> dict:
     """Time and score both methods on ``n_records`` records (seeds ``seed…``, outside training):
-    :func:`ecgkit.alfred.delineation.compare_with_neurokit`, summarised."""
+    :func:`ecgkit.alfred.delineation.compare_with_neurokit`, summarised (``cache``: as measured
+    the first time, see ``measured_at``)."""
     from ..alfred.delineation import compare_with_neurokit
 
-    c = compare_with_neurokit(n_records, seed, model)
+    c = compare_with_neurokit(n_records, seed, model, cache=cache)
     s_unet, s_nk = c["scores"]["unet"], c["scores"]["neurokit"]
     result = {"benchmark": "12-lead delineation: U-Net (batched) vs neurokit2 dwt",
               "records": n_records, "unet_ecg_per_s": n_records / c["unet_seconds"],
               "neurokit_ecg_per_s": n_records / c["neurokit_seconds"],
               "speedup": c["neurokit_seconds"] / c["unet_seconds"],
-              "cpus": os.cpu_count(), "nk_failed_leads": c["nk_failed_leads"]}
+              "cpus": os.cpu_count(), "nk_failed_leads": c["nk_failed_leads"],
+              "measured_at": c["measured_at"]}
     result.update(_summary(s_unet, "unet"))
     result.update(_summary(s_nk, "nk"))
     if return_scores:

@@ -430,20 +430,54 @@ def main(argv=None) -> int:
     return _train_command(argv[1:])
 
 def compare_with_neurokit(n_records: int = 20, seed: int = 1000, model: UNet1D | None = None,
-                          batch_size: int = 64) -> dict:
+                          batch_size: int = 64, cache: bool = False) -> dict:
     """The U-Net against NeuroKit2 (``dwt``, lead by lead) on ``n_records`` held-out synthetic
     records (seeds ``seed…``, outside training): ``scores`` (:func:`score_delineation` of each
-    against the generator's ground truth), the seconds each took, and NeuroKit2's failed leads."""
+    against the generator's ground truth), the seconds each took, and NeuroKit2's failed leads.
+
+    With ``cache`` the result (seconds included, as measured then, with ``measured_at``) is kept
+    under the key of the model's weights, the records and neurokit2's version (``delineator_comparison``);
+    ``make bench`` measures afresh (``cache=False``)."""
     model = model if model is not None else load_delineator("quick", progress=False)
-    signals, truths = held_out_records(n_records, seed)
-    delineate(signals[:1], FS, model=model)  # warm-up
-    t = time.perf_counter()
-    unet = delineate(signals, FS, model=model, batch_size=batch_size)
-    unet_s = time.perf_counter() - t
-    t = time.perf_counter()
-    nk = [neurokit_fiducials(s, FS, method="dwt") for s in signals]
-    nk_s = time.perf_counter() - t
-    return {"records": n_records, "unet_seconds": unet_s, "neurokit_seconds": nk_s,
-            "nk_failed_leads": sum(12 - f["lead"].nunique() if len(f) else 12 for f in nk),
-            "scores": {"unet": score_delineation(unet, truths, FS),
-                       "neurokit": score_delineation(nk, truths, FS)}}
+
+    def compute() -> dict:
+        signals, truths = held_out_records(n_records, seed)
+        delineate(signals[:1], FS, model=model)  # warm-up
+        t = time.perf_counter()
+        unet = delineate(signals, FS, model=model, batch_size=batch_size)
+        unet_s = time.perf_counter() - t
+        t = time.perf_counter()
+        nk = [neurokit_fiducials(s, FS, method="dwt") for s in signals]
+        nk_s = time.perf_counter() - t
+        return {"records": n_records, "unet_seconds": unet_s, "neurokit_seconds": nk_s,
+                "nk_failed_leads": sum(12 - f["lead"].nunique() if len(f) else 12 for f in nk),
+                "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "scores": {"unet": score_delineation(unet, truths, FS),
+                           "neurokit": score_delineation(nk, truths, FS)}}
+
+    if not cache:
+        return compute()
+    import neurokit2
+
+    from ...cache import build_or_load
+    from ...hashing import content_sha256
+
+    spec = {"records": n_records, "seed": seed, "batch_size": batch_size, "neurokit2": neurokit2.__version__,
+            "model": content_sha256(*model.state_dict().values()) + f"|{getattr(model, 'fs', '')}"
+                     f"|{getattr(model, 'class_weights', None)}"}
+
+    def build(folder):
+        result = compute()
+        for name, frame in result.pop("scores").items():
+            frame.to_csv(folder / f"{name}.csv")
+        (folder / "result.json").write_text(json.dumps(result))
+
+    def load(folder):
+        result = json.loads((folder / "result.json").read_text())
+        result["scores"] = {name: pd.read_csv(folder / f"{name}.csv", index_col=0) for name in ("unet", "neurokit")}
+        return result
+
+    result, k, built = build_or_load("delineator_comparison", spec, build, load)
+    print(f"U-Net vs neurokit2 on {n_records} synthetic records: "
+          f"{'computed and cached' if built else 'from cache'} (key {k}; timed {result['measured_at']})", flush=True)
+    return result
