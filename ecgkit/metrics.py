@@ -378,14 +378,20 @@ def paired_macro_auroc_difference(y_true, runs_a: Sequence, runs_b: Sequence, n_
         raise ValueError(f"need as many runs of A as of B (at least one), got {len(a)} and {len(b)}")
 
     def macro(idx, s):
+        """Macro AUROC of scores ``s`` on the records ``idx`` (shape (..., n)): shape (...)."""
         v = auroc_ranks(t[idx], s[idx])
-        return np.nanmean(v) if np.isfinite(v).any() else np.nan
+        finite = np.isfinite(v)
+        with np.errstate(invalid="ignore"):
+            return np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
 
     every = np.arange(len(t))
     est_a = float(np.mean([macro(every, s) for s in a]))
     est_b = float(np.mean([macro(every, s) for s in b]))
-    reps = np.array([np.mean([macro(idx, sa) - macro(idx, sb) for sa, sb in zip(a, b)])
-                     for idx in _draws(len(t), n_boot, seed)])
+    draws = np.stack(list(_draws(len(t), n_boot, seed))) if n_boot else np.zeros((0, len(t)), int)
+    reps = np.empty(n_boot)
+    for start in range(0, n_boot, 200):     # every replicate at once, in blocks (memory)
+        idx = draws[start:start + 200]
+        reps[start:start + 200] = np.mean([macro(idx, sa) - macro(idx, sb) for sa, sb in zip(a, b)], axis=0)
     reps = reps[np.isfinite(reps)]
     low = high = p = math.nan
     if reps.size:

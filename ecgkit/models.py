@@ -429,12 +429,14 @@ def embed_texts(
     name=None,
     batch_size: int = 32,
     normalize: bool = True,
+    cache: bool = False,
 ):
     """Sentence embeddings, shape ``(len(texts), dim)`` float32, pooled as the model prescribes.
 
     Mean pooling over non-padding tokens by default (all-MiniLM-L6-v2's pooling), or what the
     folder's ``1_Pooling/config.json`` says; L2-normalized when ``normalize``. The model is
-    loaded once per process and kept.
+    loaded once per process and kept. With ``cache`` the embeddings of this list of texts are
+    kept on disk (``text_embeddings``, keyed by the model folder's files and the texts).
     """
     import numpy as np
     import torch
@@ -442,6 +444,19 @@ def embed_texts(
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
+    if cache and texts:
+        from .cache import build_or_load
+        from .data.cache import fingerprint
+        from .hashing import content_sha256
+
+        folder = Path(text_encoder_path(name))
+        spec = {"model": fingerprint(sorted(p for p in folder.rglob("*") if p.is_file())),
+                "texts": content_sha256(texts), "batch_size": batch_size, "normalize": normalize}
+        vectors, _, _ = build_or_load(
+            "text_embeddings", spec,
+            lambda out: np.save(out / "vectors.npy", embed_texts(texts, name, batch_size, normalize)),
+            lambda out: np.load(out / "vectors.npy"))
+        return vectors
     model, tokenizer, mode, max_len = _encoder(str(text_encoder_path(name)))
     if not texts:
         return np.zeros((0, model.config.hidden_size), dtype=np.float32)

@@ -138,7 +138,7 @@ def support_similarity(texts: Sequence[str], sources: Sequence[Sequence[str]], e
     from .models import embed_texts
 
     unique = list(dict.fromkeys([texts[i] for i in todo] + [s for i in todo for s in sources[i]]))
-    vectors = dict(zip(unique, embed_texts(unique, name=encoder, normalize=True)))
+    vectors = dict(zip(unique, embed_texts(unique, name=encoder, normalize=True, cache=True)))
     for i in todo:
         own = vectors[texts[i]]
         out[i] = max(float(own @ vectors[s]) for s in sources[i])

@@ -19,6 +19,7 @@ VERSIONS = {
     "ecgllm_dataset": 1,   # ecgkit.ecgllm.dataset: instruction and MCQ items
     "ecgllm_adapter": 1,   # ecgkit.ecgllm.finetune: LoRA adapters
     "llm_generation": 1,   # ecgkit.llm: a generation or option scores for one request
+    "text_embeddings": 1,  # ecgkit.models.embed_texts(cache=True): sentence embeddings of a list of texts
     "esi_text_features": 1,  # ecgkit.esi.model: frozen text-tower features
     "clinical": 1,         # ecgkit.clinical.train: stage weights (training loop, models)
     # ecgkit.alfred.pipeline.measure_ecgs / validation.measure_with_neurokit: cached measurements.

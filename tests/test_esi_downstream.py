@@ -143,3 +143,18 @@ def test_summary_mean_sd_over_seeds():
     assert table.loc[("ESI", "linear probe"), ("t", "sd")] == pytest.approx(np.std([0.8, 0.9], ddof=1))
     assert table.loc[("SimCLR", "linear probe"), ("t", "n")] == 2
     assert D.mean_sd([0.8, 0.9]) == "0.850 ± 0.071" and D.mean_sd([0.8]) == "0.800 ± –"
+
+
+def test_best_thresholds_equal_the_f1_search():
+    """The vectorised threshold search picks what trying each threshold with sklearn's F1 picks."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, size=(60, 4))
+    y[:, 3] = 0                                   # a class without positives
+    s = np.round(rng.random((60, 4)), 1)         # ties
+    got = D.best_thresholds(y, s)
+    for j in range(4):
+        cands = np.unique(s[:, j])
+        f1 = [f1_score(y[:, j], s[:, j] >= t, zero_division=0) for t in cands]
+        assert got[j] == cands[int(np.argmax(f1))]

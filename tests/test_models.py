@@ -341,3 +341,16 @@ def test_import_changes_no_environment_and_loaders_stay_offline(monkeypatch):
     assert seen == [{"local_files_only": True}]
     monkeypatch.setenv("ECGKIT_ALLOW_DOWNLOAD", "1")
     assert models._offline() == {}
+
+
+def test_embed_texts_cached(tmp_cache):
+    """embed_texts(cache=True): the same vectors, computed once and then read from the cache."""
+    import numpy as np
+
+    from ecgkit.models import embed_texts
+    texts = ["sinus rhythm", "left bundle branch block", "sinus rhythm"]
+    first = embed_texts(texts, cache=True)
+    assert np.allclose(first, embed_texts(texts), atol=1e-6)
+    assert len(list((tmp_cache / "text_embeddings").iterdir())) == 1
+    assert np.array_equal(embed_texts(texts, cache=True), first)
+    assert len(list((tmp_cache / "text_embeddings").iterdir())) == 1

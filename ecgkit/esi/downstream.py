@@ -176,8 +176,16 @@ def best_thresholds(y_true, scores) -> np.ndarray:
     out = np.empty(y.shape[1])
     for j in range(y.shape[1]):
         candidates = np.unique(s[:, j])
-        f1 = [f1_score(y[:, j], s[:, j] >= t, zero_division=0) for t in candidates]
-        out[j] = candidates[int(np.argmax(f1))] if len(candidates) else 0.0
+        if not len(candidates):
+            out[j] = 0.0
+            continue
+        # F1 of "score >= t" for every candidate t at once: 2 TP / (positives + predicted positives)
+        positive = y[:, j].astype(bool)
+        predicted = len(s) - np.searchsorted(np.sort(s[:, j]), candidates, side="left")
+        tp = positive.sum() - np.searchsorted(np.sort(s[positive, j]), candidates, side="left")
+        denominator = positive.sum() + predicted
+        f1 = np.divide(2.0 * tp, denominator, out=np.zeros(len(candidates)), where=denominator > 0)
+        out[j] = candidates[int(np.argmax(f1))]
     return out
 
 
