@@ -121,6 +121,14 @@ def _frozen_bert(folder: str):
     return AutoModel.from_pretrained(folder).eval().requires_grad_(False)
 
 
+@functools.lru_cache(maxsize=2)
+def text_tokenizer(folder: str):
+    """The text encoder's tokenizer, loaded once per process (only read, never changed)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
 class TextTower(nn.Module):
     """A BERT's [CLS] embedding, projected to ``embed_dim`` and L2-normalised.
 
@@ -130,13 +138,13 @@ class TextTower(nn.Module):
 
     def __init__(self, name=None, embed_dim: int = 128, trainable_layers: int = 0):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         from ..models import text_encoder_path
 
         folder = text_encoder_path(name)
         self.source = str(folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = text_tokenizer(str(folder))
         # a frozen BERT never changes: one copy per process serves every tower
         self.bert = _frozen_bert(str(folder)) if trainable_layers == 0 else AutoModel.from_pretrained(folder)
         self.hidden = self.bert.config.hidden_size
@@ -260,25 +268,32 @@ class CaptionVocab:
 
     PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
+    @staticmethod
+    def token_ids_of(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """The tokenizer's ids of each caption ([CLS] … [SEP], truncated): what build and encode read."""
+        return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
     @classmethod
-    def build(cls, tokenizer, texts: Sequence[str], max_length: int) -> "CaptionVocab":
+    def build(cls, tokenizer, texts: Sequence[str], max_length: int, ids=None) -> "CaptionVocab":
+        """The vocabulary of ``texts`` (``ids``: their :meth:`token_ids_of`, when already at hand)."""
         special = [tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id]
         if any(s is None for s in special):
             raise ValueError("the caption tokenizer needs pad, cls, sep and unk tokens (a BERT tokenizer)")
         seen = set()
-        for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]:
-            seen.update(ids)
+        for row in (ids if ids is not None else cls.token_ids_of(tokenizer, texts, max_length)):
+            seen.update(row)
         return cls(special + sorted(seen - set(special)))
 
     def __len__(self) -> int:
         return len(self.token_ids)
 
-    def encode(self, tokenizer, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    def encode(self, tokenizer, texts: Sequence[str], max_length: int, ids=None) -> torch.Tensor:
         """(N, max_length) compact ids: [CLS] tokens [SEP], right-padded with 0."""
-        out = torch.zeros(len(texts), max_length, dtype=torch.long)
-        for i, ids in enumerate(tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]):
-            out[i, :len(ids)] = torch.tensor([self.index.get(t, self.UNK) for t in ids])
-        return out
+        rows = ids if ids is not None else self.token_ids_of(tokenizer, texts, max_length)
+        out = np.zeros((len(rows), max_length), dtype=np.int64)
+        for i, row in enumerate(rows):
+            out[i, :len(row)] = [self.index.get(t, self.UNK) for t in row]
+        return torch.from_numpy(out)
 
     def decode(self, tokenizer, ids: torch.Tensor) -> list[str]:
         texts = []

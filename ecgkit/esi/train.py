@@ -364,11 +364,10 @@ class Pretrained:
 
 
 def _tokenizer(name):
-    from transformers import AutoTokenizer
-
     from ..models import text_encoder_path
+    from .model import text_tokenizer
 
-    return AutoTokenizer.from_pretrained(text_encoder_path(name))
+    return text_tokenizer(str(text_encoder_path(name)))
 
 
 def esi_data(signals, texts: Sequence[str], config: ESIConfig, tower=None, vocab=None, progress: bool = True):
@@ -378,8 +377,9 @@ def esi_data(signals, texts: Sequence[str], config: ESIConfig, tower=None, vocab
     tokenizer = tower.tokenizer if tower is not None else _tokenizer(config.text_encoder)
     fields = {}
     if config.caption_weight > 0:
-        vocab = vocab or CaptionVocab.build(tokenizer, texts, config.max_caption_tokens)
-        fields["caption"] = vocab.encode(tokenizer, texts, config.max_caption_tokens)
+        ids = CaptionVocab.token_ids_of(tokenizer, texts, config.max_caption_tokens)   # tokenised once
+        vocab = vocab or CaptionVocab.build(tokenizer, texts, config.max_caption_tokens, ids=ids)
+        fields["caption"] = vocab.encode(tokenizer, texts, config.max_caption_tokens, ids=ids)
     if tower is not None:
         if tower.frozen:
             fields["text_features"] = text_features(texts, max_length=config.max_text_tokens, tower=tower,
