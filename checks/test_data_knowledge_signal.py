@@ -127,3 +127,19 @@ def test_02_measurements_on_real_ecgs(results):
     assert 55 <= groups.loc["NORM", "heart_rate"] <= 85
     prevalence = r.table("rule_prevalence")
     assert np.isfinite(prevalence.iloc[:, :3].to_numpy(dtype=float)).all()
+
+
+def test_a_rerun_records_the_same_results():
+    """After `make rerun` (CI runs it): every notebook's rerun on the same cache recorded the same
+    metrics and tables as the run before (timings left out)."""
+    import json
+
+    from conftest import results_folder
+
+    path = results_folder() / "reproduce_times.json"
+    if not path.is_file():
+        pytest.skip("no notebook run recorded")
+    reruns = {name: t["rerun"] for name, t in json.loads(path.read_text()).items() if t.get("rerun")}
+    if not reruns:
+        pytest.skip("no `make rerun` recorded")
+    assert {name: r["differences"] for name, r in reruns.items() if r.get("differences")} == {}

@@ -5,6 +5,11 @@
 the run with a message naming the notebook and the cell. Each executed copy is cleaned for
 publishing (:func:`ecgkit.notebook_scrub.scrub`: progress frames, warnings, this machine's
 paths, widget outputs; the injected parameters folded on the page).
+
+``--rerun`` runs them again on the same cache to measure the warm rerun: its times are recorded
+beside the run before (``reproduce_times.json``, key ``rerun``) and each notebook's recorded
+metrics and tables are compared with what the run before recorded (timings left out,
+:func:`ecgkit.results.rerun_differences`): the same command must give the same tables.
 """
 from __future__ import annotations
 
@@ -85,9 +90,15 @@ def run_notebook(path: Path | str, out_dir: Path | str, parameters: dict, timeou
 
 
 def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None,
-            parameters=None, results: str | Path | None = None) -> list[Path]:
+            parameters=None, results: str | Path | None = None, rerun: bool = False) -> list[Path]:
     """Execute the notebooks; ``parameters``: a dict for every notebook, or a function of the
-    notebook's path giving its own (``ecgkit.smoke.notebook_parameters``)."""
+    notebook's path giving its own (``ecgkit.smoke.notebook_parameters``); ``rerun``: a warm
+    rerun, timed and compared with the run before (see the module's text)."""
+    import json
+
+    from .config import results_dir
+    from .results import rerun_differences
+
     profile = check_profile(profile)
     out_dir = Path(out_dir).resolve()
     os.environ["ECGKIT_PROFILE"] = profile
@@ -99,17 +110,31 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
         start = time.time()
         print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
         extra = parameters(nb) if callable(parameters) else (parameters or {})
+        recorded = results_dir() / f"{nb.stem}.json"
+        before = json.loads(recorded.read_text()) if rerun and recorded.is_file() else None
         done.append(run_notebook(nb, out_dir, {"profile": profile, **extra}))
         seconds = time.time() - start
         print(f"[reproduce] {nb.name} done in {seconds:.0f} s", flush=True)
-        record_time(nb.stem, seconds, profile)
+        if not rerun:
+            record_time(nb.stem, seconds, profile)
+            continue
+        differences = (rerun_differences(before, json.loads(recorded.read_text()))
+                       if before is not None and recorded.is_file() else None)
+        if differences:
+            print(f"[reproduce] {nb.name}: {len(differences)} recorded values differ from the run before: "
+                  + "; ".join(differences[:5]), flush=True)
+        record_time(nb.stem, seconds, profile, rerun=True,
+                    differences=None if differences is None else len(differences))
     return done
 
 
-def record_time(notebook: str, seconds: float, profile: str) -> None:
+def record_time(notebook: str, seconds: float, profile: str, rerun: bool = False,
+                differences: int | None = None) -> None:
     """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map and
     the performance page), keeping the notebook's four runs before it (``history``): a rerun on
-    the same cache is then shown beside the run that filled it."""
+    the same cache is then shown beside the run that filled it. ``rerun``: the time of a warm
+    rerun (``--rerun``), kept under ``rerun`` with the number of recorded values that
+    ``differences`` from the run before (None: nothing to compare)."""
     import json
 
     from .config import results_dir
@@ -118,12 +143,16 @@ def record_time(notebook: str, seconds: float, profile: str) -> None:
 
     path = results_dir() / "reproduce_times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if rerun and notebook in times:
+        times[notebook]["rerun"] = {"seconds": round(float(seconds), 1), "at": now, "differences": differences}
+        path.write_text(json.dumps(times, indent=1))
+        return
     before = times.get(notebook)
     history = (before.get("history", []) + [{k: before[k] for k in ("seconds", "at") if k in before}]
                if before else [])[-4:]
     times[notebook] = {"seconds": round(float(seconds), 1), "profile": profile,
-                       "cpus": os.cpu_count(), "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       "history": history}
+                       "cpus": os.cpu_count(), "at": now, "history": history}
     path.write_text(json.dumps(times, indent=1))
 
 
@@ -144,12 +173,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="book/executed")
     ap.add_argument("--results", default=None, help="results folder (default $ECGKIT_RESULTS or _build/results)")
     ap.add_argument("--only", nargs="*", help="run only these notebooks (prefix, e.g. 00)")
+    ap.add_argument("--rerun", action="store_true",
+                    help="a warm rerun: recorded beside the run before, results compared with it")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter (VALUE read as JSON when it parses, else a string), "
                          "e.g. -p cpsc_dir /data/icbeb -p n_seeds 3")
     args = ap.parse_args(argv)
     try:
-        run_all(args.source, args.out, args.profile, args.only, results=args.results,
+        run_all(args.source, args.out, args.profile, args.only, results=args.results, rerun=args.rerun,
                 parameters={name: _parse_value(value) for name, value in args.param})
     except NotebookFailed as exc:
         print(f"[reproduce] FAILED: {exc}", file=sys.stderr)

@@ -897,27 +897,70 @@ def quick_cost(directory: str | Path | None = None, root: str | Path | None = No
 WARM_NOTEBOOK_S, WARM_TOTAL_S = 30.0, 180.0
 
 
+#: recorded values that measure time or speed: they differ between identical runs
+TIMING = re.compile(r"second|per_s|speed|q/s|_at$|\bms\b|µs", re.IGNORECASE)
+
+
+def rerun_differences(before: dict, after: dict) -> list[str]:
+    """What a rerun recorded differently from the run before: metric values and table cells
+    (``tables/<name>[row, column]``), timings (:data:`TIMING`) left out; figures, predictions
+    files and ``info`` are not compared. Empty when the same command gave the same results."""
+    out = []
+    for name in sorted(set(before.get("metrics", {})) | set(after.get("metrics", {}))):
+        if TIMING.search(name):
+            continue
+        a, b = before.get("metrics", {}).get(name), after.get("metrics", {}).get(name)
+        if a is None or b is None or not _same(a.get("value"), b.get("value")):
+            out.append(f"metrics/{name}")
+    for name in sorted(set(before.get("tables", {})) | set(after.get("tables", {}))):
+        a, b = before.get("tables", {}).get(name), after.get("tables", {}).get(name)
+        if a is None or b is None or a.get("columns") != b.get("columns") or len(a["data"]) != len(b["data"]) \
+                or a.get("index") != b.get("index"):
+            out.append(f"tables/{name}")
+            continue
+        kept = [j for j, c in enumerate(a["columns"]) if not TIMING.search(str(c))]
+        for i, (ra, rb) in enumerate(zip(a["data"], b["data"])):
+            out += [f"tables/{name}[{i}, {a['columns'][j]}]" for j in kept if not _same(ra[j], rb[j])]
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(a))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a if not TIMING.search(str(k)))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def rerun_table(directory: str | Path | None = None) -> pd.DataFrame:
-    """Each notebook's wall time in its last run and in the run before (``reproduce_times.json``):
-    a rerun on the same cache beside the run that filled it, with a total row. Empty before two
-    runs were recorded."""
+    """Each notebook's wall time in a run and in the rerun after it on the same cache
+    (``reproduce_times.json``: ``make rerun``'s ``rerun`` entry, else the run before the last), with
+    whether the rerun recorded the same results, and a total row. Empty before two runs."""
     directory = Path(directory) if directory else results_dir()
     path = directory / "reproduce_times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
     rows = []
     for name, t in sorted(times.items()):
-        history = t.get("history") or []
-        if not history:
+        if t.get("rerun"):
+            first, second, differences = t, t["rerun"], t["rerun"].get("differences")
+        elif t.get("history"):
+            first, second, differences = t["history"][-1], t, None
+        else:
             continue
-        prev = history[-1]
-        rows.append({"notebook": name, "run before (s)": prev.get("seconds"), "at": prev.get("at", "–"),
-                     "last run (s)": t["seconds"], "last at": t.get("at", "–"),
-                     "last within 30 s": "yes" if t["seconds"] <= WARM_NOTEBOOK_S else "no"})
+        rows.append({"notebook": name, "first run (s)": first.get("seconds"), "at": first.get("at", "–"),
+                     "rerun (s)": second["seconds"], "rerun at": second.get("at", "–"),
+                     "rerun within 30 s": "yes" if second["seconds"] <= WARM_NOTEBOOK_S else "no",
+                     "same results": "–" if differences is None else ("yes" if differences == 0
+                                                                       else f"no ({differences} values)")})
     if not rows:
         return pd.DataFrame()
     out = pd.DataFrame(rows).set_index("notebook")
-    total = {"run before (s)": out["run before (s)"].sum(), "at": "", "last run (s)": out["last run (s)"].sum(),
-             "last at": "", "last within 30 s": "yes" if out["last run (s)"].sum() <= WARM_TOTAL_S else "no"}
+    same = out["same results"]
+    total = {"first run (s)": out["first run (s)"].sum(), "at": "", "rerun (s)": out["rerun (s)"].sum(),
+             "rerun at": "", "rerun within 30 s": "yes" if out["rerun (s)"].sum() <= WARM_TOTAL_S else "no",
+             "same results": "yes" if same.eq("yes").all() else ("–" if same.eq("–").all() else "no")}
     out.loc["all (target: 180 s warm)"] = total
     return out
 

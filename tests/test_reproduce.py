@@ -125,9 +125,34 @@ def test_record_time_keeps_the_run_before_and_the_rerun_table(tmp_path, monkeypa
     record_time("03_y", 40.0, "quick")
     table = rerun_table(tmp_path)
     assert list(table.index) == ["02_x", "all (target: 180 s warm)"]
-    assert table.loc["02_x", "run before (s)"] == 300.0 and table.loc["02_x", "last run (s)"] == 12.5
-    assert table.loc["02_x", "last within 30 s"] == "yes"
+    assert table.loc["02_x", "first run (s)"] == 300.0 and table.loc["02_x", "rerun (s)"] == 12.5
+    assert table.loc["02_x", "rerun within 30 s"] == "yes" and table.loc["02_x", "same results"] == "–"
     for _ in range(6):
         record_time("02_x", 10.0, "quick")
     import json
     assert len(json.loads((tmp_path / "reproduce_times.json").read_text())["02_x"]["history"]) == 4
+    # `make rerun`: kept beside the run, with its comparison; the run's own time is not replaced
+    record_time("03_y", 45.0, "quick", rerun=True, differences=2)
+    record_time("02_x", 8.0, "quick", rerun=True, differences=0)
+    table = rerun_table(tmp_path)
+    assert table.loc["03_y", "first run (s)"] == 40.0 and table.loc["03_y", "rerun (s)"] == 45.0
+    assert table.loc["03_y", "rerun within 30 s"] == "no" and table.loc["03_y", "same results"] == "no (2 values)"
+    assert table.loc["02_x", "first run (s)"] == 10.0 and table.loc["02_x", "same results"] == "yes"
+    assert table.loc["all (target: 180 s warm)", "rerun (s)"] == 53.0
+    assert table.loc["all (target: 180 s warm)", "same results"] == "no"
+    record_time("03_y", 41.0, "quick")                       # a new run: its rerun is still to come
+    assert rerun_table(tmp_path).loc["03_y", "same results"] == "–"
+
+
+def test_rerun_differences_leave_timings_out():
+    from ecgkit.results import rerun_differences
+
+    def results(auc, seconds, qps, rows):
+        return {"metrics": {"auroc": {"value": auc}, "train_seconds": {"value": seconds}},
+                "tables": {"t": {"columns": ["recall", "q/s"], "index": [[0], [1]],
+                                 "data": rows(qps)}}}
+    before = results(0.75, 10.0, 100.0, lambda q: [[0.9, q], [0.8, q]])
+    assert rerun_differences(before, results(0.75, 3.0, 900.0, lambda q: [[0.9, q], [0.8, q]])) == []
+    changed = results(0.76, 3.0, 900.0, lambda q: [[0.9, q], [0.7, q]])
+    assert rerun_differences(before, changed) == ["metrics/auroc", "tables/t[1, recall]"]
+    assert rerun_differences(before, {"metrics": {}, "tables": {}}) == ["metrics/auroc", "tables/t"]
