@@ -858,12 +858,16 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
             notebook = Path(executed[0]).name if executed else None
             result = directory / f"{notebook}.json" if notebook else None
             info = json.loads(result.read_text())["info"] if result and result.is_file() else {}
-            seconds = times.get(notebook, {}).get("seconds") if notebook else None
-            dataset = info.get("dataset") or "–"
+            title = _chapter_title(root / f"{chapter['file']}.md")
+            if notebook is None:    # a page rendered from the notebooks' results: nothing of its own ran
+                rows.append({"part": part.get("caption", ""), "chapter": title,
+                             "data": "no notebook: rendered from the chapters' results",
+                             "records": "", "profile": "", "minutes": ""})
+                continue
+            seconds = times.get(notebook, {}).get("seconds")
+            dataset = info.get("dataset") or "– (not run yet)"
             records = re.findall(r"(\d[\d,]*) records", dataset)
-            rows.append({"part": part.get("caption", ""),
-                         "chapter": _chapter_title(root / f"{chapter['file']}.md"),
-                         "data": dataset,
+            rows.append({"part": part.get("caption", ""), "chapter": title, "data": dataset,
                          "records": " + ".join(records) if records else "–",
                          "profile": info.get("profile") or "–",
                          "minutes": "–" if seconds is None else f"{seconds / 60:.1f}"})
@@ -883,7 +887,7 @@ def quick_cost(directory: str | Path | None = None, root: str | Path | None = No
     slowest = sorted(times.items(), key=lambda kv: -kv[1]["seconds"])[:3]
     cpus = sorted({t.get("cpus") for t in times.values() if t.get("cpus")})
     profiles = sorted({t.get("profile") for t in times.values() if t.get("profile")})
-    missing = chapters.loc[chapters["minutes"] == "–", "chapter"].tolist()
+    missing = chapters.loc[chapters["minutes"] == "–", "chapter"].tolist()   # chapters whose notebook has no time
     text = (f"The last recorded runs of {len(times)} notebooks ({'/'.join(profiles) or '?'} profile) took "
             f"**{total / 60:.0f} minutes** of wall time in all"
             + (f" on {' or '.join(map(str, cpus))} CPU cores" if cpus else "")

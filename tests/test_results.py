@@ -79,7 +79,7 @@ def test_chapter_map_follows_the_toc_and_the_recorded_times(tmp_path):
     record_time("01_b", 90.0, "quick")          # ECGKIT_RESULTS is tmp/results (conftest)
     table = chapter_map(tmp_path, results)
     assert table["chapter"].tolist() == ["01 · Bee", "00 · Ay"]          # the toc's order
-    assert table["data"].tolist() == ["PTB-XL (real) ptbxl", "–"]
+    assert table["data"].tolist() == ["PTB-XL (real) ptbxl", "– (not run yet)"]
     assert table["minutes"].tolist() == ["1.5", "–"]
     assert total_minutes(results) == 1.5
     assert json.loads((results / "reproduce_times.json").read_text())["01_b"]["profile"] == "quick"
@@ -106,18 +106,20 @@ def test_chapter_map_names_records_and_quick_cost_sums_the_recorded_times(tmp_pa
         "format: jb-book\nroot: book/intro\nparts:\n"
         "  - caption: A\n    chapters:\n      - file: book/00_a\n        sections:\n"
         "          - file: book/executed/00_a\n      - file: book/01_b\n        sections:\n"
-        "          - file: book/executed/01_b\n")
+        "          - file: book/executed/01_b\n      - file: book/scorecard\n")
     (tmp_path / "book" / "00_a.md").write_text("# 00 · Ay\n")
     (tmp_path / "book" / "01_b.md").write_text("# 01 · Bee\n")
+    (tmp_path / "book" / "scorecard.md").write_text("# Scorecard\n")
     results = tmp_path / "results"
     assert "No notebook run" in quick_cost(results, tmp_path)
     Recorder("00_a", dataset="PTB-XL (real) ptbxl-500: 500 records, 466 patients + synthetic cohort synth: 600 records",
              profile="quick", seed=0).save(results)
     record_time("00_a", 1200.0, "quick")
     table = chapter_map(tmp_path, results)
-    assert table["records"].tolist() == ["500 + 600", "–"] and table["profile"].tolist() == ["quick", "–"]
+    assert table["records"].tolist() == ["500 + 600", "–", ""] and table["profile"].tolist() == ["quick", "–", ""]
+    assert table["data"].iloc[2].startswith("no notebook")       # a page without a notebook says so
     text = quick_cost(results, tmp_path)
-    assert "**20 minutes**" in text and "00_a 20.0 min" in text and "No time is recorded for: 01 · Bee" in text
+    assert "**20 minutes**" in text and "00_a 20.0 min" in text and "No time is recorded for: 01 · Bee." in text
 
 
 def test_per_record_predictions_and_artefact_keys_are_saved_beside_the_results(tmp_path):
