@@ -901,14 +901,16 @@ def quick_cost(directory: str | Path | None = None, root: str | Path | None = No
 WARM_NOTEBOOK_S, WARM_TOTAL_S = 30.0, 180.0
 
 
-#: recorded values that measure time or speed: they differ between identical runs
-TIMING = re.compile(r"second|per_s|speed|q/s|_at$|\bms\b|µs", re.IGNORECASE)
+#: recorded values that differ between identical runs: times and speeds, and whether a step came
+#: from the cache (the run that fills it computes, the rerun reads)
+TIMING = re.compile(r"second|per_s|speed|q/s|_at$|\bms\b|µs|cached|from cache", re.IGNORECASE)
 
 
 def rerun_differences(before: dict, after: dict) -> list[str]:
     """What a rerun recorded differently from the run before: metric values and table cells
-    (``tables/<name>[row, column]``), timings (:data:`TIMING`) left out; figures, predictions
-    files and ``info`` are not compared. Empty when the same command gave the same results."""
+    (``tables/<name>[row, column]``), timings and cache hits (:data:`TIMING`: by metric, column or
+    row name) left out; figures, predictions files and ``info`` are not compared. Empty when the
+    same command gave the same results."""
     out = []
     for name in sorted(set(before.get("metrics", {})) | set(after.get("metrics", {}))):
         if TIMING.search(name):
@@ -924,6 +926,8 @@ def rerun_differences(before: dict, after: dict) -> list[str]:
             continue
         kept = [j for j, c in enumerate(a["columns"]) if not TIMING.search(str(c))]
         for i, (ra, rb) in enumerate(zip(a["data"], b["data"])):
+            if TIMING.search(str(a["index"][i])):       # a row that says how long, or whether cached
+                continue
             out += [f"tables/{name}[{i}, {a['columns'][j]}]" for j in kept if not _same(ra[j], rb[j])]
     return out
 

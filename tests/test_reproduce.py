@@ -156,3 +156,9 @@ def test_rerun_differences_leave_timings_out():
     changed = results(0.76, 3.0, 900.0, lambda q: [[0.9, q], [0.7, q]])
     assert rerun_differences(before, changed) == ["metrics/auroc", "tables/t[1, recall]"]
     assert rerun_differences(before, {"metrics": {}, "tables": {}}) == ["metrics/auroc", "tables/t"]
+    # whether a step came from the cache differs between the run that fills it and the rerun
+    hits = {"metrics": {"descriptions_cached": {"value": 0}},
+            "tables": {"training": {"columns": ["value"], "index": ["steps", "loaded from cache"], "data": [[45], [False]]}}}
+    again = {"metrics": {"descriptions_cached": {"value": 57}},
+             "tables": {"training": {"columns": ["value"], "index": ["steps", "loaded from cache"], "data": [[45], [True]]}}}
+    assert rerun_differences(hits, again) == []
