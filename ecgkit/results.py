@@ -862,7 +862,7 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
             if notebook is None:    # a page rendered from the notebooks' results: nothing of its own ran
                 rows.append({"part": part.get("caption", ""), "chapter": title,
                              "data": "no notebook: rendered from the chapters' results",
-                             "records": "", "profile": "", "minutes": ""})
+                             "records": "", "profile": "", "wall time": ""})
                 continue
             seconds = times.get(notebook, {}).get("seconds")
             dataset = info.get("dataset") or "– (not run yet)"
@@ -870,8 +870,13 @@ def chapter_map(root: str | Path | None = None, directory: str | Path | None = N
             rows.append({"part": part.get("caption", ""), "chapter": title, "data": dataset,
                          "records": " + ".join(records) if records else "–",
                          "profile": info.get("profile") or "–",
-                         "minutes": "–" if seconds is None else f"{seconds / 60:.1f}"})
-    return pd.DataFrame(rows, columns=["part", "chapter", "data", "records", "profile", "minutes"])
+                         "wall time": "– (not run yet)" if seconds is None else _duration(seconds)})
+    return pd.DataFrame(rows, columns=["part", "chapter", "data", "records", "profile", "wall time"])
+
+
+def _duration(seconds: float) -> str:
+    """"45 s", "12.3 min": a wall time in the unit a reader takes in."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def quick_cost(directory: str | Path | None = None, root: str | Path | None = None) -> str:
@@ -887,11 +892,11 @@ def quick_cost(directory: str | Path | None = None, root: str | Path | None = No
     slowest = sorted(times.items(), key=lambda kv: -kv[1]["seconds"])[:3]
     cpus = sorted({t.get("cpus") for t in times.values() if t.get("cpus")})
     profiles = sorted({t.get("profile") for t in times.values() if t.get("profile")})
-    missing = chapters.loc[chapters["minutes"] == "–", "chapter"].tolist()   # chapters whose notebook has no time
+    missing = chapters.loc[chapters["wall time"].str.startswith("–"), "chapter"].tolist()   # chapters whose notebook has no time
     text = (f"The last recorded runs of {len(times)} notebooks ({'/'.join(profiles) or '?'} profile) took "
             f"**{total / 60:.0f} minutes** of wall time in all"
             + (f" on {' or '.join(map(str, cpus))} CPU cores" if cpus else "")
-            + "; the slowest: " + ", ".join(f"{name} {t['seconds'] / 60:.1f} min" for name, t in slowest) + ".")
+            + "; the slowest: " + ", ".join(f"{name} {_duration(t['seconds'])}" for name, t in slowest) + ".")
     if missing:
         text += f" No time is recorded for: {', '.join(missing)}."
     return text + " Setting up, the tests and the book build come on top."

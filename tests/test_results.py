@@ -80,7 +80,7 @@ def test_chapter_map_follows_the_toc_and_the_recorded_times(tmp_path):
     table = chapter_map(tmp_path, results)
     assert table["chapter"].tolist() == ["01 · Bee", "00 · Ay"]          # the toc's order
     assert table["data"].tolist() == ["PTB-XL (real) ptbxl", "– (not run yet)"]
-    assert table["minutes"].tolist() == ["1.5", "–"]
+    assert table["wall time"].tolist() == ["1.5 min", "– (not run yet)"]
     assert total_minutes(results) == 1.5
     assert json.loads((results / "reproduce_times.json").read_text())["01_b"]["profile"] == "quick"
 
