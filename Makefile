@@ -66,9 +66,10 @@ notebooks: setup
 
 reproduce: notebooks book
 
-# a warm rerun (same cache): its times go beside the run before, its results are compared with it
+# a warm rerun (same cache) into _build/rerun: its times go beside the run before, its results are
+# compared with that run's (the book keeps the run that filled the cache)
 rerun: setup
-	$(PY) -m ecgkit.reproduce --profile $(PROFILE) --out book/executed --rerun
+	$(PY) -m ecgkit.reproduce --profile $(PROFILE) --out _build/rerun/executed --rerun
 
 # the full profile at toy size (ecgkit/smoke.py); results in _build/smoke, never in _build/results
 smoke: setup

@@ -6,9 +6,11 @@ the run with a message naming the notebook and the cell. Each executed copy is c
 publishing (:func:`ecgkit.notebook_scrub.scrub`: progress frames, warnings, this machine's
 paths, widget outputs; the injected parameters folded on the page).
 
-``--rerun`` runs them again on the same cache to measure the warm rerun: its times are recorded
-beside the run before (``reproduce_times.json``, key ``rerun``) and each notebook's recorded
-metrics and tables are compared with what the run before recorded (timings left out,
+``--rerun --out _build/rerun/executed`` runs them again on the same cache to measure the warm
+rerun: it records its results apart (``_build/rerun/results``, the sibling of ``--out``), so the
+book keeps the run that filled the cache; its times are recorded beside that run's
+(``reproduce_times.json``, key ``rerun``) and each notebook's recorded metrics and tables are
+compared with what that run recorded (timings and cache hits left out,
 :func:`ecgkit.results.rerun_differences`): the same command must give the same tables.
 """
 from __future__ import annotations
@@ -95,6 +97,7 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
     notebook's path giving its own (``ecgkit.smoke.notebook_parameters``); ``rerun``: a warm
     rerun, timed and compared with the run before (see the module's text)."""
     import json
+    import shutil
 
     from .config import results_dir
     from .results import rerun_differences
@@ -105,31 +108,42 @@ def run_all(source="notebooks", out_dir="book/executed", profile=None, only=None
     os.environ.setdefault("TQDM_MININTERVAL", "15")  # keep progress bars short in executed notebooks
     if results:
         os.environ["ECGKIT_RESULTS"] = str(Path(results).resolve())
+    main = recorded = results_dir()
+    if rerun:
+        # the rerun records apart (the book keeps the run that filled the cache, its logs and costs);
+        # it starts from the run's results, which later notebooks read (08 reads 07's adapter)
+        rerun_results = out_dir.parent / "results"
+        if rerun_results.resolve() == main.resolve():
+            raise ValueError(f"a rerun records apart from the run it is compared with ({main}): "
+                             f"give it another --out than that folder's sibling")
+        shutil.rmtree(rerun_results, ignore_errors=True)
+        shutil.copytree(main, rerun_results)
+        os.environ["ECGKIT_RESULTS"] = str(rerun_results)
+        recorded = rerun_results
     done = []
     for nb in notebooks(source, only):
         start = time.time()
         print(f"[reproduce] {nb.name} (profile {profile}) ...", flush=True)
         extra = parameters(nb) if callable(parameters) else (parameters or {})
-        recorded = results_dir() / f"{nb.stem}.json"
-        before = json.loads(recorded.read_text()) if rerun and recorded.is_file() else None
         done.append(run_notebook(nb, out_dir, {"profile": profile, **extra}))
         seconds = time.time() - start
         print(f"[reproduce] {nb.name} done in {seconds:.0f} s", flush=True)
         if not rerun:
             record_time(nb.stem, seconds, profile)
             continue
-        differences = (rerun_differences(before, json.loads(recorded.read_text()))
-                       if before is not None and recorded.is_file() else None)
+        before, after = main / f"{nb.stem}.json", recorded / f"{nb.stem}.json"
+        differences = (rerun_differences(json.loads(before.read_text()), json.loads(after.read_text()))
+                       if before.is_file() and after.is_file() else None)
         if differences:
             print(f"[reproduce] {nb.name}: {len(differences)} recorded values differ from the run before: "
                   + "; ".join(differences[:5]), flush=True)
         record_time(nb.stem, seconds, profile, rerun=True,
-                    differences=None if differences is None else len(differences))
+                    differences=None if differences is None else len(differences), directory=main)
     return done
 
 
 def record_time(notebook: str, seconds: float, profile: str, rerun: bool = False,
-                differences: int | None = None) -> None:
+                differences: int | None = None, directory: Path | None = None) -> None:
     """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map and
     the performance page), keeping the notebook's four runs before it (``history``): a rerun on
     the same cache is then shown beside the run that filled it. ``rerun``: the time of a warm
@@ -141,7 +155,7 @@ def record_time(notebook: str, seconds: float, profile: str, rerun: bool = False
 
     import time
 
-    path = results_dir() / "reproduce_times.json"
+    path = (directory or results_dir()) / "reproduce_times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if rerun and notebook in times:
@@ -174,7 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=None, help="results folder (default $ECGKIT_RESULTS or _build/results)")
     ap.add_argument("--only", nargs="*", help="run only these notebooks (prefix, e.g. 00)")
     ap.add_argument("--rerun", action="store_true",
-                    help="a warm rerun: recorded beside the run before, results compared with it")
+                    help="a warm rerun: results recorded apart (the sibling of --out), times beside the "
+                         "run before, results compared with it")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter (VALUE read as JSON when it parses, else a string), "
                          "e.g. -p cpsc_dir /data/icbeb -p n_seeds 3")

@@ -162,3 +162,37 @@ def test_rerun_differences_leave_timings_out():
     again = {"metrics": {"descriptions_cached": {"value": 57}},
              "tables": {"training": {"columns": ["value"], "index": ["steps", "loaded from cache"], "data": [[45], [True]]}}}
     assert rerun_differences(hits, again) == []
+
+
+def test_a_rerun_records_apart_and_is_compared_with_the_run(tmp_path, monkeypatch):
+    """`make rerun`: the rerun's results go beside its executed copies, the run's stay as they were;
+    the rerun's times and its comparison land in the run's reproduce_times.json."""
+    import json
+
+    from ecgkit.reproduce import main
+
+    monkeypatch.setenv("ECGKIT_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setenv("ECGKIT_PROFILE", "quick")
+    src = tmp_path / "nb"
+    src.mkdir()
+    record = ("from ecgkit.results import Recorder\n"
+              "import os\n"
+              "rec = Recorder('00_a', dataset='toy', profile=profile, seed=0)\n"
+              "rec.metric('auroc', float(os.environ.get('TOY_AUROC', '0.75')))\n"
+              "rec.metric('train_seconds', 1.0)\n"
+              "rec.save()")
+    _write(src / "00_a.ipynb", [record])
+    run_all(src, tmp_path / "out", profile="quick", results=tmp_path / "res")
+    first = (tmp_path / "res" / "00_a.json").read_text()
+    assert main(["--source", str(src), "--out", str(tmp_path / "rerun" / "executed"),
+                 "--results", str(tmp_path / "res"), "--rerun"]) == 0
+    assert (tmp_path / "res" / "00_a.json").read_text() == first              # the run's results kept
+    assert (tmp_path / "rerun" / "results" / "00_a.json").is_file()
+    times = json.loads((tmp_path / "res" / "reproduce_times.json").read_text())["00_a"]
+    assert times["rerun"]["differences"] == 0 and times["seconds"] > 0
+    monkeypatch.setenv("TOY_AUROC", "0.70")                                    # a rerun that disagrees
+    run_all(src, tmp_path / "rerun" / "executed", profile="quick", results=tmp_path / "res", rerun=True)
+    times = json.loads((tmp_path / "res" / "reproduce_times.json").read_text())["00_a"]
+    assert times["rerun"]["differences"] == 1
+    with pytest.raises(ValueError, match="records apart"):
+        run_all(src, tmp_path / "executed", profile="quick", results=tmp_path / "results", rerun=True)
