@@ -263,10 +263,27 @@ def auroc_ci(y_true, scores, classes: Optional[Sequence[str]] = None, n_boot: in
     classes = list(yt.columns) if classes is None else list(classes)
     ys = _score_frame(scores, classes)
     yt, ys = yt.reset_index(drop=True), ys.reset_index(drop=True)
-    table = bootstrap_ci(yt, ys, metric_fn=lambda t, s: auroc(t, s, classes), n_boot=n_boot, seed=seed,
-                         alpha=alpha, groups=groups)
-    table.index.name = "class"
-    return table
+    t = np.column_stack([_as_float(yt[c]) for c in classes]) if classes else np.zeros((len(yt), 0))
+    s = np.column_stack([_as_float(ys[c]) for c in classes]) if classes else np.zeros((len(ys), 0))
+    if groups is not None or np.isnan(t).any() or np.isnan(s).any() or not 0 < alpha < 1 or not len(t):
+        table = bootstrap_ci(yt, ys, metric_fn=lambda t, s: auroc(t, s, classes), n_boot=n_boot, seed=seed,
+                             alpha=alpha, groups=groups)
+        table.index.name = "class"
+        return table
+    # every replicate at once, in blocks: the same draws and AUROCs as bootstrap_ci with auroc()
+    estimate = auroc(t, s, classes).to_numpy()
+    draws = list(_draws(len(t), n_boot, seed))
+    reps = np.full((n_boot, len(classes) + 1), np.nan)
+    for start in range(0, n_boot, 200):
+        idx = np.stack(draws[start:start + 200])
+        v = auroc_ranks(t[idx], s[idx])
+        finite = np.isfinite(v)
+        with np.errstate(invalid="ignore"):
+            macro = np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
+        reps[start:start + len(idx)] = np.column_stack([v, macro])
+    low, high, n_valid = percentile_interval(reps, alpha)
+    return pd.DataFrame({"estimate": estimate, "low": low, "high": high, "n_valid": n_valid},
+                        index=pd.Index(list(classes) + ["macro"], name="class"))
 
 
 def paired_auroc_difference(y_true, scores_a, scores_b, classes: Optional[Sequence[str]] = None,
@@ -295,12 +312,26 @@ def paired_auroc_difference(y_true, scores_a, scores_b, classes: Optional[Sequen
         rb = auroc(t[idx], b[idx], classes)
         return ra.to_numpy(), rb.to_numpy()
 
+    def with_macro(v):      # per-class AUROCs (..., C) -> (..., C + 1), the macro over defined classes last
+        finite = np.isfinite(v)
+        with np.errstate(invalid="ignore"):
+            macro = np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
+        return np.concatenate([v, macro[..., None]], axis=-1)
+
     everything = np.arange(len(t))
     est_a, est_b = both(everything)
     reps = np.full((n_boot, len(est_a)), np.nan)
-    for r, idx in enumerate(_draws(len(t), n_boot, seed, groups)):
-        ra, rb = both(idx)
-        reps[r] = ra - rb
+    draws = list(_draws(len(t), n_boot, seed, groups))
+    if groups is None and not (np.isnan(t).any() or np.isnan(a).any() or np.isnan(b).any()):
+        # every replicate at once, in blocks (the same AUROCs as :func:`auroc`, without a loop)
+        for start in range(0, n_boot, 200):
+            idx = np.stack(draws[start:start + 200])
+            reps[start:start + len(idx)] = with_macro(auroc_ranks(t[idx], a[idx])) - \
+                with_macro(auroc_ranks(t[idx], b[idx]))
+    else:   # missing scores or patients of unequal record counts: one replicate at a time
+        for r, idx in enumerate(draws):
+            ra, rb = both(idx)
+            reps[r] = ra - rb
     rows = []
     for j, name in enumerate(classes + ["macro"]):
         col = reps[~np.isnan(reps[:, j]), j]

@@ -170,3 +170,38 @@ def test_fast_metrics_equal_sklearn_with_ties():
         assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (tp, fp, tn, fn)
         if 0 < t.sum() < t.size:
             assert auroc(t[:, None].astype(float), s[:, None]).iloc[0] == pytest.approx(roc_auc_score(t, s), abs=1e-12)
+
+
+def test_paired_auroc_difference_vectorised_equals_replicate_by_replicate():
+    """The block-wise bootstrap gives the replicates that scoring each resample with auroc() gives."""
+    from ecgkit.metrics import _draws, auroc, paired_auroc_difference
+
+    rng = np.random.default_rng(0)
+    cols = list("ABCDE")
+    t = pd.DataFrame(rng.integers(0, 2, (40, 5)), columns=cols).astype(float)
+    t["E"] = 0.0                                                      # a class without positives
+    a = pd.DataFrame(rng.random((40, 5)).round(1), columns=cols)
+    b = pd.DataFrame(rng.random((40, 5)).round(1), columns=cols)
+    fast = paired_auroc_difference(t, a, b, n_boot=250, seed=4)
+    reps = np.array([(auroc(t.iloc[i], a.iloc[i]) - auroc(t.iloc[i], b.iloc[i])).to_numpy()
+                     for i in _draws(40, 250, 4)])
+    for j, name in enumerate(cols + ["macro"]):
+        col = reps[~np.isnan(reps[:, j]), j]
+        if not col.size:
+            assert fast.loc[name, "n_valid"] == 0
+            continue
+        assert fast.loc[name, "n_valid"] == col.size
+        assert fast.loc[name, "low"] == pytest.approx(np.quantile(col, 0.025), abs=1e-12)
+        assert fast.loc[name, "high"] == pytest.approx(np.quantile(col, 0.975), abs=1e-12)
+
+
+def test_auroc_ci_vectorised_equals_the_generic_bootstrap():
+    from ecgkit.metrics import auroc, auroc_ci
+
+    rng = np.random.default_rng(1)
+    t = pd.DataFrame(rng.integers(0, 2, (30, 3)), columns=list("ABC")).astype(float)
+    s = pd.DataFrame(rng.random((30, 3)).round(1), columns=list("ABC"))
+    fast = auroc_ci(t, s, n_boot=300, seed=2)
+    generic = bootstrap_ci(t, s, metric_fn=lambda a, b: auroc(a, b, list("ABC")), n_boot=300, seed=2)
+    assert list(fast.index) == ["A", "B", "C", "macro"] and fast.index.name == "class"
+    np.testing.assert_allclose(fast.to_numpy(dtype=float), generic.to_numpy(dtype=float), atol=1e-12)
