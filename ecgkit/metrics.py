@@ -255,6 +255,13 @@ def auroc(y_true, scores, classes: Optional[Sequence[str]] = None) -> pd.Series:
     return pd.Series(values, name="AUROC", dtype=float)
 
 
+def _macro_of(v: np.ndarray) -> np.ndarray:
+    """Mean of per-class AUROCs ``v`` (..., C) over the defined (finite) classes: (...); NaN when none."""
+    finite = np.isfinite(v)
+    with np.errstate(invalid="ignore"):
+        return np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
+
+
 def auroc_ci(y_true, scores, classes: Optional[Sequence[str]] = None, n_boot: int = 1000, seed: int = 0,
              alpha: float = 0.05, groups=None) -> pd.DataFrame:
     """:func:`auroc` with percentile bootstrap intervals (:func:`bootstrap_ci`): rows are the
@@ -277,10 +284,7 @@ def auroc_ci(y_true, scores, classes: Optional[Sequence[str]] = None, n_boot: in
     for start in range(0, n_boot, 200):
         idx = np.stack(draws[start:start + 200])
         v = auroc_ranks(t[idx], s[idx])
-        finite = np.isfinite(v)
-        with np.errstate(invalid="ignore"):
-            macro = np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
-        reps[start:start + len(idx)] = np.column_stack([v, macro])
+        reps[start:start + len(idx)] = np.column_stack([v, _macro_of(v)])
     low, high, n_valid = percentile_interval(reps, alpha)
     return pd.DataFrame({"estimate": estimate, "low": low, "high": high, "n_valid": n_valid},
                         index=pd.Index(list(classes) + ["macro"], name="class"))
@@ -313,10 +317,7 @@ def paired_auroc_difference(y_true, scores_a, scores_b, classes: Optional[Sequen
         return ra.to_numpy(), rb.to_numpy()
 
     def with_macro(v):      # per-class AUROCs (..., C) -> (..., C + 1), the macro over defined classes last
-        finite = np.isfinite(v)
-        with np.errstate(invalid="ignore"):
-            macro = np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
-        return np.concatenate([v, macro[..., None]], axis=-1)
+        return np.concatenate([v, _macro_of(v)[..., None]], axis=-1)
 
     everything = np.arange(len(t))
     est_a, est_b = both(everything)
@@ -410,10 +411,7 @@ def paired_macro_auroc_difference(y_true, runs_a: Sequence, runs_b: Sequence, n_
 
     def macro(idx, s):
         """Macro AUROC of scores ``s`` on the records ``idx`` (shape (..., n)): shape (...)."""
-        v = auroc_ranks(t[idx], s[idx])
-        finite = np.isfinite(v)
-        with np.errstate(invalid="ignore"):
-            return np.where(finite.any(axis=-1), np.where(finite, v, 0).sum(axis=-1) / finite.sum(axis=-1), np.nan)
+        return _macro_of(auroc_ranks(t[idx], s[idx]))
 
     every = np.arange(len(t))
     est_a = float(np.mean([macro(every, s) for s in a]))
