@@ -908,7 +908,7 @@ WARM_NOTEBOOK_S, WARM_TOTAL_S = 30.0, 180.0
 
 #: recorded values that differ between identical runs: times and speeds, and whether a step came
 #: from the cache (the run that fills it computes, the rerun reads)
-TIMING = re.compile(r"second|per_s|speed|q/s|_at$|\bms\b|µs|cached|from cache", re.IGNORECASE)
+TIMING = re.compile(r"second|per_s|speed|q/s|_at$|cached|from cache", re.IGNORECASE)
 
 
 def rerun_differences(before: dict, after: dict) -> list[str]:
