@@ -147,8 +147,9 @@ def record_time(notebook: str, seconds: float, profile: str, rerun: bool = False
     """Add a notebook's wall time to ``<results>/reproduce_times.json`` (read by the book's map and
     the performance page), keeping the notebook's four runs before it (``history``): a rerun on
     the same cache is then shown beside the run that filled it. ``rerun``: the time of a warm
-    rerun (``--rerun``), kept under ``rerun`` with the number of recorded values that
-    ``differences`` from the run before (None: nothing to compare)."""
+    rerun (``--rerun``), kept under ``rerun`` beside that run's, with ``differences``: how many
+    recorded values differ from the run's (None: nothing to compare). ``directory``: the folder
+    of ``reproduce_times.json`` (default the results folder)."""
     import json
 
     from .config import results_dir
