@@ -56,7 +56,7 @@ from ...versions import VERSIONS
 from ...vocabulary import LEADS  # noqa: F401 (re-exported)
 from ...nn import UNet1D  # noqa: F401 (re-exported)
 from .inference import (P_SHARE, SPLIT_RR, WEAK_ENERGY, WEAK_SHARE, align_beats,  # noqa: F401
-                        delineate, standardise)
+                        delineate, model_identity, standardise)
 from .labels import (CLASSES, FS, GAP_MS, MIN_MS, OUTPUT_COLUMNS, fiducials_to_mask,  # noqa: F401
                      mask_to_fiducials)
 from .scoring import SCORED, _empty, neurokit_fiducials, score_delineation  # noqa: F401
@@ -460,11 +460,9 @@ def compare_with_neurokit(n_records: int = 20, seed: int = 1000, model: UNet1D |
     import neurokit2
 
     from ...cache import build_or_load
-    from ...hashing import content_sha256
 
     spec = {"records": n_records, "seed": seed, "batch_size": batch_size, "neurokit2": neurokit2.__version__,
-            "model": content_sha256(*model.state_dict().values()) + f"|{getattr(model, 'fs', '')}"
-                     f"|{getattr(model, 'class_weights', None)}"}
+            "model": model_identity(model)}
 
     def build(folder):
         result = compute()

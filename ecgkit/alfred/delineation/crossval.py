@@ -88,8 +88,7 @@ def out_of_fold(ecgs: list[AnnotatedECG], folds: dict[str, int], models: dict[in
     ECGs' fingerprint, the folds and the models' weights, so a rerun reads it."""
     from ...cache import build_or_load
     from ...data.delineation import fingerprint
-    from ...hashing import content_sha256
-    from .inference import delineate
+    from .inference import delineate, model_identity
 
     def model_for(e):
         fold = folds.get(e.group)
@@ -109,8 +108,7 @@ def out_of_fold(ecgs: list[AnnotatedECG], folds: dict[str, int], models: dict[in
         return compute()
     used = {id(model_for(e)): model_for(e) for e in ecgs}
     spec = {"data": fingerprint(ecgs), "folds": {g: f for g, f in sorted(folds.items())},
-            "models": sorted(content_sha256(*m.state_dict().values()) + f"|{getattr(m, 'fs', '')}"
-                             f"|{getattr(m, 'class_weights', None)}" for m in used.values())}
+            "models": sorted(model_identity(m) for m in used.values())}
 
     def build(folder):
         frames = [f.assign(ecg=i) for i, f in enumerate(compute()) if len(f)]

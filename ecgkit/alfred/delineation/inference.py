@@ -13,6 +13,15 @@ from .labels import FS, OUTPUT_COLUMNS, _runs, mask_to_fiducials
 from .scoring import _empty
 
 
+def model_identity(model) -> str:
+    """What a delineator's outputs depend on, for a cache key: its weights' hash, its rate and the
+    class weights its logits are corrected for."""
+    from ...hashing import content_sha256
+
+    return (content_sha256(*model.state_dict().values()) + f"|{getattr(model, 'fs', '')}"
+            f"|{getattr(model, 'class_weights', None)}")
+
+
 def standardise(x: np.ndarray | torch.Tensor, floor: float = 0.01):
     """Per-lead standardisation along the last axis: mean removed, divided by max(sd, floor mV)."""
     if isinstance(x, torch.Tensor):
