@@ -159,7 +159,11 @@ def record_time(notebook: str, seconds: float, profile: str, rerun: bool = False
     path = (directory or results_dir()) / "reproduce_times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    if rerun and notebook in times:
+    if rerun:
+        if notebook not in times:    # nothing to stand beside: a rerun is not a first run
+            print(f"[reproduce] {notebook}: no earlier run recorded in {path.parent}, the rerun's time is not kept",
+                  flush=True)
+            return
         times[notebook]["rerun"] = {"seconds": round(float(seconds), 1), "at": now, "differences": differences}
         path.write_text(json.dumps(times, indent=1))
         return

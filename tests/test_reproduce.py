@@ -140,6 +140,8 @@ def test_record_time_keeps_the_run_before_and_the_rerun_table(tmp_path, monkeypa
     assert table.loc["02_x", "first run (s)"] == 10.0 and table.loc["02_x", "same results"] == "yes"
     assert table.loc["all (target: 180 s warm)", "rerun (s)"] == 53.0
     assert table.loc["all (target: 180 s warm)", "same results"] == "no"
+    record_time("04_z", 5.0, "quick", rerun=True, differences=0)    # no run to stand beside: not kept
+    assert "04_z" not in json.loads((tmp_path / "reproduce_times.json").read_text())
     record_time("03_y", 41.0, "quick")                       # a new run: its rerun is still to come
     assert rerun_table(tmp_path).loc["03_y", "same results"] == "–"
 
